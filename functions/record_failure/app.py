@@ -1,0 +1,25 @@
+"""Catch handler of every state machine: record the failure, notify, keep a malformed event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from governance.failures import record_workflow_failure
+
+logger = Logger()
+
+
+@logger.inject_lambda_context(correlation_id_path="event.id")
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    decided = record_workflow_failure(
+        flow=event["flow"],
+        action=event["action"],
+        audience=event["audience"],
+        event=event.get("event"),
+        error=event.get("error") or {},
+    )
+    logger.warning("workflow failed", extra=decided)
+    return decided

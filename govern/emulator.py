@@ -1,0 +1,993 @@
+"""The emulated organization: the backbone from template.yaml running offline on moto, in one process.
+
+Rules, targets and state machines come from the template and `statemachines/`; the handlers are the
+real ones, run in process; AWS is moto, several accounts at once. Tests and `govern` share this path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+from moto import mock_aws
+from moto.events.models import EventPattern
+
+from govern import flows
+from govern.lambda_context import LambdaContext
+from govern.template import Resolver, TemplateError, Unresolved, load_template
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_GOVERNANCE_ACCOUNT = "111111111111"
+DEFAULT_MANAGEMENT_ACCOUNT = "999999999999"
+REGION = "us-east-1"
+STACK_NAME = "ml-governance"
+EXECUTION_ROLE = "GovernanceExecutionRole"
+# AWS Organizations creates this role in every account it creates: the emulation's admin door.
+ADMIN_ROLE = "OrganizationAccountAccessRole"
+WORKFLOW_TIMEOUT_SECONDS = 300.0
+MAX_SQS_ROUNDS = 10_000
+
+# What the runtime sets for the functions, besides the template's own environment.
+RUNTIME_ENVIRONMENT = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "ERROR",
+    "POLL_BASE_SECONDS": "0",
+}
+_FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+}
+
+
+@dataclass
+class ActionResult:
+    type: str
+    status: str
+    target: str
+    verified: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "status": self.status,
+            "target": self.target,
+            "verified": self.verified,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class EventResult:
+    id: str
+    detail_type: str
+    rules: list[str]
+    outcome: str = "ignored"
+    actions: list[ActionResult] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "detail_type": self.detail_type,
+            "rules": self.rules,
+            "outcome": self.outcome,
+            "actions": [action.to_json() for action in self.actions],
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Notification:
+    topic_arn: str
+    subject: str
+    message: dict[str, Any]
+    attributes: dict[str, str]
+    message_id: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    queue: str
+    event: Any
+    error: str | None
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "sqs" | "statemachine" | "lambda"
+    logical_id: str
+    arn: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    logical_id: str
+    bus: str  # "default" or the governance bus name
+    pattern: dict[str, Any]
+    targets: tuple[Target, ...]
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        return bool(EventPattern.load(json.dumps(self.pattern)).matches_event(event))
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    name: str
+    arn: str
+    code_dir: Path
+    handler: str
+    timeout: int
+    memory: int
+    sqs_sources: list[tuple[str, int]] = field(default_factory=list)  # (queue URL, batch size)
+    _module: ModuleType | None = None
+
+    def entrypoint(self) -> Callable[[Any, Any], Any]:
+        module_name, _, attribute = self.handler.rpartition(".")
+        if self._module is None:
+            path = self.code_dir / f"{module_name.replace('.', '/')}.py"
+            if not path.exists():
+                raise TemplateError(f"{self.logical_id}: handler file {path} does not exist")
+            spec = importlib.util.spec_from_file_location(f"backbone_functions.{self.logical_id}", path)
+            if spec is None or spec.loader is None:
+                raise TemplateError(f"{self.logical_id}: cannot load {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            self._module = module
+        return getattr(self._module, attribute)  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Delivery:
+    event: dict[str, Any]
+    result: EventResult
+    executions: list[str] = field(default_factory=list)
+    ledger_before: int = 0
+
+
+class Organization:
+    """The backbone deployed in an emulated AWS Organization. Use as a context manager."""
+
+    def __init__(
+        self,
+        governance_account: str = DEFAULT_GOVERNANCE_ACCOUNT,
+        management_account: str = DEFAULT_MANAGEMENT_ACCOUNT,
+        *,
+        env_overrides: dict[str, str] | None = None,
+        template_path: Path | None = None,
+        parameter_overrides: dict[str, str] | None = None,
+    ) -> None:
+        self.governance_account = governance_account
+        self.management_account = management_account
+        self.region = REGION
+        self.template_path = template_path or PROJECT_ROOT / "template.yaml"
+        self._parameter_overrides = parameter_overrides or {}
+        self._env_overrides = dict(env_overrides or {})
+        self._mock: Any = None
+        self._saved_environ: dict[str, str] | None = None
+        self._patches: contextlib.ExitStack | None = None
+        self.resolver: Resolver | None = None
+        self.functions: dict[str, FunctionSpec] = {}  # by function name
+        self.rules: list[Rule] = []
+        self.state_machines: dict[str, str] = {}  # logical id -> ARN
+        self._topic_captures: dict[str, str] = {}  # topic ARN -> capture queue URL
+        self._dead_letter_queues: list[str] = []
+        self.config_evaluations: list[tuple[str, str, list[str]]] = []
+        self.assume_role_attempts: dict[str, int] = {}
+        # Called with (account, role name) before AssumeRole is answered: scenarios hook in here.
+        self.assume_role_hooks: list[Callable[[str, str], None]] = []
+        self._members: set[str] = set()
+        self._without_role: set[str] = set()
+        self._lock = threading.RLock()
+        self.function_environment: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Organization:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._saved_environ = dict(os.environ)
+        os.environ.update(_FAKE_CREDENTIALS)
+        os.environ["AWS_DEFAULT_REGION"] = self.region
+        os.environ["AWS_REGION"] = self.region
+        # Not MOTO_ACCOUNT_ID: it would override the account of assumed-role credentials too.
+        os.environ.pop("MOTO_ACCOUNT_ID", None)
+        # moto warns about error shapes it serialises and logs every failed workflow state at ERROR;
+        # the runtime reports outcomes itself.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"moto\..*")
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        self._patches = contextlib.ExitStack()
+        self._install_patches(self._patches)
+        self._provision()
+        self._reset_function_caches()
+
+    def stop(self) -> None:
+        if self._patches is not None:
+            self._patches.close()
+        if self._mock is not None:
+            self._mock.stop()
+        if self._saved_environ is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environ)
+        self._reset_function_caches()
+
+    def configure(self, **environment: str) -> None:
+        """Change the functions' environment (e.g. DRY_RUN="true") and forget cached settings."""
+        self._env_overrides.update(environment)
+        os.environ.update(environment)
+        self.function_environment.update(environment)
+        self._reset_function_caches()
+
+    @staticmethod
+    def _reset_function_caches() -> None:
+        for module_name, attribute in (
+            ("governance.settings", "settings"),
+            ("governance.idempotency", "persistence_store"),
+        ):
+            module = sys.modules.get(module_name)
+            cached = getattr(module, attribute, None) if module else None
+            if cached is not None and hasattr(cached, "cache_clear"):
+                cached.cache_clear()
+        sessions = sys.modules.get("governance.sessions")
+        if sessions is not None:
+            sessions.forget_sessions()
+        for module in list(sys.modules.values()):
+            reset = getattr(module, "reset_caches_for_tests", None)
+            if callable(reset) and getattr(module, "__name__", "").startswith("governance"):
+                reset()
+
+    # ------------------------------------------------------------------ accounts
+    def session(self, account_id: str | None = None, region: str | None = None) -> boto3.Session:
+        """An administrator session in any emulated account (for seeding and for checking state)."""
+        account = account_id or self.governance_account
+        if account == self.governance_account:
+            return boto3.Session(region_name=region or self.region)
+        credentials = boto3.client("sts", region_name=self.region).assume_role(
+            RoleArn=f"arn:aws:iam::{account}:role/{ADMIN_ROLE}", RoleSessionName="govern-admin"
+        )["Credentials"]
+        return boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=region or self.region,
+        )
+
+    def ensure_member(self, account_id: str) -> None:
+        """Deploy the member template's GovernanceExecutionRole in `account_id` (idempotent)."""
+        if account_id in (self.governance_account,):
+            return
+        with self._lock:
+            self._without_role.discard(account_id)
+            if account_id in self._members:
+                return
+            iam = self.session(account_id).client("iam")
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{self.governance_account}:root"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+            with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+                iam.create_role(RoleName=EXECUTION_ROLE, AssumeRolePolicyDocument=json.dumps(trust))
+            self._members.add(account_id)
+
+    def remove_execution_role(self, account_id: str) -> None:
+        """Scenario: the member StackSet has not (yet) deployed GovernanceExecutionRole there."""
+        with self._lock:
+            iam = self.session(account_id).client("iam")
+            with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+                iam.delete_role(RoleName=EXECUTION_ROLE)
+            self._members.discard(account_id)
+            self._without_role.add(account_id)
+
+    def has_execution_role(self, account_id: str) -> bool:
+        from moto.iam.models import iam_backends
+
+        backend = iam_backends[account_id]["global"]
+        return any(role.name == EXECUTION_ROLE for role in backend.roles.values())
+
+    # ------------------------------------------------------------------ template resources
+    def physical_id(self, logical_id: str) -> str:
+        assert self.resolver is not None
+        return str(self.resolver.resources[logical_id]["Ref"])
+
+    def arn(self, logical_id: str) -> str:
+        assert self.resolver is not None
+        return str(self.resolver.resources[logical_id]["Arn"])
+
+    # ------------------------------------------------------------------ reading state back
+    def notifications(self, audience: str | None = None) -> list[Notification]:
+        """Every message published to the backbone's topics (or one audience's topic), oldest first."""
+        topics = {
+            "security": "SecurityTopic",
+            "platform": "PlatformTopic",
+            "ml-governance": "MlGovernanceTopic",
+        }
+        wanted = [self.physical_id(topics[audience])] if audience else list(self._topic_captures)
+        found: list[Notification] = []
+        for topic_arn in wanted:
+            for message in self._peek(self._topic_captures[topic_arn]):
+                envelope = json.loads(message["Body"])
+                try:
+                    body = json.loads(envelope.get("Message", "{}"))
+                except json.JSONDecodeError:
+                    body = {"text": envelope.get("Message")}
+                attributes = {
+                    name: value.get("Value", "")
+                    for name, value in (envelope.get("MessageAttributes") or {}).items()
+                }
+                found.append(
+                    Notification(
+                        topic_arn=topic_arn,
+                        subject=envelope.get("Subject", ""),
+                        message=body,
+                        attributes=attributes,
+                        message_id=envelope.get("MessageId", ""),
+                    )
+                )
+        return found
+
+    def ledger(self, event_id: str) -> list[Any]:
+        from governance.ledger import entries_for_event
+
+        return entries_for_event(event_id)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Everything kept in the backbone's dead-letter queues (left there, as AWS would keep it)."""
+        kept: list[DeadLetter] = []
+        for queue_url in self._dead_letter_queues:
+            for message in self._peek(queue_url):
+                try:
+                    event: Any = json.loads(message["Body"])
+                except json.JSONDecodeError:
+                    event = message["Body"]
+                attributes = message.get("MessageAttributes") or {}
+                error = attributes.get("error", {}).get("StringValue")
+                kept.append(DeadLetter(queue=queue_url.rsplit("/", 1)[-1], event=event, error=error,
+                                       message_id=message["MessageId"]))
+        return kept
+
+    def executions(self, state_machine_logical_id: str) -> list[dict[str, Any]]:
+        sfn = boto3.client("stepfunctions", region_name=self.region)
+        arns = [
+            item["executionArn"]
+            for page in sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=self.state_machines[state_machine_logical_id]
+            )
+            for item in page["executions"]
+        ]
+        return [sfn.describe_execution(executionArn=arn) for arn in arns]
+
+    def _peek(self, queue_url: str) -> list[dict[str, Any]]:
+        """Read a queue without consuming it: every message is made visible again at once."""
+        sqs = boto3.client("sqs", region_name=self.region)
+        seen: dict[str, dict[str, Any]] = {}
+        handles: list[str] = []
+        while True:
+            page = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=30,
+                MessageAttributeNames=["All"],
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            fresh = [message for message in page if message["MessageId"] not in seen]
+            for message in page:
+                handles.append(message["ReceiptHandle"])
+            if not fresh:
+                break
+            for message in fresh:
+                seen[message["MessageId"]] = message
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+        return sorted(seen.values(), key=lambda m: int(m.get("Attributes", {}).get("SentTimestamp", 0)))
+
+    # ------------------------------------------------------------------ events
+    def seed(self, event: dict[str, Any]) -> None:
+        """Create in the emulated organization what `event` refers to (its accounts, its resource)."""
+        account = event.get("account")
+        if isinstance(account, str) and account not in (self.governance_account, self.management_account):
+            if account not in self._without_role:
+                self.ensure_member(account)
+        for support in flows.supports_for(event):
+            support.seed(event, self)
+
+    def replay(
+        self, events: list[Any], *, seed: bool = True, sequential: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[EventResult]:
+        """Deliver `events` in order as EventBridge would, let every workflow finish, verify each action."""
+        deliveries: list[_Delivery] = []
+        total = len(events)
+        for index, event in enumerate(events, start=1):
+            delivery = self._start_delivery(event, seed=seed)
+            deliveries.append(delivery)
+            if sequential:
+                self._settle([delivery])
+                self._conclude(delivery)
+            if progress:
+                progress(index, total)
+        if not sequential:
+            self._settle(deliveries)
+            for delivery in deliveries:
+                self._conclude(delivery)
+        return [delivery.result for delivery in deliveries]
+
+    def _start_delivery(self, event: Any, *, seed: bool) -> _Delivery:
+        if not isinstance(event, dict):
+            result = EventResult(id="", detail_type="", rules=[], outcome="dead-lettered",
+                                 error=f"event is a JSON {type(event).__name__}, not an object")
+            return _Delivery(event={}, result=result)
+        result = EventResult(id=str(event.get("id", "")), detail_type=str(event.get("detail-type", "")), rules=[])
+        delivery = _Delivery(event=event, result=result)
+        missing = [key for key in ("id", "source", "detail-type", "account", "detail") if key not in event]
+        if missing:
+            result.outcome = "dead-lettered"
+            result.error = f"not an EventBridge event: missing {', '.join(missing)}"
+            return delivery
+        if seed:
+            try:
+                self.seed(event)
+            except Exception as error:  # seeding is the emulation's, not the backbone's: say so plainly
+                result.outcome = "failed"
+                result.error = f"could not seed the emulated organization: {_one_line(error)}"
+                return delivery
+        delivery.ledger_before = len(self._ledger_entries(result.id))
+        bus = "default" if event["account"] == self.governance_account else self.physical_id("GovernanceEventBus")
+        for rule in self.rules:
+            if rule.bus == bus and rule.matches(event):
+                result.rules.append(rule.logical_id)
+                for target in rule.targets:
+                    self._deliver_to(target, event, delivery)
+        return delivery
+
+    def _deliver_to(self, target: Target, event: dict[str, Any], delivery: _Delivery) -> None:
+        if target.kind == "sqs":
+            boto3.client("sqs", region_name=self.region).send_message(
+                QueueUrl=self._queue_url_from_arn(target.arn), MessageBody=json.dumps(event)
+            )
+        elif target.kind == "statemachine":
+            # EventBridge names executions at random; moto needs a name, and a random one keeps
+            # every delivery (duplicates included) its own execution, as in AWS.
+            response = boto3.client("stepfunctions", region_name=self.region).start_execution(
+                stateMachineArn=target.arn, name=uuid.uuid4().hex, input=json.dumps(event)
+            )
+            delivery.executions.append(response["executionArn"])
+        elif target.kind == "lambda":
+            function = self._function_by_arn(target.arn)
+            try:
+                self._invoke(function, event)
+            except Exception as error:
+                delivery.result.error = _one_line(error)
+        else:  # pragma: no cover - the template loader only produces the kinds above
+            raise TemplateError(f"unsupported target kind {target.kind}")
+
+    def _settle(self, deliveries: list[_Delivery]) -> None:
+        """Run SQS event sources and wait for executions until nothing is left in flight."""
+        for _ in range(MAX_SQS_ROUNDS):
+            consumed = self._poll_event_sources()
+            running = self._wait_for_executions(deliveries)
+            if not consumed and not running:
+                return
+
+    def _wait_for_executions(self, deliveries: list[_Delivery]) -> bool:
+        sfn = boto3.client("stepfunctions", region_name=self.region)
+        waited = False
+        for delivery in deliveries:
+            for execution_arn in delivery.executions:
+                deadline = time.monotonic() + WORKFLOW_TIMEOUT_SECONDS
+                while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+                    waited = True
+                    if time.monotonic() > deadline:
+                        delivery.result.error = f"workflow {execution_arn} still running after {WORKFLOW_TIMEOUT_SECONDS:.0f}s"
+                        break
+                    time.sleep(0.01)
+        return waited
+
+    def _poll_event_sources(self) -> bool:
+        sqs = boto3.client("sqs", region_name=self.region)
+        consumed = False
+        for function in self.functions.values():
+            for queue_url, batch_size in function.sqs_sources:
+                while True:
+                    messages = sqs.receive_message(
+                        QueueUrl=queue_url,
+                        MaxNumberOfMessages=min(batch_size, 10),
+                        VisibilityTimeout=60,
+                        AttributeNames=["All"],
+                        MessageAttributeNames=["All"],
+                    ).get("Messages", [])
+                    if not messages:
+                        break
+                    consumed = True
+                    self._run_sqs_batch(function, queue_url, messages)
+        return consumed
+
+    def _run_sqs_batch(self, function: FunctionSpec, queue_url: str, messages: list[dict[str, Any]]) -> None:
+        sqs = boto3.client("sqs", region_name=self.region)
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        records = [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {
+                    name: {
+                        "stringValue": value.get("StringValue"),
+                        "dataType": value.get("DataType", "String"),
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                    }
+                    for name, value in (message.get("MessageAttributes") or {}).items()
+                },
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": self.region,
+            }
+            for message in messages
+        ]
+        failed_ids: set[str]
+        try:
+            response = self._invoke(function, {"Records": records})
+            failed_ids = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
+        except Exception:
+            failed_ids = {message["MessageId"] for message in messages}
+        for message in messages:
+            if message["MessageId"] in failed_ids:
+                # Visible again at once: the emulation does not wait out the visibility timeout.
+                sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    # ------------------------------------------------------------------ outcomes
+    def _ledger_entries(self, event_id: str) -> list[Any]:
+        if not event_id:
+            return []
+        return self.ledger(event_id)
+
+    def _conclude(self, delivery: _Delivery) -> None:
+        result = delivery.result
+        if result.outcome in ("dead-lettered", "failed") and result.error:
+            return
+        entries = self._ledger_entries(result.id)[delivery.ledger_before :]
+        for entry in entries:
+            if entry.action == "dead_letter":
+                continue
+            result.actions.append(
+                ActionResult(
+                    type=entry.action,
+                    status=entry.status,
+                    target=entry.target,
+                    verified=self._verify(entry),
+                    detail=entry.detail,
+                )
+            )
+        dead = [letter for letter in self.dead_letters() if isinstance(letter.event, dict)
+                and letter.event.get("id") == result.id]
+        failed_executions = self._failed_executions(delivery)
+        failed_entries = [entry for entry in entries if entry.status == "failed"]
+        if dead:
+            result.outcome = "dead-lettered"
+            reasons = [letter.error for letter in dead if letter.error]
+            reasons += [entry.detail.get("error") for entry in failed_entries if entry.detail.get("error")]
+            result.error = reasons[-1] if reasons else "kept in the dead-letter queue after repeated failures"
+        elif failed_executions or failed_entries or result.error:
+            result.outcome = "failed"
+            reasons = [entry.detail.get("error") for entry in failed_entries if entry.detail.get("error")]
+            result.error = result.error or (reasons[-1] if reasons else failed_executions[0])
+        elif not result.rules or not result.actions:
+            # No rule matched, or one matched and policy decided there was nothing to do.
+            result.outcome = "ignored"
+        else:
+            result.outcome = "succeeded"
+
+    def _failed_executions(self, delivery: _Delivery) -> list[str]:
+        sfn = boto3.client("stepfunctions", region_name=self.region)
+        failed = []
+        for execution_arn in delivery.executions:
+            described = sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] not in ("SUCCEEDED", "RUNNING"):
+                cause = described.get("cause") or described.get("error") or described["status"]
+                failed.append(f"workflow {described['status'].lower()}: {_one_line(cause)}")
+        return failed
+
+    def _verify(self, entry: Any) -> bool:
+        try:
+            if entry.action == "notify":
+                return any(
+                    notification.message_id == entry.detail.get("message_id")
+                    for notification in self.notifications()
+                )
+            verifier = flows.verifier_for(entry.action)
+            return bool(verifier(entry, self)) if verifier else False
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------------ in-process Lambda
+    def _function_by_arn(self, arn: str) -> FunctionSpec:
+        name = arn.split(":function:", 1)[-1].split(":", 1)[0]
+        return self.functions[name]
+
+    def _invoke(self, function: FunctionSpec, payload: Any) -> Any:
+        context = LambdaContext.for_function(function.name, function.arn, function.memory, function.timeout)
+        handler = function.entrypoint()
+        return handler(payload, context)
+
+    def _install_patches(self, stack: contextlib.ExitStack) -> None:
+        from moto.awslambda.models import LambdaFunction
+        from moto.config.responses import ConfigResponse
+        from moto.sts.exceptions import STSClientError
+        from moto.sts.models import STSBackend
+
+        organization = self
+
+        def invoke_in_process(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
+            payload = json.loads(body) if body else {}
+            function = organization.functions[self.function_name]
+            try:
+                result = organization._invoke(function, payload)
+            except Exception as error:
+                response_headers["x-amz-function-error"] = "Unhandled"
+                return json.dumps(
+                    {
+                        "errorType": type(error).__name__,
+                        "errorMessage": _one_line(error),
+                        "stackTrace": traceback.format_exception(error)[-3:],
+                    }
+                ).encode()
+            return json.dumps(result, default=str).encode()
+
+        original_assume_role = STSBackend.assume_role
+
+        def assume_role_if_it_exists(self: Any, **kwargs: Any) -> Any:
+            role_arn = kwargs["role_arn"]
+            account, role_name = role_arn.split(":")[4], role_arn.rsplit("/", 1)[-1]
+            if role_name != ADMIN_ROLE:
+                with organization._lock:
+                    organization.assume_role_attempts[account] = organization.assume_role_attempts.get(account, 0) + 1
+                for hook in list(organization.assume_role_hooks):
+                    hook(account, role_name)
+                from moto.iam.models import iam_backends
+
+                if not any(role.name == role_name for role in iam_backends[account]["global"].roles.values()):
+                    raise STSClientError(
+                        "AccessDenied",
+                        f"User is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                    )
+            return original_assume_role(self, **kwargs)
+
+        def start_config_rules_evaluation(self: Any) -> str:
+            rules = json.loads(self.body).get("ConfigRuleNames", [])
+            with organization._lock:
+                organization.config_evaluations.append((self.current_account, self.region, list(rules)))
+            return "{}"
+
+        import moto.core
+        import moto.core.models
+        import moto.iam.models
+        import moto.sns.models
+
+        # Requests signed with the default credentials belong to the governance account.
+        for module in (moto.core, moto.core.models, moto.iam.models, moto.sns.models):
+            stack.enter_context(_patched(module, "DEFAULT_ACCOUNT_ID", self.governance_account))
+        stack.enter_context(_patched(LambdaFunction, "invoke", invoke_in_process))
+        stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
+        stack.enter_context(_patched(ConfigResponse, "start_config_rules_evaluation", start_config_rules_evaluation))
+
+    # ------------------------------------------------------------------ provisioning
+    def _provision(self) -> None:
+        template = load_template(self.template_path)
+        parameters = {
+            name: str(spec.get("Default", "")) for name, spec in (template.get("Parameters") or {}).items()
+        }
+        parameters["ManagementAccountId"] = self.management_account
+        parameters.update(self._parameter_overrides)
+        resolver = Resolver(
+            parameters=parameters,
+            pseudo={
+                "AWS::AccountId": self.governance_account,
+                "AWS::Region": self.region,
+                "AWS::Partition": "aws",
+                "AWS::StackName": STACK_NAME,
+                "AWS::URLSuffix": "amazonaws.com",
+            },
+            conditions=template.get("Conditions") or {},
+        )
+        self.resolver = resolver
+        pending = dict(template["Resources"])
+        while pending:
+            progressed = False
+            for logical_id, resource in list(pending.items()):
+                condition = resource.get("Condition")
+                if condition and not resolver.condition(condition):
+                    del pending[logical_id]
+                    progressed = True
+                    continue
+                try:
+                    resolver.resources[logical_id] = self._create(logical_id, resource, template)
+                except Unresolved:
+                    continue
+                del pending[logical_id]
+                progressed = True
+            if not progressed:
+                raise TemplateError(f"cannot resolve references among: {', '.join(sorted(pending))}")
+        self._wire(template)
+
+    def _create(self, logical_id: str, resource: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+        assert self.resolver is not None
+        kind = resource["Type"]
+        account, region = self.governance_account, self.region
+        creators: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
+            "AWS::KMS::Key": self._create_key,
+            "AWS::Events::EventBus": self._create_bus,
+            "AWS::SQS::Queue": self._create_queue,
+            "AWS::SNS::Topic": self._create_topic,
+            "AWS::DynamoDB::Table": self._create_table,
+            "AWS::S3::Bucket": self._create_bucket,
+            "AWS::Serverless::Function": lambda lid, props: self._create_function(lid, props, template),
+            "AWS::Serverless::StateMachine": self._create_state_machine,
+        }
+        if kind in creators:
+            properties = self.resolver.resolve(
+                {key: value for key, value in (resource.get("Properties") or {}).items() if key != "Events"}
+            )
+            return creators[kind](logical_id, properties)
+        # Everything else (policies, aliases, log groups, subscriptions...) has no behaviour offline;
+        # it still gets a stable name and ARN so references to it resolve.
+        return {
+            "Ref": f"{STACK_NAME}-{logical_id}",
+            "Arn": f"arn:aws:{kind.split('::')[1].lower()}:{region}:{account}:{logical_id}",
+        }
+
+    def _create_key(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        key = boto3.client("kms", region_name=self.region).create_key(Description=properties.get("Description", ""))
+        return {"Ref": key["KeyMetadata"]["KeyId"], "Arn": key["KeyMetadata"]["Arn"]}
+
+    def _create_bus(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        name = properties["Name"]
+        arn = boto3.client("events", region_name=self.region).create_event_bus(Name=name)["EventBusArn"]
+        return {"Ref": name, "Arn": arn, "Name": name}
+
+    def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        sqs = boto3.client("sqs", region_name=self.region)
+        name = properties.get("QueueName") or f"{STACK_NAME}-{logical_id}"
+        attributes = {
+            key: json.dumps(value) if isinstance(value, dict) else str(value)
+            for key, value in properties.items()
+            if key in ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy", "KmsMasterKeyId")
+        }
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        if name.endswith("-dlq"):
+            self._dead_letter_queues.append(url)
+        return {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
+
+    def _create_topic(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        sns = boto3.client("sns", region_name=self.region)
+        sqs = boto3.client("sqs", region_name=self.region)
+        name = properties.get("TopicName") or f"{STACK_NAME}-{logical_id}"
+        arn = sns.create_topic(Name=name)["TopicArn"]
+        # A subscriber that keeps every message, so the runtime can show and verify notifications.
+        capture = sqs.create_queue(QueueName=f"govern-capture-{name}")["QueueUrl"]
+        capture_arn = sqs.get_queue_attributes(QueueUrl=capture, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=capture_arn)
+        self._topic_captures[arn] = capture
+        return {"Ref": arn, "Arn": arn, "TopicArn": arn, "TopicName": name}
+
+    def _create_table(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        name = properties.get("TableName") or f"{STACK_NAME}-{logical_id}"
+        arguments: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": properties["AttributeDefinitions"],
+            "KeySchema": properties["KeySchema"],
+            "BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if properties.get("GlobalSecondaryIndexes"):
+            arguments["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+        dynamodb = boto3.client("dynamodb", region_name=self.region)
+        arn = dynamodb.create_table(**arguments)["TableDescription"]["TableArn"]
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        return {"Ref": name, "Arn": arn}
+
+    def _create_bucket(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        s3 = boto3.client("s3", region_name=self.region)
+        name = properties.get("BucketName") or f"{STACK_NAME}-{logical_id}".lower()
+        s3.create_bucket(Bucket=name)
+        encryption = properties.get("BucketEncryption")
+        if encryption:
+            s3.put_bucket_encryption(
+                Bucket=name,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [
+                        {
+                            "ApplyServerSideEncryptionByDefault": {
+                                "SSEAlgorithm": rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+                                "KMSMasterKeyID": rule["ServerSideEncryptionByDefault"].get("KMSMasterKeyID", ""),
+                            },
+                            "BucketKeyEnabled": bool(rule.get("BucketKeyEnabled")),
+                        }
+                        for rule in encryption["ServerSideEncryptionConfiguration"]
+                    ]
+                },
+            )
+        if properties.get("PublicAccessBlockConfiguration"):
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
+            )
+        if properties.get("VersioningConfiguration"):
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=properties["VersioningConfiguration"])
+        return {"Ref": name, "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+
+    def _create_function(
+        self, logical_id: str, properties: dict[str, Any], template: dict[str, Any]
+    ) -> dict[str, Any]:
+        assert self.resolver is not None
+        defaults = (template.get("Globals") or {}).get("Function") or {}
+        # Globals are resolved here, as SAM merges them into each function.
+        merged = {**self.resolver.resolve({k: v for k, v in defaults.items() if k != "Environment"}), **properties}
+        environment = dict(self.resolver.resolve(defaults.get("Environment", {})).get("Variables", {}))
+        environment.update((properties.get("Environment") or {}).get("Variables", {}))
+        name = merged.get("FunctionName") or f"{STACK_NAME}-{logical_id}"
+        iam = boto3.client("iam", region_name=self.region)
+        role_arn = iam.create_role(
+            RoleName=f"{STACK_NAME}-{logical_id}-role"[:64],
+            Path=merged.get("RolePath", "/"),
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        arn = boto3.client("lambda", region_name=self.region).create_function(
+            FunctionName=name,
+            Runtime=merged.get("Runtime", "python3.13"),
+            Role=role_arn,
+            Handler=merged["Handler"],
+            Code={"ZipFile": b"in-process"},
+            Timeout=int(merged.get("Timeout", 3)),
+            MemorySize=int(merged.get("MemorySize", 128)),
+            Environment={"Variables": {key: str(value) for key, value in environment.items()}},
+        )["FunctionArn"]
+        self.functions[name] = FunctionSpec(
+            logical_id=logical_id,
+            name=name,
+            arn=arn,
+            code_dir=self.template_path.parent / str(merged["CodeUri"]),
+            handler=merged["Handler"],
+            timeout=int(merged.get("Timeout", 3)),
+            memory=int(merged.get("MemorySize", 128)),
+        )
+        for key, value in environment.items():
+            known = self.function_environment.get(key)
+            if known is not None and known != str(value):
+                raise TemplateError(
+                    f"{logical_id} sets {key}={value} but another function sets {known}: functions share one "
+                    "process offline, so one variable must mean one thing"
+                )
+            self.function_environment[key] = str(value)
+        os.environ.update(self.function_environment)
+        os.environ.update(RUNTIME_ENVIRONMENT)
+        os.environ.update(self._env_overrides)
+        return {"Ref": name, "Arn": arn}
+
+    def _create_state_machine(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        definition = (self.template_path.parent / properties["DefinitionUri"]).read_text(encoding="utf-8")
+        for key, value in (properties.get("DefinitionSubstitutions") or {}).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        name = properties.get("Name") or f"{STACK_NAME}-{logical_id}"
+        role_arn = f"arn:aws:iam::{self.governance_account}:role/{STACK_NAME}-{logical_id}-role"
+        arn = boto3.client("stepfunctions", region_name=self.region).create_state_machine(
+            name=name, definition=definition, roleArn=role_arn, type=properties.get("Type", "STANDARD")
+        )["stateMachineArn"]
+        self.state_machines[logical_id] = arn
+        return {"Ref": arn, "Arn": arn, "Name": name}
+
+    def _wire(self, template: dict[str, Any]) -> None:
+        """Rules and event source mappings, once every resource they point at exists."""
+        assert self.resolver is not None
+        for logical_id, resource in template["Resources"].items():
+            if logical_id not in self.resolver.resources:
+                continue
+            kind = resource["Type"]
+            if kind == "AWS::Events::Rule":
+                properties = self.resolver.resolve(resource["Properties"])
+                targets = tuple(self._target(str(t["Arn"])) for t in properties.get("Targets", []))
+                self.rules.append(
+                    Rule(logical_id, properties.get("EventBusName", "default"), properties["EventPattern"], targets)
+                )
+            for event_name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
+                properties = self.resolver.resolve(event.get("Properties") or {})
+                own_arn = str(self.resolver.resources[logical_id]["Arn"])
+                if event["Type"] == "EventBridgeRule":
+                    target = self._target(own_arn)
+                    # SAM names the generated rule <resource logical id><event name>.
+                    self.rules.append(
+                        Rule(f"{logical_id}{event_name}", properties.get("EventBusName", "default"),
+                             properties["Pattern"], (target,))
+                    )
+                elif event["Type"] == "SQS":
+                    function = self._function_by_arn(own_arn)
+                    function.sqs_sources.append(
+                        (self._queue_url_from_arn(str(properties["Queue"])), int(properties.get("BatchSize", 10)))
+                    )
+
+    def _target(self, arn: str) -> Target:
+        assert self.resolver is not None
+        logical_id = next(
+            (lid for lid, attrs in self.resolver.resources.items() if attrs.get("Arn") == arn), arn
+        )
+        if ":sqs:" in arn:
+            return Target("sqs", logical_id, arn)
+        if ":states:" in arn:
+            return Target("statemachine", logical_id, arn)
+        if ":lambda:" in arn:
+            return Target("lambda", logical_id, arn)
+        raise TemplateError(f"target {arn} is of a kind the offline runtime does not deliver to")
+
+    def _queue_url_from_arn(self, arn: str) -> str:
+        _, _, _, region, account, name = arn.split(":", 5)
+        return f"https://sqs.{region}.amazonaws.com/{account}/{name}"
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+    had = name in owner.__dict__
+    original = owner.__dict__.get(name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        if had:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)
+
+
+def _one_line(error: object) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())

@@ -1,0 +1,1 @@
+"""Shared package of the ML governance backbone: event models, settings, sessions, ledger, notifier."""

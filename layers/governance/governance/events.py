@@ -1,0 +1,151 @@
+"""Pydantic models of the three governance events, on Powertools' EventBridge model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from aws_lambda_powertools.utilities.parser.models.event_bridge import EventBridgeModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class MalformedEvent(ValueError):
+    """The event cannot be acted on; the message says which fields are wrong, in one line."""
+
+
+class _Open(BaseModel):
+    """AWS adds fields over time: keep what we do not model instead of rejecting it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+# --- SageMaker model registry -------------------------------------------------------------------
+
+ApprovalStatus = Literal["Approved", "Rejected", "PendingManualApproval"]
+
+
+class ModelPackageStateChangeDetail(_Open):
+    ModelPackageArn: str = Field(pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+/\d+$")
+    ModelPackageGroupName: str = Field(min_length=1)
+    ModelPackageVersion: int = Field(ge=1)
+    ModelApprovalStatus: ApprovalStatus
+
+
+class ModelPackageStateChange(EventBridgeModel):
+    """`aws.sagemaker` / `SageMaker Model Package State Change`."""
+
+    detail: ModelPackageStateChangeDetail  # type: ignore[assignment]
+
+
+# --- AWS Config -----------------------------------------------------------------------------------
+
+
+class EvaluationResultQualifier(_Open):
+    configRuleName: str
+    resourceType: str
+    resourceId: str
+
+
+class EvaluationResultIdentifier(_Open):
+    evaluationResultQualifier: EvaluationResultQualifier
+    orderingTimestamp: datetime
+
+
+class EvaluationResult(_Open):
+    evaluationResultIdentifier: EvaluationResultIdentifier
+    complianceType: Literal["COMPLIANT", "NON_COMPLIANT", "NOT_APPLICABLE", "INSUFFICIENT_DATA"]
+    annotation: str | None = None
+
+
+class ConfigComplianceChangeDetail(_Open):
+    resourceId: str = Field(min_length=1)
+    resourceType: str = Field(min_length=1)
+    configRuleName: str = Field(min_length=1)
+    awsAccountId: str = Field(pattern=r"^\d{12}$")
+    awsRegion: str = Field(min_length=1)
+    messageType: str
+    configRuleARN: str | None = None
+    newEvaluationResult: EvaluationResult
+
+
+class ConfigComplianceChange(EventBridgeModel):
+    """`aws.config` / `Config Rules Compliance Change`."""
+
+    detail: ConfigComplianceChangeDetail  # type: ignore[assignment]
+
+
+# --- Control Tower ------------------------------------------------------------------------------
+
+
+class OrganizationalUnit(_Open):
+    organizationalUnitName: str
+    organizationalUnitId: str
+
+
+class ManagedAccount(_Open):
+    accountName: str
+    accountId: str | None = None
+
+
+class ManagedAccountStatus(_Open):
+    organizationalUnit: OrganizationalUnit
+    account: ManagedAccount
+    state: Literal["SUCCEEDED", "FAILED", "IN_PROGRESS"]
+    message: str = ""
+
+
+class ServiceEventDetails(_Open):
+    createManagedAccountStatus: ManagedAccountStatus | None = None
+    updateManagedAccountStatus: ManagedAccountStatus | None = None
+
+
+class ControlTowerLifecycleDetail(_Open):
+    eventName: Literal["CreateManagedAccount", "UpdateManagedAccount"]
+    serviceEventDetails: ServiceEventDetails
+
+    @property
+    def status(self) -> ManagedAccountStatus:
+        details = self.serviceEventDetails
+        found = details.createManagedAccountStatus or details.updateManagedAccountStatus
+        if found is None:  # validated in ControlTowerLifecycle; kept for the type checker
+            raise MalformedEvent("detail.serviceEventDetails has no managed account status")
+        return found
+
+
+class ControlTowerLifecycle(EventBridgeModel):
+    """`aws.controltower` / `AWS Service Event via CloudTrail`, CreateManagedAccount or UpdateManagedAccount."""
+
+    detail: ControlTowerLifecycleDetail  # type: ignore[assignment]
+
+    def model_post_init(self, __context: Any) -> None:
+        details = self.detail.serviceEventDetails
+        expected = "createManagedAccountStatus" if self.detail.eventName == "CreateManagedAccount" else (
+            "updateManagedAccountStatus"
+        )
+        if getattr(details, expected) is None:
+            raise MalformedEvent(f"detail.serviceEventDetails.{expected}: missing for {self.detail.eventName}")
+        status = self.detail.status
+        if status.state == "SUCCEEDED" and not status.account.accountId:
+            raise MalformedEvent(f"detail.serviceEventDetails.{expected}.account.accountId: missing")
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming every field that is wrong: `detail.ModelPackageArn: Field required; ...`."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "event"
+        problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def parse_event(event: Any, model: type[Model]) -> Model:
+    """Validate `event` against `model`, or raise MalformedEvent with a one-line reason."""
+    if not isinstance(event, dict):
+        raise MalformedEvent(f"{model.__name__}: expected a JSON object, got {type(event).__name__}")
+    try:
+        return model.model_validate(event)
+    except ValidationError as error:
+        raise MalformedEvent(f"{model.__name__} is malformed: {describe_validation_error(error)}") from None

@@ -1,0 +1,79 @@
+"""What every workflow does when a step fails: keep the event, record the failure, tell a human."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from governance.ledger import Action, LedgerEntry, record
+from governance.notifier import Audience, notify
+from governance.sessions import client
+from governance.settings import settings
+
+# Errors that mean the input itself is unusable: the event is kept in the dead-letter queue.
+MALFORMED_ERRORS = frozenset({"MalformedEvent"})
+
+
+def explain(error: dict[str, Any]) -> tuple[str, str]:
+    """(error type, one-line message) from a Step Functions Catch result `{"Error", "Cause"}`."""
+    error_type = str(error.get("Error") or "Unknown")
+    cause = error.get("Cause") or ""
+    message = str(cause)
+    try:
+        parsed = json.loads(cause) if isinstance(cause, str) and cause.startswith("{") else None
+    except json.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        error_type = str(parsed.get("errorType") or error_type)
+        message = str(parsed.get("errorMessage") or message)
+    first_line = message.strip().splitlines()[0] if message.strip() else error_type
+    return error_type, first_line
+
+
+def dead_letter(event: Any, reason: str, *, flow: str, source: str) -> None:
+    """Keep an event that cannot be processed in the events DLQ, with the reason, for redrive."""
+    event_id = event.get("id", "") if isinstance(event, dict) else ""
+    client("sqs").send_message(
+        QueueUrl=settings().require("dead_letter_queue_url"),
+        MessageBody=json.dumps(event, default=str),
+        MessageAttributes={
+            "error": {"DataType": "String", "StringValue": reason[:1024]},
+            "flow": {"DataType": "String", "StringValue": flow},
+            "source": {"DataType": "String", "StringValue": source},
+            "event_id": {"DataType": "String", "StringValue": event_id or "-"},
+        },
+    )
+
+
+def record_workflow_failure(
+    *, flow: str, action: Action, audience: Audience, event: Any, error: dict[str, Any]
+) -> dict[str, Any]:
+    """Ledger, notify and, for a malformed event, dead-letter; returns what was decided."""
+    error_type, message = explain(error)
+    event_id = str(event.get("id", "")) if isinstance(event, dict) else ""
+    account = str(event.get("account", "")) if isinstance(event, dict) else ""
+    malformed = error_type in MALFORMED_ERRORS
+    if malformed:
+        dead_letter(event, message, flow=flow, source="workflow")
+    record(
+        LedgerEntry(
+            event_id=event_id or "-",
+            action="dead_letter" if malformed else action,
+            status="failed",
+            target=event_id or account or flow,
+            flow=flow,
+            account=account,
+            detail={"error_type": error_type, "error": message},
+        )
+    )
+    notify(
+        audience,
+        f"[FAILED] {flow}: {message}"[:200],
+        {"flow": flow, "error_type": error_type, "error": message, "kept_in_dead_letter_queue": malformed},
+        severity="HIGH",
+        account=account,
+        kind=f"{flow}-failed",
+        event_id=event_id or "-",
+        flow=flow,
+    )
+    return {"flow": flow, "error_type": error_type, "error": message, "dead_lettered": malformed}

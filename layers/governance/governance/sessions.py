@@ -1,0 +1,86 @@
+"""The one way to reach AWS: boto3 sessions for the governance account or, through
+GovernanceExecutionRole, for any member account, cached per account until shortly before expiry."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from governance.settings import settings
+
+_REFRESH_MARGIN = timedelta(minutes=5)
+_lock = threading.Lock()
+_sessions: dict[str, tuple[boto3.Session, datetime | None]] = {}
+
+
+class RoleAssumptionError(RuntimeError):
+    """GovernanceExecutionRole could not be assumed in a member account."""
+
+    def __init__(self, role_arn: str, account_id: str, reason: str) -> None:
+        self.role_arn = role_arn
+        self.account_id = account_id
+        super().__init__(
+            f"cannot assume {role_arn} in account {account_id}: {reason} "
+            "(is the member-account StackSet deployed there?)"
+        )
+
+
+def role_arn_in(account_id: str) -> str:
+    """The ARN of the only role the backbone assumes in a member account."""
+    return f"arn:aws:iam::{account_id}:role/{settings().execution_role_name}"
+
+
+def _assume(account_id: str) -> tuple[boto3.Session, datetime]:
+    role_arn = role_arn_in(account_id)
+    try:
+        response = boto3.client("sts", region_name=settings().region).assume_role(
+            RoleArn=role_arn,
+            RoleSessionName=f"ml-governance-{settings().stage}"[:64],
+            DurationSeconds=3600,
+        )
+    except ClientError as error:
+        raise RoleAssumptionError(role_arn, account_id, error.response["Error"]["Code"]) from error
+    except BotoCoreError as error:
+        raise RoleAssumptionError(role_arn, account_id, str(error)) from error
+    credentials = response["Credentials"]
+    session = boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=settings().region,
+    )
+    expiration = credentials["Expiration"]
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=UTC)
+    return session, expiration
+
+
+def session_for(account_id: str) -> boto3.Session:
+    """A session in `account_id`: the function's own for the governance account, an assumed role elsewhere."""
+    with _lock:
+        cached = _sessions.get(account_id)
+        if cached and (cached[1] is None or cached[1] - _REFRESH_MARGIN > datetime.now(UTC)):
+            return cached[0]
+    if account_id == settings().governance_account_id:
+        fresh: tuple[boto3.Session, datetime | None] = (boto3.Session(region_name=settings().region), None)
+    else:
+        fresh = _assume(account_id)
+    with _lock:
+        _sessions[account_id] = fresh
+    return fresh[0]
+
+
+def client(service: str, account_id: str | None = None, region: str | None = None) -> Any:
+    """A boto3 client for `service` in `account_id` (default: the governance account) and `region`."""
+    account = account_id or settings().require("governance_account_id")
+    return session_for(account).client(service, region_name=region or settings().region)  # type: ignore[call-overload]
+
+
+def forget_sessions() -> None:
+    """Drop every cached session (used when credentials or the emulated organization change)."""
+    with _lock:
+        _sessions.clear()

@@ -1,0 +1,71 @@
+"""Settings read lazily from the function's environment, once per cold start."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, fields
+
+
+class SettingMissing(RuntimeError):
+    """A setting the code needs is not in the environment."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every environment variable a backbone function may read; each function sets only its own."""
+
+    stage: str = "dev"
+    region: str = "us-east-1"
+    governance_account_id: str = ""
+    management_account_id: str = ""
+    execution_role_name: str = "GovernanceExecutionRole"
+    event_bus_name: str = ""
+    ledger_table: str = ""
+    state_table: str = ""
+    inventory_table: str = ""
+    idempotency_table: str = ""
+    security_topic_arn: str = ""
+    platform_topic_arn: str = ""
+    ml_governance_topic_arn: str = ""
+    dead_letter_queue_url: str = ""
+    artifact_bucket: str = ""
+    kms_key_arn: str = ""
+    dry_run: bool = False
+    # Comma-separated lists are kept as text here and split by the code that owns them.
+    baseline_regions: str = ""
+    ou_environment_map: str = ""
+    required_model_metadata: str = "owner,use-case,risk-rating"
+    deployment_pipeline_map: str = ""
+    max_actions_per_account_per_hour: int = 20
+    # Base delay of the workflows' bounded polling (role readiness, pipeline progress); the
+    # offline runtime sets 0 so emulated workflows do not sleep.
+    poll_base_seconds: int = 10
+
+    def require(self, name: str) -> str:
+        """Return a text setting, or fail with the environment variable that is missing."""
+        value = getattr(self, name)
+        if not value:
+            raise SettingMissing(f"environment variable {name.upper()} is not set")
+        return str(value)
+
+
+def _coerce(raw: str, default: object) -> object:
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+@functools.cache
+def settings() -> Settings:
+    """The settings of this process, read from the environment on first use (not at import)."""
+    values: dict[str, object] = {}
+    for field in fields(Settings):
+        raw = os.environ.get(field.name.upper())
+        if raw is not None and raw != "":
+            values[field.name] = _coerce(raw, field.default)
+    if "region" not in values:
+        values["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return Settings(**values)  # type: ignore[arg-type]
