@@ -127,7 +127,7 @@ class Rule:
     targets: tuple[Target, ...]
 
     def matches(self, event: dict[str, Any]) -> bool:
-        return bool(EventPattern.load(json.dumps(self.pattern)).matches_event(event))
+        return bool(EventPattern.load(json.dumps(self.pattern)).matches_event(event))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -263,13 +263,17 @@ class Organization:
             if callable(reset) and getattr(module, "__name__", "").startswith("governance"):
                 reset()
 
+    def _aws(self, service: str) -> Any:
+        """A client in the governance account (default credentials)."""
+        return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+
     # ------------------------------------------------------------------ accounts
     def session(self, account_id: str | None = None, region: str | None = None) -> boto3.Session:
         """An administrator session in any emulated account (for seeding and for checking state)."""
         account = account_id or self.governance_account
         if account == self.governance_account:
             return boto3.Session(region_name=region or self.region)
-        credentials = boto3.client("sts", region_name=self.region).assume_role(
+        credentials = self._aws("sts").assume_role(
             RoleArn=f"arn:aws:iam::{account}:role/{ADMIN_ROLE}", RoleSessionName="govern-admin"
         )["Credentials"]
         return boto3.Session(
@@ -374,12 +378,18 @@ class Organization:
                     event = message["Body"]
                 attributes = message.get("MessageAttributes") or {}
                 error = attributes.get("error", {}).get("StringValue")
-                kept.append(DeadLetter(queue=queue_url.rsplit("/", 1)[-1], event=event, error=error,
-                                       message_id=message["MessageId"]))
+                kept.append(
+                    DeadLetter(
+                        queue=queue_url.rsplit("/", 1)[-1],
+                        event=event,
+                        error=error,
+                        message_id=message["MessageId"],
+                    )
+                )
         return kept
 
     def executions(self, state_machine_logical_id: str) -> list[dict[str, Any]]:
-        sfn = boto3.client("stepfunctions", region_name=self.region)
+        sfn = self._aws("stepfunctions")
         arns = [
             item["executionArn"]
             for page in sfn.get_paginator("list_executions").paginate(
@@ -391,7 +401,7 @@ class Organization:
 
     def _peek(self, queue_url: str) -> list[dict[str, Any]]:
         """Read a queue without consuming it: every message is made visible again at once."""
-        sqs = boto3.client("sqs", region_name=self.region)
+        sqs = self._aws("sqs")
         seen: dict[str, dict[str, Any]] = {}
         handles: list[str] = []
         while True:
@@ -418,14 +428,18 @@ class Organization:
     def seed(self, event: dict[str, Any]) -> None:
         """Create in the emulated organization what `event` refers to (its accounts, its resource)."""
         account = event.get("account")
-        if isinstance(account, str) and account not in (self.governance_account, self.management_account):
-            if account not in self._without_role:
-                self.ensure_member(account)
+        outside_org_roles = (self.governance_account, self.management_account, *self._without_role)
+        if isinstance(account, str) and account not in outside_org_roles:
+            self.ensure_member(account)
         for support in flows.supports_for(event):
             support.seed(event, self)
 
     def replay(
-        self, events: list[Any], *, seed: bool = True, sequential: bool = True,
+        self,
+        events: list[Any],
+        *,
+        seed: bool = True,
+        sequential: bool = True,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[EventResult]:
         """Deliver `events` in order as EventBridge would, let every workflow finish, verify each action."""
@@ -447,10 +461,17 @@ class Organization:
 
     def _start_delivery(self, event: Any, *, seed: bool) -> _Delivery:
         if not isinstance(event, dict):
-            result = EventResult(id="", detail_type="", rules=[], outcome="dead-lettered",
-                                 error=f"event is a JSON {type(event).__name__}, not an object")
+            result = EventResult(
+                id="",
+                detail_type="",
+                rules=[],
+                outcome="dead-lettered",
+                error=f"event is a JSON {type(event).__name__}, not an object",
+            )
             return _Delivery(event={}, result=result)
-        result = EventResult(id=str(event.get("id", "")), detail_type=str(event.get("detail-type", "")), rules=[])
+        result = EventResult(
+            id=str(event.get("id", "")), detail_type=str(event.get("detail-type", "")), rules=[]
+        )
         delivery = _Delivery(event=event, result=result)
         missing = [key for key in ("id", "source", "detail-type", "account", "detail") if key not in event]
         if missing:
@@ -465,23 +486,33 @@ class Organization:
                 result.error = f"could not seed the emulated organization: {_one_line(error)}"
                 return delivery
         delivery.ledger_before = len(self._ledger_entries(result.id))
-        bus = "default" if event["account"] == self.governance_account else self.physical_id("GovernanceEventBus")
-        for rule in self.rules:
-            if rule.bus == bus and rule.matches(event):
-                result.rules.append(rule.logical_id)
-                for target in rule.targets:
-                    self._deliver_to(target, event, delivery)
+        for rule in self.matching_rules(event):
+            result.rules.append(rule.logical_id)
+            for target in rule.targets:
+                self._deliver_to(target, event, delivery)
         return delivery
+
+    def bus_for(self, event: dict[str, Any]) -> str:
+        """Where an event arrives: the governance account's own events on its default bus; every
+        other account's (member and management) forwarded to the governance bus."""
+        if event.get("account") == self.governance_account:
+            return "default"
+        return self.physical_id("GovernanceEventBus")
+
+    def matching_rules(self, event: dict[str, Any]) -> list[Rule]:
+        """The template's rules on the event's bus whose pattern matches it (moto's pattern engine)."""
+        bus = self.bus_for(event)
+        return [rule for rule in self.rules if rule.bus == bus and rule.matches(event)]
 
     def _deliver_to(self, target: Target, event: dict[str, Any], delivery: _Delivery) -> None:
         if target.kind == "sqs":
-            boto3.client("sqs", region_name=self.region).send_message(
+            self._aws("sqs").send_message(
                 QueueUrl=self._queue_url_from_arn(target.arn), MessageBody=json.dumps(event)
             )
         elif target.kind == "statemachine":
             # EventBridge names executions at random; moto needs a name, and a random one keeps
             # every delivery (duplicates included) its own execution, as in AWS.
-            response = boto3.client("stepfunctions", region_name=self.region).start_execution(
+            response = self._aws("stepfunctions").start_execution(
                 stateMachineArn=target.arn, name=uuid.uuid4().hex, input=json.dumps(event)
             )
             delivery.executions.append(response["executionArn"])
@@ -503,7 +534,7 @@ class Organization:
                 return
 
     def _wait_for_executions(self, deliveries: list[_Delivery]) -> bool:
-        sfn = boto3.client("stepfunctions", region_name=self.region)
+        sfn = self._aws("stepfunctions")
         waited = False
         for delivery in deliveries:
             for execution_arn in delivery.executions:
@@ -511,13 +542,15 @@ class Organization:
                 while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
                     waited = True
                     if time.monotonic() > deadline:
-                        delivery.result.error = f"workflow {execution_arn} still running after {WORKFLOW_TIMEOUT_SECONDS:.0f}s"
+                        delivery.result.error = (
+                            f"workflow {execution_arn} still running after {WORKFLOW_TIMEOUT_SECONDS:.0f}s"
+                        )
                         break
                     time.sleep(0.01)
         return waited
 
     def _poll_event_sources(self) -> bool:
-        sqs = boto3.client("sqs", region_name=self.region)
+        sqs = self._aws("sqs")
         consumed = False
         for function in self.functions.values():
             for queue_url, batch_size in function.sqs_sources:
@@ -536,7 +569,7 @@ class Organization:
         return consumed
 
     def _run_sqs_batch(self, function: FunctionSpec, queue_url: str, messages: list[dict[str, Any]]) -> None:
-        sqs = boto3.client("sqs", region_name=self.region)
+        sqs = self._aws("sqs")
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
@@ -600,8 +633,11 @@ class Organization:
                     detail=entry.detail,
                 )
             )
-        dead = [letter for letter in self.dead_letters() if isinstance(letter.event, dict)
-                and letter.event.get("id") == result.id]
+        dead = [
+            letter
+            for letter in self.dead_letters()
+            if isinstance(letter.event, dict) and letter.event.get("id") == result.id
+        ]
         failed_executions = self._failed_executions(delivery)
         failed_entries = [entry for entry in entries if entry.status == "failed"]
         if dead:
@@ -620,7 +656,7 @@ class Organization:
             result.outcome = "succeeded"
 
     def _failed_executions(self, delivery: _Delivery) -> list[str]:
-        sfn = boto3.client("stepfunctions", region_name=self.region)
+        sfn = self._aws("stepfunctions")
         failed = []
         for execution_arn in delivery.executions:
             described = sfn.describe_execution(executionArn=execution_arn)
@@ -682,7 +718,9 @@ class Organization:
             account, role_name = role_arn.split(":")[4], role_arn.rsplit("/", 1)[-1]
             if role_name != ADMIN_ROLE:
                 with organization._lock:
-                    organization.assume_role_attempts[account] = organization.assume_role_attempts.get(account, 0) + 1
+                    organization.assume_role_attempts[account] = (
+                        organization.assume_role_attempts.get(account, 0) + 1
+                    )
                 for hook in list(organization.assume_role_hooks):
                     hook(account, role_name)
                 from moto.iam.models import iam_backends
@@ -710,7 +748,9 @@ class Organization:
             stack.enter_context(_patched(module, "DEFAULT_ACCOUNT_ID", self.governance_account))
         stack.enter_context(_patched(LambdaFunction, "invoke", invoke_in_process))
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
-        stack.enter_context(_patched(ConfigResponse, "start_config_rules_evaluation", start_config_rules_evaluation))
+        stack.enter_context(
+            _patched(ConfigResponse, "start_config_rules_evaluation", start_config_rules_evaluation)
+        )
 
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:
@@ -778,16 +818,16 @@ class Organization:
         }
 
     def _create_key(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
-        key = boto3.client("kms", region_name=self.region).create_key(Description=properties.get("Description", ""))
+        key = self._aws("kms").create_key(Description=properties.get("Description", ""))
         return {"Ref": key["KeyMetadata"]["KeyId"], "Arn": key["KeyMetadata"]["Arn"]}
 
     def _create_bus(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
         name = properties["Name"]
-        arn = boto3.client("events", region_name=self.region).create_event_bus(Name=name)["EventBusArn"]
+        arn = self._aws("events").create_event_bus(Name=name)["EventBusArn"]
         return {"Ref": name, "Arn": arn, "Name": name}
 
     def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
-        sqs = boto3.client("sqs", region_name=self.region)
+        sqs = self._aws("sqs")
         name = properties.get("QueueName") or f"{STACK_NAME}-{logical_id}"
         attributes = {
             key: json.dumps(value) if isinstance(value, dict) else str(value)
@@ -801,8 +841,8 @@ class Organization:
         return {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
 
     def _create_topic(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
-        sns = boto3.client("sns", region_name=self.region)
-        sqs = boto3.client("sqs", region_name=self.region)
+        sns = self._aws("sns")
+        sqs = self._aws("sqs")
         name = properties.get("TopicName") or f"{STACK_NAME}-{logical_id}"
         arn = sns.create_topic(Name=name)["TopicArn"]
         # A subscriber that keeps every message, so the runtime can show and verify notifications.
@@ -824,7 +864,7 @@ class Organization:
         }
         if properties.get("GlobalSecondaryIndexes"):
             arguments["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
-        dynamodb = boto3.client("dynamodb", region_name=self.region)
+        dynamodb = self._aws("dynamodb")
         arn = dynamodb.create_table(**arguments)["TableDescription"]["TableArn"]
         ttl = properties.get("TimeToLiveSpecification")
         if ttl:
@@ -832,7 +872,7 @@ class Organization:
         return {"Ref": name, "Arn": arn}
 
     def _create_bucket(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
-        s3 = boto3.client("s3", region_name=self.region)
+        s3 = self._aws("s3")
         name = properties.get("BucketName") or f"{STACK_NAME}-{logical_id}".lower()
         s3.create_bucket(Bucket=name)
         encryption = properties.get("BucketEncryption")
@@ -844,7 +884,9 @@ class Organization:
                         {
                             "ApplyServerSideEncryptionByDefault": {
                                 "SSEAlgorithm": rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
-                                "KMSMasterKeyID": rule["ServerSideEncryptionByDefault"].get("KMSMasterKeyID", ""),
+                                "KMSMasterKeyID": rule["ServerSideEncryptionByDefault"].get(
+                                    "KMSMasterKeyID", ""
+                                ),
                             },
                             "BucketKeyEnabled": bool(rule.get("BucketKeyEnabled")),
                         }
@@ -857,7 +899,9 @@ class Organization:
                 Bucket=name, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
             )
         if properties.get("VersioningConfiguration"):
-            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=properties["VersioningConfiguration"])
+            s3.put_bucket_versioning(
+                Bucket=name, VersioningConfiguration=properties["VersioningConfiguration"]
+            )
         return {"Ref": name, "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
 
     def _create_function(
@@ -866,11 +910,14 @@ class Organization:
         assert self.resolver is not None
         defaults = (template.get("Globals") or {}).get("Function") or {}
         # Globals are resolved here, as SAM merges them into each function.
-        merged = {**self.resolver.resolve({k: v for k, v in defaults.items() if k != "Environment"}), **properties}
+        merged = {
+            **self.resolver.resolve({k: v for k, v in defaults.items() if k != "Environment"}),
+            **properties,
+        }
         environment = dict(self.resolver.resolve(defaults.get("Environment", {})).get("Variables", {}))
         environment.update((properties.get("Environment") or {}).get("Variables", {}))
         name = merged.get("FunctionName") or f"{STACK_NAME}-{logical_id}"
-        iam = boto3.client("iam", region_name=self.region)
+        iam = self._aws("iam")
         role_arn = iam.create_role(
             RoleName=f"{STACK_NAME}-{logical_id}-role"[:64],
             Path=merged.get("RolePath", "/"),
@@ -878,12 +925,16 @@ class Organization:
                 {
                     "Version": "2012-10-17",
                     "Statement": [
-                        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
                     ],
                 }
             ),
         )["Role"]["Arn"]
-        arn = boto3.client("lambda", region_name=self.region).create_function(
+        arn = self._aws("lambda").create_function(
             FunctionName=name,
             Runtime=merged.get("Runtime", "python3.13"),
             Role=role_arn,
@@ -921,7 +972,7 @@ class Organization:
             definition = definition.replace("${" + key + "}", str(value))
         name = properties.get("Name") or f"{STACK_NAME}-{logical_id}"
         role_arn = f"arn:aws:iam::{self.governance_account}:role/{STACK_NAME}-{logical_id}-role"
-        arn = boto3.client("stepfunctions", region_name=self.region).create_state_machine(
+        arn = self._aws("stepfunctions").create_state_machine(
             name=name, definition=definition, roleArn=role_arn, type=properties.get("Type", "STANDARD")
         )["stateMachineArn"]
         self.state_machines[logical_id] = arn
@@ -938,7 +989,12 @@ class Organization:
                 properties = self.resolver.resolve(resource["Properties"])
                 targets = tuple(self._target(str(t["Arn"])) for t in properties.get("Targets", []))
                 self.rules.append(
-                    Rule(logical_id, properties.get("EventBusName", "default"), properties["EventPattern"], targets)
+                    Rule(
+                        logical_id,
+                        properties.get("EventBusName", "default"),
+                        properties["EventPattern"],
+                        targets,
+                    )
                 )
             for event_name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
                 properties = self.resolver.resolve(event.get("Properties") or {})
@@ -947,13 +1003,20 @@ class Organization:
                     target = self._target(own_arn)
                     # SAM names the generated rule <resource logical id><event name>.
                     self.rules.append(
-                        Rule(f"{logical_id}{event_name}", properties.get("EventBusName", "default"),
-                             properties["Pattern"], (target,))
+                        Rule(
+                            f"{logical_id}{event_name}",
+                            properties.get("EventBusName", "default"),
+                            properties["Pattern"],
+                            (target,),
+                        )
                     )
                 elif event["Type"] == "SQS":
                     function = self._function_by_arn(own_arn)
                     function.sqs_sources.append(
-                        (self._queue_url_from_arn(str(properties["Queue"])), int(properties.get("BatchSize", 10)))
+                        (
+                            self._queue_url_from_arn(str(properties["Queue"])),
+                            int(properties.get("BatchSize", 10)),
+                        )
                     )
 
     def _target(self, arn: str) -> Target:

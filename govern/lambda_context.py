@@ -27,7 +27,9 @@ class LambdaContext:
 
     @classmethod
     def for_function(cls, name: str, arn: str, memory: int, timeout: int) -> LambdaContext:
-        context = cls(function_name=name, invoked_function_arn=arn, memory_limit_in_mb=memory, timeout_seconds=timeout)
+        context = cls(
+            function_name=name, invoked_function_arn=arn, memory_limit_in_mb=memory, timeout_seconds=timeout
+        )
         context._deadline = time.monotonic() + timeout
         return context
 

@@ -48,7 +48,7 @@ for _short in (
 
 def load_template(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
-        loaded = yaml.load(handle, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
+        loaded = yaml.load(handle, Loader=_CloudFormationLoader)
     if not isinstance(loaded, dict) or "Resources" not in loaded:
         raise TemplateError(f"{path}: not a CloudFormation template (no Resources)")
     return loaded
@@ -101,14 +101,14 @@ class Resolver:
 
         return _SUB_VARIABLE.sub(replace, text).replace("${!", "${")
 
-    def resolve(self, node: Any) -> Any:  # noqa: C901 - one branch per intrinsic
+    def resolve(self, node: Any) -> Any:
         if isinstance(node, list):
             resolved = [self.resolve(item) for item in node]
             return [item for item in resolved if item is not _NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, value), = node.items()
+            ((key, value),) = node.items()
             if key == "Ref":
                 return _NO_VALUE if value == "AWS::NoValue" else self.ref(value)
             if key == "Fn::GetAtt":

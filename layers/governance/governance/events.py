@@ -113,17 +113,21 @@ class ControlTowerLifecycleDetail(_Open):
 
 
 class ControlTowerLifecycle(EventBridgeModel):
-    """`aws.controltower` / `AWS Service Event via CloudTrail`, CreateManagedAccount or UpdateManagedAccount."""
+    """`aws.controltower` / `AWS Service Event via CloudTrail`: CreateManagedAccount, UpdateManagedAccount."""
 
     detail: ControlTowerLifecycleDetail  # type: ignore[assignment]
 
     def model_post_init(self, __context: Any) -> None:
         details = self.detail.serviceEventDetails
-        expected = "createManagedAccountStatus" if self.detail.eventName == "CreateManagedAccount" else (
-            "updateManagedAccountStatus"
+        expected = (
+            "createManagedAccountStatus"
+            if self.detail.eventName == "CreateManagedAccount"
+            else ("updateManagedAccountStatus")
         )
         if getattr(details, expected) is None:
-            raise MalformedEvent(f"detail.serviceEventDetails.{expected}: missing for {self.detail.eventName}")
+            raise MalformedEvent(
+                f"detail.serviceEventDetails.{expected}: missing for {self.detail.eventName}"
+            )
         status = self.detail.status
         if status.state == "SUCCEEDED" and not status.account.accountId:
             raise MalformedEvent(f"detail.serviceEventDetails.{expected}.account.accountId: missing")

@@ -1,0 +1,67 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both bootstrap .venv first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+PYTHON    ?= python3
+ENV       ?= dev
+TEMPLATES := template.yaml templates/member-account.yaml templates/management-account.yaml
+export SAM_CLI_TELEMETRY := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# sam build needs the Lambda runtime's interpreter, python3.13: on PATH, or through pyenv.
+PY313_DIR := $(VENV)/py313
+PY313 := $(shell command -v python3.13 2>/dev/null || \
+	(command -v pyenv >/dev/null 2>&1 && PYENV_VERSION=$$(pyenv version-name):3.13.0 pyenv which python3.13 2>/dev/null))
+
+.PHONY: help demo test lint build deploy bench clean venv python313
+
+help:
+	@echo "make demo     run the backbone offline on its embedded AWS emulation and show what it does"
+	@echo "make test     lint, type-check, validate and build the templates, run the whole test suite"
+	@echo "make lint     ruff, mypy, cfn-lint and sam validate --lint on every template"
+	@echo "make build    sam build (needs python3.13)"
+	@echo "make deploy   sam build + sam deploy --config-env \$$ENV (dev|test|prod; needs AWS credentials)"
+	@echo "make bench    the performance benchmark; writes bench/latest.json"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
+	@echo "installing the project and its development tools into $(VENV) (first run: a few minutes)"
+	@set -o pipefail; $(PY) -m pip install --quiet -e '.[dev]' 2>&1 | { grep -v -e "is ignored" -e "^\s*$$" || true; }
+	@touch $(STAMP)
+
+python313: $(STAMP)
+	@if [ -z "$(PY313)" ]; then \
+	  echo "error: sam build needs a python3.13 interpreter (the Lambda runtime) and none was found;" >&2; \
+	  echo "       install Python 3.13 (e.g. 'pyenv install 3.13') and run make again." >&2; exit 1; fi
+	@mkdir -p $(PY313_DIR) && ln -sf "$(PY313)" $(PY313_DIR)/python3.13
+
+demo: $(STAMP)
+	$(VENV)/bin/govern demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/cfn-lint $(TEMPLATES)
+	@for t in $(TEMPLATES); do $(VENV)/bin/sam validate --lint -t $$t || exit 1; done
+
+test: lint python313
+	PATH="$(abspath $(PY313_DIR)):$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest
+
+build: python313
+	PATH="$(abspath $(PY313_DIR)):$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/sam build
+
+deploy: build
+	$(VENV)/bin/sam deploy --config-env $(ENV)
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
