@@ -29,7 +29,9 @@ def persistence_store() -> DynamoDBPersistenceLayer:
     )
 
 
-def idempotent_on(key_jmespath: str, *, data_keyword_argument: str, expires_after_seconds: int = WEEK_SECONDS) -> Callable[[F], F]:
+def idempotent_on(
+    key_jmespath: str, *, data_keyword_argument: str, expires_after_seconds: int = WEEK_SECONDS
+) -> Callable[[F], F]:
     """Powertools' `idempotent_function`, keyed on `key_jmespath` of the keyword argument named
     `data_keyword_argument`; the table is looked up at the first call, not at import."""
 

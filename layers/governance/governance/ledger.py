@@ -55,8 +55,10 @@ class LedgerEntry:
 
 
 def _table() -> Any:
-    return session_for(settings().require("governance_account_id")).resource("dynamodb").Table(
-        settings().require("ledger_table")
+    return (
+        session_for(settings().require("governance_account_id"))
+        .resource("dynamodb")
+        .Table(settings().require("ledger_table"))
     )
 
 

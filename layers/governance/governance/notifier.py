@@ -58,7 +58,12 @@ def notify(
             target=arn,
             flow=flow,
             account=account,
-            detail={"subject": subject, "severity": severity, "kind": kind, "message_id": response["MessageId"]},
+            detail={
+                "subject": subject,
+                "severity": severity,
+                "kind": kind,
+                "message_id": response["MessageId"],
+            },
         )
     )
     return str(response["MessageId"])
