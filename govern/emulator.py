@@ -201,6 +201,8 @@ class Organization:
         self._without_role: set[str] = set()
         self._lock = threading.RLock()
         self.function_environment: dict[str, str] = {}
+        # function name -> Lambda service error codes the next invocations fail with (fault injection)
+        self._invoke_faults: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Organization:
@@ -677,6 +679,19 @@ class Organization:
         except Exception:
             return False
 
+    # ------------------------------------------------------------------ fault injection
+    def fail_next_invocations(self, function_logical_id: str, error_code: str, times: int = 1) -> None:
+        """The next `times` invocations of the function fail in the Lambda service itself (before the
+        handler runs), e.g. `TooManyRequestsException`: what a workflow's Retry is for."""
+        name = next(spec.name for spec in self.functions.values() if spec.logical_id == function_logical_id)
+        with self._lock:
+            self._invoke_faults.setdefault(name, []).extend([error_code] * times)
+
+    def _take_invoke_fault(self, function_name: str) -> str | None:
+        with self._lock:
+            queued = self._invoke_faults.get(function_name)
+            return queued.pop(0) if queued else None
+
     # ------------------------------------------------------------------ in-process Lambda
     def _function_by_arn(self, arn: str) -> FunctionSpec:
         name = arn.split(":function:", 1)[-1].split(":", 1)[0]
@@ -690,12 +705,16 @@ class Organization:
     def _install_patches(self, stack: contextlib.ExitStack) -> None:
         from moto.awslambda.models import LambdaFunction
         from moto.config.responses import ConfigResponse
+        from moto.core.exceptions import JsonRESTError
         from moto.sts.exceptions import STSClientError
         from moto.sts.models import STSBackend
 
         organization = self
 
         def invoke_in_process(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
+            fault = organization._take_invoke_fault(self.function_name)
+            if fault:
+                raise JsonRESTError(fault, f"injected fault: {fault} for {self.function_name}")
             payload = json.loads(body) if body else {}
             function = organization.functions[self.function_name]
             try:

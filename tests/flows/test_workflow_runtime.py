@@ -1,0 +1,63 @@
+"""The runtime executes a real state machine file: Lambda tasks in process, Retry and Catch as in AWS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from govern.emulator import Organization
+
+MACHINE = "AccountBaselineStateMachine"
+FUNCTION = "BaselineAccountFunction"
+
+
+def history(org: Organization, execution_arn: str) -> list[dict[str, Any]]:
+    sfn = org.session().client("stepfunctions")
+    return sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+
+
+def throttles(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        event
+        for event in events
+        if event["type"] == "TaskFailed"
+        and event["taskFailedEventDetails"]["error"] == "Lambda.TooManyRequestsException"
+    ]
+
+
+def test_a_throttled_lambda_task_is_retried_and_the_workflow_completes(
+    org: Organization, load_event: Callable[[str], dict[str, Any]]
+) -> None:
+    org.fail_next_invocations(FUNCTION, "TooManyRequestsException", times=2)
+
+    [result] = org.replay([load_event("account-created")])
+
+    [execution] = org.executions(MACHINE)
+    assert execution["status"] == "SUCCEEDED"
+    assert len(throttles(history(org, execution["executionArn"]))) == 2
+    assert result.outcome == "succeeded"
+    # The retried workflow did its work: the account is in the inventory table.
+    inventory = org.session().client("dynamodb").scan(TableName=org.physical_id("AccountInventoryTable"))
+    assert [item["account_id"]["S"] for item in inventory["Items"]] == ["333333333333"]
+
+
+def test_a_task_that_keeps_failing_is_caught_recorded_and_notified(
+    org: Organization, load_event: Callable[[str], dict[str, Any]]
+) -> None:
+    org.fail_next_invocations(FUNCTION, "TooManyRequestsException", times=50)
+    event = load_event("account-created")
+
+    [result] = org.replay([event])
+
+    [execution] = org.executions(MACHINE)
+    assert execution["status"] == "FAILED"
+    events = history(org, execution["executionArn"])
+    assert len(throttles(events)) >= 2, "the Retry must have been tried before the Catch"
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
+    assert "RecordFailure" in entered
+    assert result.outcome == "failed"
+    failed = [entry for entry in org.ledger(event["id"]) if entry.status == "failed"]
+    assert failed and "TooManyRequestsException" in failed[0].detail["error_type"]
+    assert any("FAILED" in note.subject for note in org.notifications("platform"))
+    inventory = org.session().client("dynamodb").scan(TableName=org.physical_id("AccountInventoryTable"))
+    assert inventory["Items"] == []
