@@ -40,6 +40,9 @@ EXECUTION_ROLE = "GovernanceExecutionRole"
 # AWS Organizations creates this role in every account it creates: the emulation's admin door.
 ADMIN_ROLE = "OrganizationAccountAccessRole"
 WORKFLOW_TIMEOUT_SECONDS = 300.0
+# Workflow time runs faster offline: Retry intervals and Wait states last this fraction of their
+# declared seconds, so a backoff of minutes replays in a blink while keeping its order and shape.
+WORKFLOW_TIME_SCALE = 0.01
 MAX_SQS_ROUNDS = 10_000
 
 # What the runtime sets for the functions, besides the template's own environment.
@@ -766,10 +769,31 @@ class Organization:
         for module in (moto.core, moto.core.models, moto.iam.models, moto.sns.models):
             stack.enter_context(_patched(module, "DEFAULT_ACCOUNT_ID", self.governance_account))
         stack.enter_context(_patched(LambdaFunction, "invoke", invoke_in_process))
+        self._compress_workflow_time(stack)
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
         stack.enter_context(
             _patched(ConfigResponse, "start_config_rules_evaluation", start_config_rules_evaluation)
         )
+
+    @staticmethod
+    def _compress_workflow_time(stack: contextlib.ExitStack) -> None:
+        import types
+
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+            WaitFunction,
+        )
+
+        def scaled_sleep(seconds: float) -> None:
+            time.sleep(seconds * WORKFLOW_TIME_SCALE)
+
+        def scaled_wait(self: Any, env: Any, wait_seconds: int) -> None:
+            if wait_seconds > 0 and env.is_running():
+                env.program_state_event.wait(wait_seconds * WORKFLOW_TIME_SCALE)
+
+        fast_time = types.SimpleNamespace(**{**vars(time), "sleep": scaled_sleep})
+        stack.enter_context(_patched(retrier_decl, "time", fast_time))
+        stack.enter_context(_patched(WaitFunction, "_wait_interval", scaled_wait))
 
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:
