@@ -1,0 +1,285 @@
+"""The shared layer's core on plain moto: settings, sessions, ledger, notifier, event models, failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from governance import sessions
+from governance.events import (
+    ConfigComplianceChange,
+    ControlTowerLifecycle,
+    MalformedEvent,
+    ModelPackageStateChange,
+    parse_event,
+)
+from governance.failures import explain, record_workflow_failure
+from governance.ledger import LedgerEntry, entries_for_account, entries_for_event, entries_for_subject, record
+from governance.naming import central_group_name, model_card_name
+from governance.notifier import notify
+from governance.settings import SettingMissing, settings
+from tests.conftest import read_event
+
+GOVERNANCE = "123456789012"  # moto's default account: the caller's own
+MEMBER = "210987654321"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MOTO_ACCOUNT_ID", raising=False)
+    with mock_aws():
+        ledger = boto3.client("dynamodb").create_table(
+            TableName="ledger",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"}
+                for name in ("subject", "entry", "event_id", "account")
+            ],
+            KeySchema=[
+                {"AttributeName": "subject", "KeyType": "HASH"},
+                {"AttributeName": "entry", "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": f"by-{key.replace('_id', '')}",
+                    "KeySchema": [
+                        {"AttributeName": key, "KeyType": "HASH"},
+                        {"AttributeName": "entry", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for key in ("event_id", "account")
+            ],
+        )
+        assert ledger["TableDescription"]["TableName"] == "ledger"
+        topics = {
+            name: boto3.client("sns").create_topic(Name=name)["TopicArn"] for name in ("sec", "plat", "ml")
+        }
+        dlq = boto3.client("sqs").create_queue(QueueName="events-dlq")["QueueUrl"]
+        environment = {
+            "GOVERNANCE_ACCOUNT_ID": GOVERNANCE,
+            "LEDGER_TABLE": "ledger",
+            "SECURITY_TOPIC_ARN": topics["sec"],
+            "PLATFORM_TOPIC_ARN": topics["plat"],
+            "ML_GOVERNANCE_TOPIC_ARN": topics["ml"],
+            "DEAD_LETTER_QUEUE_URL": dlq,
+            "STAGE": "test",
+        }
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        settings.cache_clear()
+        sessions.forget_sessions()
+        yield environment
+        settings.cache_clear()
+        sessions.forget_sessions()
+
+
+def capture(topic_arn: str) -> str:
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    url = sqs.create_queue(QueueName=f"capture-{topic_arn.rsplit(':', 1)[-1]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def received(url: str) -> list[dict[str, Any]]:
+    messages = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(message["Body"]) for message in messages]
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_settings_are_read_when_first_used_not_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.cache_clear()
+    monkeypatch.setenv("DRY_RUN", "true")
+    monkeypatch.setenv("MAX_ACTIONS_PER_ACCOUNT_PER_HOUR", "7")
+    monkeypatch.delenv("LEDGER_TABLE", raising=False)
+    current = settings()
+    assert current.dry_run is True
+    assert current.max_actions_per_account_per_hour == 7
+    with pytest.raises(SettingMissing, match="environment variable LEDGER_TABLE is not set"):
+        current.require("ledger_table")
+    settings.cache_clear()
+
+
+# ------------------------------------------------------------------ sessions
+
+
+def test_a_member_session_acts_in_the_member_account_and_is_cached(aws: dict[str, str]) -> None:
+    first = sessions.session_for(MEMBER)
+    assert first.client("sts").get_caller_identity()["Account"] == MEMBER
+    first.client("s3").create_bucket(Bucket="team-bucket")
+    assert "team-bucket" not in [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
+    assert sessions.session_for(MEMBER) is first
+
+
+def test_the_governance_account_uses_the_functions_own_credentials(aws: dict[str, str]) -> None:
+    session = sessions.session_for(GOVERNANCE)
+    assert session.client("sts").get_caller_identity()["Account"] == GOVERNANCE
+
+
+def test_an_unassumable_role_fails_naming_the_role_and_the_account(
+    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    def deny(*args: Any, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "AssumeRole")
+
+    monkeypatch.setattr(sessions.boto3, "client", lambda *a, **k: type("C", (), {"assume_role": deny})())
+    with pytest.raises(sessions.RoleAssumptionError) as error:
+        sessions.session_for("222222222222")
+    message = str(error.value)
+    assert "arn:aws:iam::222222222222:role/GovernanceExecutionRole" in message
+    assert "account 222222222222" in message and "AccessDenied" in message
+
+
+# ------------------------------------------------------------------ ledger
+
+
+def test_the_ledger_appends_and_reads_back_by_event_subject_and_account(aws: dict[str, str]) -> None:
+    first = record(
+        LedgerEntry("evt-1", "remediate", "done", "arn:aws:s3:::b", "config-remediation", MEMBER, {"a": 1})
+    )
+    record(LedgerEntry("evt-1", "notify", "done", "arn:aws:sns:topic", "config-remediation", MEMBER))
+    record(LedgerEntry("evt-2", "remediate", "exempt", "arn:aws:s3:::b", "config-remediation", MEMBER))
+
+    assert [e.action for e in entries_for_event("evt-1")] == ["remediate", "notify"]
+    assert [e.status for e in entries_for_subject("arn:aws:s3:::b")] == ["done", "exempt"]
+    assert len(entries_for_account(MEMBER)) == 3
+    assert entries_for_event("evt-1")[0].detail == {"a": 1}
+    assert first.recorded_at and first.actor == ""
+    items = boto3.client("dynamodb").scan(TableName="ledger")["Items"]
+    assert len(items) == 3 and all(item["actor"]["S"] == "test" for item in items)
+
+
+def test_the_ledger_never_overwrites_an_entry(aws: dict[str, str]) -> None:
+    from botocore.exceptions import ClientError
+
+    table = boto3.resource("dynamodb").Table("ledger")
+    record(LedgerEntry("evt-1", "remediate", "done", "subject-1", "flow"))
+    [item] = table.scan()["Items"]
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        table.put_item(Item={**item, "status": "failed"}, ConditionExpression="attribute_not_exists(subject)")
+    assert table.scan()["Items"][0]["status"] == "done"
+
+
+# ------------------------------------------------------------------ notifier
+
+
+def test_a_notification_carries_filterable_attributes_and_is_ledgered(aws: dict[str, str]) -> None:
+    url = capture(aws["SECURITY_TOPIC_ARN"])
+    message_id = notify(
+        "security",
+        "[HIGH] s3-bucket-public-read-prohibited: bucket b in 210987654321 remediated " + "x" * 80,
+        {"resource": "b"},
+        severity="HIGH",
+        account=MEMBER,
+        kind="remediation",
+        event_id="evt-9",
+        flow="config-remediation",
+    )
+    [envelope] = received(url)
+    assert envelope["MessageId"] == message_id
+    assert len(envelope["Subject"]) <= 100
+    attributes = {name: value["Value"] for name, value in envelope["MessageAttributes"].items()}
+    assert attributes == {"severity": "HIGH", "account": MEMBER, "kind": "remediation"}
+    body = json.loads(envelope["Message"])
+    assert body["resource"] == "b" and body["event_id"] == "evt-9"
+    [entry] = entries_for_event("evt-9")
+    assert (entry.action, entry.target, entry.detail["message_id"]) == (
+        "notify",
+        aws["SECURITY_TOPIC_ARN"],
+        message_id,
+    )
+
+
+# ------------------------------------------------------------------ event models
+
+
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [
+        ("model-approved-in-team-account", ModelPackageStateChange),
+        ("model-approved-in-central-registry", ModelPackageStateChange),
+        ("config-s3-public-read", ConfigComplianceChange),
+        ("config-ebs-encryption-default", ConfigComplianceChange),
+        ("account-created", ControlTowerLifecycle),
+        ("account-updated", ControlTowerLifecycle),
+        ("account-creation-failed", ControlTowerLifecycle),
+    ],
+)
+def test_every_real_shaped_sample_parses(name: str, model: type[Any]) -> None:
+    parsed = parse_event(read_event(name), model)
+    assert parsed.id == read_event(name)["id"]
+
+
+def test_a_malformed_event_is_rejected_in_one_line_naming_the_fields() -> None:
+    with pytest.raises(MalformedEvent) as error:
+        parse_event(read_event("malformed-model-approval"), ModelPackageStateChange)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "detail.ModelPackageArn" in message and "detail.ModelPackageVersion" in message
+
+
+def test_a_succeeded_account_event_without_account_id_is_malformed() -> None:
+    event = read_event("account-created")
+    del event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["account"]["accountId"]
+    with pytest.raises(MalformedEvent, match="accountId"):
+        parse_event(event, ControlTowerLifecycle)
+
+
+def test_an_event_that_is_not_an_object_is_malformed() -> None:
+    with pytest.raises(MalformedEvent, match="expected a JSON object, got list"):
+        parse_event([], ConfigComplianceChange)
+
+
+# ------------------------------------------------------------------ failures and naming
+
+
+def test_explain_reads_a_lambda_error_cause() -> None:
+    cause = json.dumps({"errorType": "RoleAssumptionError", "errorMessage": "cannot assume X\nmore"})
+    assert explain({"Error": "RoleAssumptionError", "Cause": cause}) == (
+        "RoleAssumptionError",
+        "cannot assume X",
+    )
+    assert explain({"Error": "States.Timeout", "Cause": ""}) == ("States.Timeout", "States.Timeout")
+
+
+def test_a_malformed_workflow_input_is_kept_in_the_dead_letter_queue(aws: dict[str, str]) -> None:
+    event = read_event("malformed-model-approval")
+    error = {
+        "Error": "MalformedEvent",
+        "Cause": json.dumps({"errorType": "MalformedEvent", "errorMessage": "bad"}),
+    }
+    decided = record_workflow_failure(
+        flow="model-promotion", action="replicate_model", audience="ml-governance", event=event, error=error
+    )
+    assert decided["dead_lettered"] is True
+    messages = boto3.client("sqs").receive_message(
+        QueueUrl=aws["DEAD_LETTER_QUEUE_URL"], MessageAttributeNames=["All"]
+    )["Messages"]
+    assert json.loads(messages[0]["Body"])["id"] == event["id"]
+    assert messages[0]["MessageAttributes"]["error"]["StringValue"] == "bad"
+    assert [e.action for e in entries_for_event(event["id"])] == ["dead_letter", "notify"]
+
+
+def test_names_fit_sagemaker_limits() -> None:
+    assert central_group_name("210987654321", "churn_prediction") == "210987654321-churn-prediction"
+    long_group = central_group_name("210987654321", "x" * 80)
+    assert len(long_group) <= 63
+    card = model_card_name(long_group, 12)
+    assert card.endswith("-v12") and len(card) <= 63
