@@ -204,6 +204,9 @@ class Organization:
         self._without_role: set[str] = set()
         self._lock = threading.RLock()
         self.function_environment: dict[str, str] = {}
+        self._admin_sessions: dict[tuple[str, str], boto3.Session] = {}
+        self._captured: list[Notification] = []
+        self._captured_ids: set[str] = set()  # SNS message ids of self._captured
         # function name -> Lambda service error codes the next invocations fail with (fault injection)
         self._invoke_faults: dict[str, list[str]] = {}
 
@@ -269,24 +272,35 @@ class Organization:
                 reset()
 
     def _aws(self, service: str) -> Any:
-        """A client in the governance account (default credentials)."""
-        return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+        """A client in the governance account (default credentials), made once per service."""
+        return self.session().client(service)
 
     # ------------------------------------------------------------------ accounts
     def session(self, account_id: str | None = None, region: str | None = None) -> boto3.Session:
-        """An administrator session in any emulated account (for seeding and for checking state)."""
-        account = account_id or self.governance_account
+        """An administrator session in any emulated account (for seeding and for checking state);
+        one per account and region, handing out one client per service."""
+        from governance.sessions import ClientCachingSession
+
+        account, region = account_id or self.governance_account, region or self.region
+        with self._lock:
+            cached = self._admin_sessions.get((account, region))
+        if cached is not None:
+            return cached
         if account == self.governance_account:
-            return boto3.Session(region_name=region or self.region)
-        credentials = self._aws("sts").assume_role(
-            RoleArn=f"arn:aws:iam::{account}:role/{ADMIN_ROLE}", RoleSessionName="govern-admin"
-        )["Credentials"]
-        return boto3.Session(
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-            region_name=region or self.region,
-        )
+            session = ClientCachingSession(region_name=region)
+        else:
+            credentials = self._aws("sts").assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/{ADMIN_ROLE}", RoleSessionName="govern-admin"
+            )["Credentials"]
+            session = ClientCachingSession(
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+                region_name=region,
+            )
+        with self._lock:
+            self._admin_sessions[(account, region)] = session
+        return session
 
     def ensure_member(self, account_id: str) -> None:
         """Deploy the member template's GovernanceExecutionRole in `account_id` (idempotent)."""
@@ -338,34 +352,35 @@ class Organization:
     # ------------------------------------------------------------------ reading state back
     def notifications(self, audience: str | None = None) -> list[Notification]:
         """Every message published to the backbone's topics (or one audience's topic), oldest first."""
-        topics = {
-            "security": "SecurityTopic",
-            "platform": "PlatformTopic",
-            "ml-governance": "MlGovernanceTopic",
-        }
-        wanted = [self.physical_id(topics[audience])] if audience else list(self._topic_captures)
-        found: list[Notification] = []
-        for topic_arn in wanted:
-            for message in self._peek(self._topic_captures[topic_arn]):
-                envelope = json.loads(message["Body"])
-                try:
-                    body = json.loads(envelope.get("Message", "{}"))
-                except json.JSONDecodeError:
-                    body = {"text": envelope.get("Message")}
-                attributes = {
-                    name: value.get("Value", "")
-                    for name, value in (envelope.get("MessageAttributes") or {}).items()
-                }
-                found.append(
-                    Notification(
-                        topic_arn=topic_arn,
-                        subject=envelope.get("Subject", ""),
-                        message=body,
-                        attributes=attributes,
-                        message_id=envelope.get("MessageId", ""),
+        self._collect_notifications()
+        if audience is None:
+            return list(self._captured)
+        topic_arn = self.physical_id(_AUDIENCE_TOPICS[audience])
+        return [notification for notification in self._captured if notification.topic_arn == topic_arn]
+
+    def _collect_notifications(self) -> None:
+        """Move what the runtime's own subscriber queues received into memory (they are the runtime's,
+        not the backbone's, so consuming them changes nothing the backbone owns)."""
+        sqs = self._aws("sqs")
+        with self._lock:
+            for topic_arn, capture_url in self._topic_captures.items():
+                while True:
+                    messages = sqs.receive_message(QueueUrl=capture_url, MaxNumberOfMessages=10).get(
+                        "Messages", []
                     )
-                )
-        return found
+                    if not messages:
+                        break
+                    for message in messages:
+                        notification = _notification_from(topic_arn, json.loads(message["Body"]))
+                        self._captured.append(notification)
+                        self._captured_ids.add(notification.message_id)
+                    sqs.delete_message_batch(
+                        QueueUrl=capture_url,
+                        Entries=[
+                            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                            for index, message in enumerate(messages)
+                        ],
+                    )
 
     def ledger(self, event_id: str) -> list[Any]:
         from governance.ledger import entries_for_event
@@ -405,29 +420,27 @@ class Organization:
         return [sfn.describe_execution(executionArn=arn) for arn in arns]
 
     def _peek(self, queue_url: str) -> list[dict[str, Any]]:
-        """Read a queue without consuming it: every message is made visible again at once."""
-        sqs = self._aws("sqs")
-        seen: dict[str, dict[str, Any]] = {}
-        handles: list[str] = []
-        while True:
-            page = sqs.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=30,
-                MessageAttributeNames=["All"],
-                AttributeNames=["All"],
-            ).get("Messages", [])
-            fresh = [message for message in page if message["MessageId"] not in seen]
-            for message in page:
-                handles.append(message["ReceiptHandle"])
-            if not fresh:
-                break
-            for message in fresh:
-                seen[message["MessageId"]] = message
-        for handle in handles:
-            with contextlib.suppress(Exception):
-                sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
-        return sorted(seen.values(), key=lambda m: int(m.get("Attributes", {}).get("SentTimestamp", 0)))
+        """Read a backbone queue without consuming it (as the console's "poll for messages" would not
+        either): straight from moto's queue, in flight or not, oldest first."""
+        from moto.sqs.models import sqs_backends
+
+        _, _, _, _, account, name = self._queue_arn_from_url(queue_url).split(":", 5)
+        queue = sqs_backends[account][self.region].queues[name]
+        with queue._messages_lock:
+            messages = list(queue._messages)
+        return [
+            {
+                "MessageId": message.id,
+                "Body": message.body,
+                "MessageAttributes": dict(message.message_attributes),
+                "SentTimestamp": message.sent_timestamp or 0,
+            }
+            for message in sorted(messages, key=lambda m: m.sent_timestamp or 0)
+        ]
+
+    def _queue_arn_from_url(self, queue_url: str) -> str:
+        account, name = queue_url.rstrip("/").split("/")[-2:]
+        return f"arn:aws:sqs:{self.region}:{account}:{name}"
 
     # ------------------------------------------------------------------ events
     def seed(self, event: dict[str, Any]) -> None:
@@ -673,10 +686,8 @@ class Organization:
     def _verify(self, entry: Any) -> bool:
         try:
             if entry.action == "notify":
-                return any(
-                    notification.message_id == entry.detail.get("message_id")
-                    for notification in self.notifications()
-                )
+                self._collect_notifications()
+                return entry.detail.get("message_id") in self._captured_ids
             verifier = flows.verifier_for(entry.action)
             return bool(verifier(entry, self)) if verifier else False
         except Exception:
@@ -1078,6 +1089,30 @@ class Organization:
     def _queue_url_from_arn(self, arn: str) -> str:
         _, _, _, region, account, name = arn.split(":", 5)
         return f"https://sqs.{region}.amazonaws.com/{account}/{name}"
+
+
+_AUDIENCE_TOPICS = {
+    "security": "SecurityTopic",
+    "platform": "PlatformTopic",
+    "ml-governance": "MlGovernanceTopic",
+}
+
+
+def _notification_from(topic_arn: str, envelope: dict[str, Any]) -> Notification:
+    """A notification as the SNS -> SQS envelope carries it."""
+    try:
+        body = json.loads(envelope.get("Message", "{}"))
+    except json.JSONDecodeError:
+        body = {"text": envelope.get("Message")}
+    return Notification(
+        topic_arn=topic_arn,
+        subject=envelope.get("Subject", ""),
+        message=body if isinstance(body, dict) else {"text": body},
+        attributes={
+            name: value.get("Value", "") for name, value in (envelope.get("MessageAttributes") or {}).items()
+        },
+        message_id=envelope.get("MessageId", ""),
+    )
 
 
 @contextlib.contextmanager

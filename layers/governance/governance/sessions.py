@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from governance.settings import settings
@@ -15,6 +17,40 @@ from governance.settings import settings
 _REFRESH_MARGIN = timedelta(minutes=5)
 _lock = threading.Lock()
 _sessions: dict[str, tuple[boto3.Session, datetime | None]] = {}
+# One loader for every session: an assumed-role session otherwise re-reads each service's model
+# files from disk (tens of milliseconds a client), once per account the function touches.
+_loader = botocore.loaders.create_loader()
+
+
+class ClientCachingSession(boto3.Session):
+    """A boto3 session that hands out one client per service and Region. Creating a client costs tens
+    of milliseconds of CPU (every remediation, ledger write and notification used to make its own);
+    boto3 clients are thread-safe, so the workflows' concurrent steps can share them. Calls with any
+    other argument (endpoint, config, credentials) get a fresh client, as from boto3.Session."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "botocore_session" not in kwargs:
+            core = botocore.session.get_session()
+            core.register_component("data_loader", _loader)
+            kwargs["botocore_session"] = core
+        super().__init__(*args, **kwargs)
+        self._clients_lock = threading.Lock()
+        self._clients: dict[tuple[str, str | None], Any] = {}
+
+    def client(self, service_name: str, region_name: str | None = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if (
+            args
+            or any(value is not None and key != "use_ssl" for key, value in kwargs.items())
+            or (kwargs.get("use_ssl", True) is not True)
+        ):
+            return super().client(service_name, region_name, *args, **kwargs)  # type: ignore[call-overload]
+        key = (service_name, region_name or self.region_name)
+        with self._clients_lock:
+            cached = self._clients.get(key)
+            if cached is None:
+                cached = super().client(service_name, region_name=region_name)  # type: ignore[call-overload]
+                self._clients[key] = cached
+        return cached
 
 
 class RoleAssumptionError(RuntimeError):
@@ -47,7 +83,7 @@ def _assume(account_id: str) -> tuple[boto3.Session, datetime]:
     except BotoCoreError as error:
         raise RoleAssumptionError(role_arn, account_id, str(error)) from error
     credentials = response["Credentials"]
-    session = boto3.Session(
+    session = ClientCachingSession(
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
@@ -66,7 +102,10 @@ def session_for(account_id: str) -> boto3.Session:
         if cached and (cached[1] is None or cached[1] - _REFRESH_MARGIN > datetime.now(UTC)):
             return cached[0]
     if account_id == settings().governance_account_id:
-        fresh: tuple[boto3.Session, datetime | None] = (boto3.Session(region_name=settings().region), None)
+        fresh: tuple[boto3.Session, datetime | None] = (
+            ClientCachingSession(region_name=settings().region),
+            None,
+        )
     else:
         fresh = _assume(account_id)
     with _lock:
@@ -75,7 +114,8 @@ def session_for(account_id: str) -> boto3.Session:
 
 
 def client(service: str, account_id: str | None = None, region: str | None = None) -> Any:
-    """A boto3 client for `service` in `account_id` (default: the governance account) and `region`."""
+    """A boto3 client for `service` in `account_id` (default: the governance account) and `region`,
+    made once per session and reused (see ClientCachingSession)."""
     account = account_id or settings().require("governance_account_id")
     return session_for(account).client(service, region_name=region or settings().region)  # type: ignore[call-overload]
 
