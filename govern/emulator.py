@@ -273,7 +273,7 @@ class Organization:
 
     def _aws(self, service: str) -> Any:
         """A client in the governance account (default credentials), made once per service."""
-        return self.session().client(service)
+        return self.session().client(service)  # type: ignore[call-overload]
 
     # ------------------------------------------------------------------ accounts
     def session(self, account_id: str | None = None, region: str | None = None) -> boto3.Session:

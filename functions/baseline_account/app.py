@@ -1,0 +1,66 @@
+"""Steps of the AccountBaseline state machine: one Lambda, dispatched on the payload's `step`."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from governance.baseline import (
+    AccountFacts,
+    apply_baseline,
+    describe_lifecycle_event,
+    notify_creation_failed,
+    notify_not_governed,
+    register_account,
+    report_baseline,
+    schedule_role_check,
+    verify_baseline,
+    wait_for_role,
+)
+from governance.events import MalformedEvent
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+# Most steps have no business metric to emit; Powertools documents this filter for that case.
+warnings.filterwarnings("ignore", "No application metrics to publish*")
+
+
+def _facts(payload: dict[str, Any]) -> AccountFacts:
+    return AccountFacts.model_validate(payload["account"])
+
+
+STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "describe": lambda payload: describe_lifecycle_event(payload["event"]).model_dump(),
+    "notify_creation_failed": lambda payload: notify_creation_failed(_facts(payload)),
+    "notify_not_governed": lambda payload: notify_not_governed(_facts(payload)),
+    "wait_for_role": lambda payload: wait_for_role(_facts(payload), int(payload["attempt"])),
+    "schedule_role_check": lambda payload: schedule_role_check(_facts(payload), int(payload["attempt"])),
+    "apply_baseline": lambda payload: apply_baseline(_facts(payload)),
+    "verify_baseline": lambda payload: verify_baseline(_facts(payload), payload["applied"]),
+    "register_account": lambda payload: register_account(_facts(payload), payload["verified"]),
+    "report_baseline": lambda payload: report_baseline(
+        _facts(payload), payload["verified"], payload["registration"]
+    ),
+}
+
+
+@logger.inject_lambda_context(correlation_id_path="event.id || account.event_id")
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    step = event.get("step") if isinstance(event, dict) else None
+    run = STEPS.get(str(step))
+    if run is None:
+        raise MalformedEvent(f"step {step!r} is not one of {', '.join(STEPS)}")
+    result = run(event)
+    if step == "report_baseline" and result.get("status") == "done":
+        metrics.add_metric(name="AccountsBaselined", unit=MetricUnit.Count, value=1)
+    elif step == "notify_creation_failed":
+        metrics.add_metric(name="AccountCreationsFailed", unit=MetricUnit.Count, value=1)
+    return result

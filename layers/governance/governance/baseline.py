@@ -1,0 +1,568 @@
+"""The ML account baseline: what a new account gets per environment, applied, read back and registered."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from governance.events import ControlTowerLifecycle, MalformedEvent, parse_event
+from governance.ledger import LedgerEntry, Status, record
+from governance.notifier import notify
+from governance.sessions import RoleAssumptionError, client, forget_sessions, role_arn_in, session_for
+from governance.settings import settings
+
+# Bump on every change to what an account gets; the inventory records the version each account has,
+# so accounts on an older baseline can be found and re-baselined (docs/account-baseline.md).
+BASELINE_VERSION = "2026.11.1"
+
+FLOW = "account-baseline"
+
+# Role readiness: the member StackSet deploys GovernanceExecutionRole minutes after the account joins
+# its OU. Waits double from POLL_BASE_SECONDS up to the cap; with the defaults (10 s, cap 300 s,
+# 10 checks) the flow gives the StackSet about 25 minutes before it gives up.
+ROLE_WAIT_MAX_ATTEMPTS = 10
+ROLE_WAIT_CAP_SECONDS = 300
+
+UNASSIGNED_TEAM = "unassigned"
+ACCOUNT_NAME_PREFIX = "ml-team-"
+
+# Control Tower states the flow acts on; anything else (IN_PROGRESS, a state added later) is ignored.
+ACTIONABLE_STATES = frozenset({"SUCCEEDED", "FAILED"})
+
+
+class RoleNotReady(RuntimeError):
+    """GovernanceExecutionRole cannot be assumed in the new account yet; the workflow waits and retries."""
+
+
+class RoleNeverAppeared(RuntimeError):
+    """GovernanceExecutionRole was still not assumable after every allowed check."""
+
+
+class BaselineNotVerified(RuntimeError):
+    """A baseline setting read back from the account differs from what was applied."""
+
+
+class BaselineConfigurationError(ValueError):
+    """A baseline setting of the stack (OU_ENVIRONMENT_MAP, BASELINE_REGIONS) cannot be understood."""
+
+
+# --- what the event says ---------------------------------------------------------------------------
+
+
+class AccountFacts(BaseModel):
+    """What the workflow knows about the account, passed from step to step in the state machine."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    event_name: str
+    state: str
+    # CloudTrail's id of the lifecycle record: the same change delivered twice carries the same one.
+    change: str
+    # When Control Tower finished the operation (the event's time, UTC, ISO 8601).
+    lifecycle_at: str
+    account_id: str = ""
+    account_name: str = ""
+    ou_name: str = ""
+    ou_id: str = ""
+    message: str = ""
+    environment: str = ""
+    team: str = UNASSIGNED_TEAM
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def governed(self) -> bool:
+        """Only accounts of an OU in OU_ENVIRONMENT_MAP are baselined: the member role is deployed there."""
+        return bool(self.environment)
+
+
+def ou_environment_map() -> dict[str, str]:
+    """OU name (lower case) -> environment, from OU_ENVIRONMENT_MAP (`ML-Dev=dev,ML-Prod=prod`)."""
+    mapping: dict[str, str] = {}
+    for raw_entry in settings().ou_environment_map.split(","):
+        entry = raw_entry.strip()
+        if not entry:
+            continue
+        ou_name, separator, environment = entry.partition("=")
+        if not separator or not ou_name.strip() or not environment.strip():
+            raise BaselineConfigurationError(
+                f"OU_ENVIRONMENT_MAP entry {entry!r} is not OU-name=environment (e.g. ML-Prod=prod)"
+            )
+        mapping[ou_name.strip().lower()] = environment.strip().lower()
+    return mapping
+
+
+def team_from_account_name(account_name: str, environments: Iterable[str]) -> str:
+    """`ml-team-churn-dev` -> `churn`: the team is between the `ml-team-` prefix and an environment suffix."""
+    name = account_name.strip().lower()
+    if not name.startswith(ACCOUNT_NAME_PREFIX):
+        return UNASSIGNED_TEAM
+    team = name[len(ACCOUNT_NAME_PREFIX) :]
+    for environment in sorted(set(environments), key=len, reverse=True):
+        if team.endswith(f"-{environment}"):
+            team = team[: -len(environment) - 1]
+            break
+    return team if re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", team) else UNASSIGNED_TEAM
+
+
+def _lifecycle_status(event: dict[str, Any]) -> dict[str, Any] | None:
+    detail = event.get("detail")
+    details = detail.get("serviceEventDetails") if isinstance(detail, dict) else None
+    if not isinstance(details, dict):
+        return None
+    found = details.get("createManagedAccountStatus") or details.get("updateManagedAccountStatus")
+    return found if isinstance(found, dict) else None
+
+
+def describe_lifecycle_event(event: Any) -> AccountFacts:
+    """The facts of a Control Tower lifecycle event; MalformedEvent when an actionable event is unusable."""
+    raw_status = _lifecycle_status(event) if isinstance(event, dict) else None
+    raw_state = raw_status.get("state") if raw_status else None
+    if isinstance(raw_state, str) and raw_state not in ACTIONABLE_STATES:
+        # Not an outcome yet (or a state this code does not know): nothing to do, nothing malformed.
+        return AccountFacts(
+            event_id=str(event.get("id", "")),
+            event_name=str(event.get("detail", {}).get("eventName", "")),
+            state=raw_state,
+            change=str(event.get("detail", {}).get("eventID") or event.get("id", "")),
+            lifecycle_at=str(event.get("time", "")),
+        )
+    lifecycle = parse_event(event, ControlTowerLifecycle)
+    status = lifecycle.detail.status
+    mapping = ou_environment_map()
+    environment = mapping.get(status.organizationalUnit.organizationalUnitName.strip().lower(), "")
+    extra = lifecycle.detail.model_extra or {}
+    return AccountFacts(
+        event_id=lifecycle.id,
+        event_name=lifecycle.detail.eventName,
+        state=status.state,
+        change=str(extra.get("eventID") or lifecycle.id),
+        lifecycle_at=lifecycle.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        account_id=status.account.accountId or "",
+        account_name=status.account.accountName,
+        ou_name=status.organizationalUnit.organizationalUnitName,
+        ou_id=status.organizationalUnit.organizationalUnitId,
+        message=status.message,
+        environment=environment,
+        team=team_from_account_name(status.account.accountName, mapping.values()),
+    )
+
+
+def baseline_regions() -> list[str]:
+    """BASELINE_REGIONS as a list, in order, without duplicates; the function's own region when unset."""
+    regions = [region.strip() for region in settings().baseline_regions.split(",") if region.strip()]
+    for region in regions:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+            raise BaselineConfigurationError(f"BASELINE_REGIONS entry {region!r} is not a Region name")
+    return list(dict.fromkeys(regions)) or [settings().region]
+
+
+# --- notices for events that do not lead to a baseline ---------------------------------------------
+
+
+def notify_creation_failed(facts: AccountFacts) -> dict[str, Any]:
+    """Tell the platform admins Control Tower could not create the account, in Control Tower's words."""
+    message_id = notify(
+        "platform",
+        f"[FAILED] Control Tower could not create account {facts.account_name} in OU {facts.ou_name}",
+        {
+            "account_name": facts.account_name,
+            "organizational_unit": {"name": facts.ou_name, "id": facts.ou_id},
+            "control_tower_message": facts.message,
+            "event_name": facts.event_name,
+            "what_happened": "No baseline was applied: there is no account to baseline.",
+        },
+        severity="HIGH",
+        account=facts.account_id,
+        kind="account-creation-failed",
+        event_id=facts.event_id,
+        flow=FLOW,
+    )
+    return {"notified": message_id}
+
+
+def notify_not_governed(facts: AccountFacts) -> dict[str, Any]:
+    """Say that an account outside the ML OUs was seen and left alone, so a typo in the map is noticed."""
+    message_id = notify(
+        "platform",
+        f"Account {facts.account_name} ({facts.account_id}) in OU {facts.ou_name} is not baselined",
+        {
+            "account_name": facts.account_name,
+            "organizational_unit": {"name": facts.ou_name, "id": facts.ou_id},
+            "why": "The OU is not in OuEnvironmentMap; add it there if its accounts are ML accounts.",
+            "ou_environment_map": settings().ou_environment_map,
+        },
+        severity="INFO",
+        account=facts.account_id,
+        kind="account-not-governed",
+        event_id=facts.event_id,
+        flow=FLOW,
+    )
+    return {"notified": message_id}
+
+
+# --- waiting for GovernanceExecutionRole -----------------------------------------------------------
+
+
+def role_wait_seconds(attempt: int) -> int:
+    """Seconds to wait after the `attempt`-th failed check (0-based): doubling from the base, capped."""
+    return int(min(settings().poll_base_seconds * 2**attempt, ROLE_WAIT_CAP_SECONDS))
+
+
+def wait_for_role(facts: AccountFacts, attempt: int) -> dict[str, Any]:
+    """Check that GovernanceExecutionRole can be assumed in the account now; RoleNotReady if not."""
+    # A session cached before the role existed (or one from a since-deleted role) must not hide the answer.
+    forget_sessions()
+    try:
+        session_for(facts.account_id)
+    except RoleAssumptionError as error:
+        raise RoleNotReady(f"check {attempt + 1} of {ROLE_WAIT_MAX_ATTEMPTS}: {error}") from error
+    return {"ready": True, "checks": attempt + 1}
+
+
+def schedule_role_check(facts: AccountFacts, attempt: int) -> dict[str, Any]:
+    """After a failed check: the next attempt and how long to wait, or RoleNeverAppeared past the bound."""
+    failed_checks = attempt + 1
+    if failed_checks >= ROLE_WAIT_MAX_ATTEMPTS:
+        waited = sum(role_wait_seconds(n) for n in range(ROLE_WAIT_MAX_ATTEMPTS - 1))
+        role_name = settings().execution_role_name
+        raise RoleNeverAppeared(
+            f"{role_name} never became assumable in account {facts.account_id} ({failed_checks} checks over "
+            f"{waited} s): check that the member StackSet has automatic deployment enabled for OU "
+            f"{facts.ou_name} ({facts.ou_id}) and its stack instance in {facts.account_id} succeeded, "
+            f"that the role is named {role_name} ({role_arn_in(facts.account_id)}), and that its trust "
+            f"policy admits the backbone's function roles in account {settings().governance_account_id}"
+        )
+    return {"attempt": failed_checks, "wait_seconds": role_wait_seconds(attempt)}
+
+
+# --- the baseline ----------------------------------------------------------------------------------
+
+
+def _is_missing(error: ClientError, *codes: str) -> bool:
+    return error.response.get("Error", {}).get("Code") in codes
+
+
+PUBLIC_ACCESS_BLOCK_ALL_ON = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+def _put_account_public_access_block(account_id: str, region: str) -> None:
+    client("s3control", account_id, region).put_public_access_block(
+        AccountId=account_id, PublicAccessBlockConfiguration=dict(PUBLIC_ACCESS_BLOCK_ALL_ON)
+    )
+
+
+def _read_account_public_access_block(account_id: str, region: str) -> dict[str, bool]:
+    try:
+        found = client("s3control", account_id, region).get_public_access_block(AccountId=account_id)
+    except ClientError as error:
+        if _is_missing(error, "NoSuchPublicAccessBlockConfiguration"):
+            return dict.fromkeys(PUBLIC_ACCESS_BLOCK_ALL_ON, False)
+        raise
+    configuration = found["PublicAccessBlockConfiguration"]
+    return {name: bool(configuration.get(name, False)) for name in PUBLIC_ACCESS_BLOCK_ALL_ON}
+
+
+def _enable_ebs_encryption_by_default(account_id: str, region: str) -> None:
+    client("ec2", account_id, region).enable_ebs_encryption_by_default()
+
+
+def _read_ebs_encryption_by_default(account_id: str, region: str) -> bool:
+    return bool(client("ec2", account_id, region).get_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+
+
+# CIS AWS Foundations 1.8/1.9 and Security Hub IAM.7: in prod, any IAM user password must be strong.
+STRONG_PASSWORD_POLICY: dict[str, Any] = {
+    "MinimumPasswordLength": 14,
+    "RequireSymbols": True,
+    "RequireNumbers": True,
+    "RequireUppercaseCharacters": True,
+    "RequireLowercaseCharacters": True,
+    "AllowUsersToChangePassword": True,
+    "MaxPasswordAge": 90,
+    "PasswordReusePrevention": 24,
+}
+
+
+def _update_password_policy(account_id: str, region: str) -> None:
+    client("iam", account_id, region).update_account_password_policy(**STRONG_PASSWORD_POLICY)
+
+
+def _read_password_policy(account_id: str, region: str) -> dict[str, Any]:
+    try:
+        policy = client("iam", account_id, region).get_account_password_policy()["PasswordPolicy"]
+    except ClientError as error:
+        if _is_missing(error, "NoSuchEntity"):
+            return {}
+        raise
+    return {name: policy.get(name) for name in STRONG_PASSWORD_POLICY}
+
+
+@dataclass(frozen=True)
+class Control:
+    """One account setting of the baseline: how to turn it on, how to read it back, what it must read."""
+
+    name: str
+    # "account": one setting for the whole account (applied once, read back through every Region's
+    # endpoint); "region": a setting of each Region, applied and read back in every one.
+    scope: Literal["account", "region"]
+    expected: Any
+    apply: Callable[[str, str], None]
+    read: Callable[[str, str], Any]
+    # What GovernanceExecutionRole must allow for apply and read (templates/member-account.yaml).
+    permissions: tuple[str, ...] = ()
+
+
+S3_ACCOUNT_PUBLIC_ACCESS_BLOCK = Control(
+    name="s3-account-public-access-block",
+    scope="account",
+    expected=PUBLIC_ACCESS_BLOCK_ALL_ON,
+    apply=_put_account_public_access_block,
+    read=_read_account_public_access_block,
+    permissions=("s3:PutAccountPublicAccessBlock", "s3:GetAccountPublicAccessBlock"),
+)
+EBS_ENCRYPTION_BY_DEFAULT = Control(
+    name="ebs-encryption-by-default",
+    scope="region",
+    expected=True,
+    apply=_enable_ebs_encryption_by_default,
+    read=_read_ebs_encryption_by_default,
+    permissions=("ec2:EnableEbsEncryptionByDefault", "ec2:GetEbsEncryptionByDefault"),
+)
+IAM_PASSWORD_POLICY = Control(
+    name="iam-password-policy",
+    scope="account",
+    expected=STRONG_PASSWORD_POLICY,
+    apply=_update_password_policy,
+    read=_read_password_policy,
+    permissions=("iam:UpdateAccountPasswordPolicy", "iam:GetAccountPasswordPolicy"),
+)
+
+COMMON_CONTROLS: tuple[Control, ...] = (S3_ACCOUNT_PUBLIC_ACCESS_BLOCK, EBS_ENCRYPTION_BY_DEFAULT)
+# An environment not listed here (one added to OU_ENVIRONMENT_MAP later) gets the common controls.
+ENVIRONMENT_CONTROLS: dict[str, tuple[Control, ...]] = {
+    "dev": COMMON_CONTROLS,
+    "test": COMMON_CONTROLS,
+    "prod": (*COMMON_CONTROLS, IAM_PASSWORD_POLICY),
+}
+
+
+def controls_for(environment: str) -> tuple[Control, ...]:
+    """The controls an account of `environment` gets."""
+    return ENVIRONMENT_CONTROLS.get(environment, COMMON_CONTROLS)
+
+
+def _require_governed(facts: AccountFacts) -> None:
+    if not facts.account_id or not facts.governed:
+        raise MalformedEvent(
+            f"account {facts.account_id or '(no id)'} in OU {facts.ou_name or '(none)'} cannot be baselined"
+        )
+
+
+def apply_baseline(facts: AccountFacts) -> dict[str, Any]:
+    """Turn every control of the account's environment on, in every configured Region."""
+    _require_governed(facts)
+    regions = baseline_regions()
+    controls = controls_for(facts.environment)
+    for control in controls:
+        for region in regions if control.scope == "region" else regions[:1]:
+            control.apply(facts.account_id, region)
+    return {
+        "baseline_version": BASELINE_VERSION,
+        "environment": facts.environment,
+        "regions": regions,
+        "settings": {control.name: control.expected for control in controls},
+    }
+
+
+def read_baseline(account_id: str, environment: str, regions: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """What each control of `environment` reads in the account, per Region."""
+    return {
+        region: {control.name: control.read(account_id, region) for control in controls_for(environment)}
+        for region in regions
+    }
+
+
+def verify_baseline(facts: AccountFacts, applied: dict[str, Any]) -> dict[str, Any]:
+    """Read every applied setting back in every Region; BaselineNotVerified names each one that differs."""
+    _require_governed(facts)
+    regions = list(applied["regions"])
+    observed = read_baseline(facts.account_id, facts.environment, regions)
+    expected = {control.name: control.expected for control in controls_for(facts.environment)}
+    differences = [
+        f"{name} in {region} reads {value!r}, expected {expected[name]!r}"
+        for region, settings_read in observed.items()
+        for name, value in settings_read.items()
+        if value != expected[name]
+    ]
+    if differences:
+        raise BaselineNotVerified(f"account {facts.account_id}: " + "; ".join(differences))
+    return {**applied, "verified_at": _now()}
+
+
+# --- the inventory ---------------------------------------------------------------------------------
+
+Registration = Literal["registered", "updated", "duplicate", "stale"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _inventory() -> Any:
+    current = settings()
+    return (
+        session_for(current.require("governance_account_id"))
+        .resource("dynamodb")
+        .Table(current.require("inventory_table"))
+    )
+
+
+def register_account(facts: AccountFacts, verified: dict[str, Any]) -> dict[str, Any]:
+    """Write the account's one inventory item; a duplicate or an older lifecycle event leaves it as it is."""
+    _require_governed(facts)
+    table = _inventory()
+    now = _now()
+    fields: dict[str, Any] = {
+        "account_name": facts.account_name,
+        "ou_name": facts.ou_name,
+        "ou_id": facts.ou_id,
+        "environment": facts.environment,
+        "team": facts.team,
+        "baseline_version": verified["baseline_version"],
+        "baseline_status": "baselined",
+        "regions": list(verified["regions"]),
+        "baseline_settings": sorted(verified["settings"]),
+        "baselined_at": now,
+        "lifecycle_event": facts.event_name,
+        "lifecycle_event_id": facts.event_id,
+        "lifecycle_change": facts.change,
+        "lifecycle_at": facts.lifecycle_at,
+    }
+    # Names go through placeholders: several (environment, regions...) may be DynamoDB reserved words.
+    assignments = ", ".join(f"#{name} = :{name}" for name in fields)
+    try:
+        response = table.update_item(
+            Key={"account_id": facts.account_id},
+            UpdateExpression=f"SET {assignments}, #first = if_not_exists(#first, :baselined_at)",
+            # One item per account; only a newer (or same-time, different) lifecycle change rewrites it,
+            # so a redelivered or late event cannot roll the record back.
+            ConditionExpression=(
+                "attribute_not_exists(#account_id) OR #lifecycle_at < :lifecycle_at "
+                "OR (#lifecycle_at = :lifecycle_at AND #lifecycle_change <> :lifecycle_change)"
+            ),
+            ExpressionAttributeNames={
+                **{f"#{name}": name for name in fields},
+                "#first": "first_baselined_at",
+                "#account_id": "account_id",
+            },
+            ExpressionAttributeValues={f":{name}": value for name, value in fields.items()},
+            ReturnValues="ALL_OLD",
+        )
+    except ClientError as error:
+        if not _is_missing(error, "ConditionalCheckFailedException"):
+            raise
+        existing = table.get_item(Key={"account_id": facts.account_id}, ConsistentRead=True).get("Item", {})
+        outcome: Registration = "duplicate" if existing.get("lifecycle_change") == facts.change else "stale"
+        return {"registration": outcome, "recorded_change": existing.get("lifecycle_change", "")}
+    had_item = bool(response.get("Attributes"))
+    return {"registration": "updated" if had_item else "registered", "recorded_change": facts.change}
+
+
+def inventory_item(account_id: str) -> dict[str, Any] | None:
+    """The account's inventory item, or None."""
+    item = _inventory().get_item(Key={"account_id": account_id}, ConsistentRead=True).get("Item")
+    return dict(item) if item else None
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """`2026.11.1` -> (2026, 11, 1), so versions compare as numbers."""
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)
+
+
+def accounts_on_older_baseline(current: str = BASELINE_VERSION) -> list[dict[str, Any]]:
+    """Inventory items of accounts whose baseline is older than `current` (to roll a new one out)."""
+    table = _inventory()
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = table.scan(**kwargs)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return sorted(
+        (item for item in items if version_key(str(item.get("baseline_version", ""))) < version_key(current)),
+        key=lambda item: str(item["account_id"]),
+    )
+
+
+# --- the summary -----------------------------------------------------------------------------------
+
+
+def report_baseline(
+    facts: AccountFacts, verified: dict[str, Any], registration: dict[str, Any]
+) -> dict[str, Any]:
+    """Notify the platform admins (once per lifecycle change) and ledger `baseline_account`."""
+    _require_governed(facts)
+    outcome: Registration = registration["registration"]
+    duplicate = outcome == "duplicate"
+    detail = {
+        "baseline_version": verified["baseline_version"],
+        "environment": facts.environment,
+        "team": facts.team,
+        "account_name": facts.account_name,
+        "organizational_unit": {"name": facts.ou_name, "id": facts.ou_id},
+        "regions": list(verified["regions"]),
+        "settings": verified["settings"],
+        "lifecycle_event": facts.event_name,
+        "inventory": outcome,
+    }
+    if not duplicate:
+        regions = ", ".join(verified["regions"])
+        notify(
+            "platform",
+            f"Account {facts.account_name} ({facts.account_id}) baselined: {facts.environment}, "
+            f"baseline {verified['baseline_version']}",
+            {
+                **detail,
+                "summary": (
+                    f"{len(verified['settings'])} settings applied and read back in {regions}; "
+                    f"inventory {outcome}"
+                    + (" (a newer lifecycle event was already recorded)" if outcome == "stale" else "")
+                ),
+            },
+            severity="INFO",
+            account=facts.account_id,
+            kind="account-baselined",
+            event_id=facts.event_id,
+            flow=FLOW,
+        )
+    # A redelivered event re-applies harmlessly; the ledger says it had already been done.
+    status: Status = "skipped" if duplicate else "done"
+    record(
+        LedgerEntry(
+            event_id=facts.event_id,
+            action="baseline_account",
+            status=status,
+            target=facts.account_id,
+            flow=FLOW,
+            account=facts.account_id,
+            detail=detail,
+        )
+    )
+    return {"status": status, "account_id": facts.account_id, "inventory": outcome}

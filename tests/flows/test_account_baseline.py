@@ -1,0 +1,314 @@
+"""Issue 5, end to end: a Control Tower lifecycle event through the real rule, state machine and handler."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from govern.cli import main
+from govern.emulator import Organization
+from govern.flows.accounts import role_appears_after
+from governance.baseline import BASELINE_VERSION, ROLE_WAIT_MAX_ATTEMPTS
+from tests.conftest import EVENTS_DIR
+
+LoadEvent = Callable[[str], dict[str, Any]]
+
+NEW_ACCOUNT = "333333333333"
+REGIONS = ("us-east-1", "eu-west-1")
+MACHINE = "AccountBaselineStateMachine"
+ALL_FOUR_ON = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+@pytest.fixture
+def two_regions(org: Organization) -> Organization:
+    org.configure(BASELINE_REGIONS=",".join(REGIONS))
+    return org
+
+
+def account_public_access_block(org: Organization, region: str, account: str = NEW_ACCOUNT) -> Any:
+    s3control = org.session(account, region).client("s3control")
+    try:
+        return s3control.get_public_access_block(AccountId=account)["PublicAccessBlockConfiguration"]
+    except ClientError as error:
+        return error.response["Error"]["Code"]
+
+
+def ebs_encryption_by_default(org: Organization, region: str, account: str = NEW_ACCOUNT) -> bool:
+    ec2 = org.session(account, region).client("ec2")
+    return bool(ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+
+
+def inventory(org: Organization) -> list[dict[str, Any]]:
+    table = org.session().resource("dynamodb").Table(org.physical_id("AccountInventoryTable"))
+    return list(table.scan(ConsistentRead=True)["Items"])
+
+
+def kinds(org: Organization) -> list[str]:
+    return [note.attributes.get("kind", "") for note in org.notifications("platform")]
+
+
+def states_entered(org: Organization) -> list[str]:
+    [execution] = org.executions(MACHINE)
+    history = (
+        org.session()
+        .client("stepfunctions")
+        .get_execution_history(executionArn=execution["executionArn"], maxResults=1000)["events"]
+    )
+    return [
+        event["stateEnteredEventDetails"]["name"]
+        for event in history
+        if event["type"].endswith("StateEntered")
+    ]
+
+
+def test_a_created_account_is_baselined_in_every_configured_region_registered_and_announced(
+    two_regions: Organization, load_event: LoadEvent
+) -> None:
+    org = two_regions
+    event = load_event("account-created")
+    assert account_public_access_block(org, "us-east-1") == "NoSuchPublicAccessBlockConfiguration"
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    assert result.rules == ["AccountBaselineStateMachineAccountLifecycle"]
+    for region in REGIONS:
+        assert account_public_access_block(org, region) == ALL_FOUR_ON
+        assert ebs_encryption_by_default(org, region)
+    # Only the configured Regions, only the new account.
+    assert not ebs_encryption_by_default(org, "ap-southeast-2")
+    assert not ebs_encryption_by_default(org, "us-east-1", account=org.governance_account)
+    [item] = inventory(org)
+    assert item["account_id"] == NEW_ACCOUNT
+    assert (item["account_name"], item["ou_name"], item["ou_id"]) == (
+        "ml-team-churn-dev",
+        "ML-Dev",
+        "ou-abcd-11111111",
+    )
+    assert (item["environment"], item["team"]) == ("dev", "churn")
+    assert (item["baseline_version"], item["baseline_status"]) == (BASELINE_VERSION, "baselined")
+    assert item["regions"] == list(REGIONS)
+    assert item["baselined_at"]
+    [notice] = org.notifications("platform")
+    assert notice.attributes == {"severity": "INFO", "account": NEW_ACCOUNT, "kind": "account-baselined"}
+    assert "ml-team-churn-dev" in notice.subject
+    assert notice.message["regions"] == list(REGIONS)
+    assert notice.message["baseline_version"] == BASELINE_VERSION
+
+
+def test_the_replay_reports_a_verified_baseline_of_the_new_account_and_the_notice(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    [result] = org.replay([load_event("account-created")])
+
+    actions = {action.type: action for action in result.actions}
+    assert set(actions) == {"baseline_account", "notify"}
+    baselined = actions["baseline_account"]
+    assert (baselined.status, baselined.verified, baselined.target) == ("done", True, NEW_ACCOUNT)
+    assert baselined.detail["settings"]["s3-account-public-access-block"] == ALL_FOUR_ON
+    assert actions["notify"].verified
+
+
+def test_a_prod_account_also_gets_a_strong_password_policy(org: Organization, load_event: LoadEvent) -> None:
+    event = load_event("account-created")
+    status = event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]
+    status["organizationalUnit"] = {
+        "organizationalUnitName": "ML-Prod",
+        "organizationalUnitId": "ou-abcd-22222222",
+    }
+    status["account"] = {"accountName": "ml-team-churn-prod", "accountId": "222222222222"}
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    policy = org.session("222222222222").client("iam").get_account_password_policy()["PasswordPolicy"]
+    assert policy["MinimumPasswordLength"] >= 14
+    assert policy["RequireSymbols"] and policy["RequireNumbers"]
+    assert policy["PasswordReusePrevention"] == 24
+    assert account_public_access_block(org, "us-east-1", account="222222222222") == ALL_FOUR_ON
+    [baselined] = [action for action in result.actions if action.type == "baseline_account"]
+    assert baselined.verified
+    assert "iam-password-policy" in baselined.detail["settings"]
+    [item] = inventory(org)
+    assert (item["account_id"], item["environment"], item["team"]) == ("222222222222", "prod", "churn")
+
+
+def test_the_verifier_notices_a_setting_turned_off_after_the_baseline(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    from govern.flows.accounts import verify_baseline_account
+
+    event = load_event("account-created")
+    org.replay([event])
+    [entry] = [entry for entry in org.ledger(event["id"]) if entry.action == "baseline_account"]
+    assert verify_baseline_account(entry, org)
+
+    org.session(NEW_ACCOUNT).client("ec2").disable_ebs_encryption_by_default()
+
+    assert not verify_baseline_account(entry, org)
+
+
+def test_a_failed_creation_notifies_with_control_towers_message_and_changes_nothing(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-creation-failed")
+    status = event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    assert [(action.type, action.status, action.verified) for action in result.actions] == [
+        ("notify", "done", True)
+    ]
+    [notice] = org.notifications("platform")
+    assert notice.attributes["kind"] == "account-creation-failed"
+    assert notice.attributes["severity"] == "HIGH"
+    assert notice.message["control_tower_message"] == status["message"]
+    assert notice.message["account_name"] == "ml-team-fraud-prod"
+    assert notice.message["organizational_unit"] == {"name": "ML-Prod", "id": "ou-abcd-22222222"}
+    assert "ml-team-fraud-prod" in notice.subject and "ML-Prod" in notice.subject
+    assert inventory(org) == []
+    assert "WaitForRole" not in states_entered(org)
+    assert org.assume_role_attempts == {} or set(org.assume_role_attempts) <= {org.management_account}
+
+
+def test_an_account_still_in_progress_is_ignored(org: Organization, load_event: LoadEvent) -> None:
+    event = load_event("account-created")
+    event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["state"] = "IN_PROGRESS"
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "ignored"
+    assert result.actions == []
+    assert inventory(org) == []
+    assert org.notifications("platform") == []
+    assert account_public_access_block(org, "us-east-1") == "NoSuchPublicAccessBlockConfiguration"
+
+
+def test_an_account_in_an_unmapped_ou_is_announced_but_not_baselined(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-created")
+    event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["organizationalUnit"][
+        "organizationalUnitName"
+    ] = "Sandbox"
+
+    [result] = org.replay([event])
+
+    assert [(action.type, action.status) for action in result.actions] == [("notify", "done")]
+    assert kinds(org) == ["account-not-governed"]
+    assert inventory(org) == []
+    assert account_public_access_block(org, "us-east-1") == "NoSuchPublicAccessBlockConfiguration"
+
+
+def test_a_successful_event_without_the_account_id_is_dead_lettered_with_a_one_line_reason(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-created")
+    del event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["account"]["accountId"]
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "dead-lettered"
+    assert result.error is not None and "\n" not in result.error
+    assert "account.accountId: missing" in result.error
+    [kept] = [letter for letter in org.dead_letters() if letter.event.get("id") == event["id"]]
+    assert kept.event == event
+    assert inventory(org) == []
+
+
+def test_a_role_that_appears_after_a_few_attempts_is_waited_for(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    attempts = role_appears_after(org, NEW_ACCOUNT, failed_attempts=3)
+
+    [result] = org.replay([load_event("account-created")])
+
+    assert result.outcome == "succeeded", result.error
+    assert attempts() >= 4
+    entered = states_entered(org)
+    assert entered.count("WaitBeforeRoleCheck") == 3
+    assert entered.count("WaitForRole") == 4
+    assert account_public_access_block(org, "us-east-1") == ALL_FOUR_ON
+    assert len(inventory(org)) == 1
+
+
+def test_a_role_that_never_appears_fails_after_the_bound_saying_what_to_check(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    org.remove_execution_role(NEW_ACCOUNT)
+    event = load_event("account-created")
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "failed"
+    assert result.error is not None
+    for hint in ("GovernanceExecutionRole", "automatic deployment", "ML-Dev", "trust policy"):
+        assert hint in result.error
+    assert states_entered(org).count("WaitForRole") == ROLE_WAIT_MAX_ATTEMPTS
+    assert org.assume_role_attempts[NEW_ACCOUNT] >= ROLE_WAIT_MAX_ATTEMPTS
+    [execution] = org.executions(MACHINE)
+    assert execution["status"] == "FAILED"
+    [failed] = [entry for entry in org.ledger(event["id"]) if entry.status == "failed"]
+    assert (failed.action, failed.detail["error_type"]) == ("baseline_account", "RoleNeverAppeared")
+    [notice] = org.notifications("platform")
+    assert notice.attributes["severity"] == "HIGH"
+    assert "automatic deployment" in notice.message["error"]
+    assert inventory(org) == []
+    assert not org.has_execution_role(NEW_ACCOUNT)
+    assert account_public_access_block(org, "us-east-1") == "NoSuchPublicAccessBlockConfiguration"
+
+
+def test_a_create_then_an_update_leave_one_inventory_record(org: Organization, load_event: LoadEvent) -> None:
+    created, updated = load_event("account-created"), load_event("account-updated")
+
+    results = org.replay([created, updated])
+
+    assert [result.outcome for result in results] == ["succeeded", "succeeded"]
+    [item] = inventory(org)
+    assert (item["lifecycle_event"], item["lifecycle_event_id"]) == ("UpdateManagedAccount", updated["id"])
+    assert [action.status for action in results[1].actions if action.type == "baseline_account"] == ["done"]
+    assert kinds(org) == ["account-baselined", "account-baselined"]
+
+
+def test_the_same_event_twice_leaves_one_record_and_one_notice(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-created")
+
+    first, second = org.replay([event, load_event("account-created")])
+
+    assert first.outcome == "succeeded", first.error
+    assert second.outcome == "succeeded", second.error
+    assert [(action.type, action.status, action.verified) for action in second.actions] == [
+        ("baseline_account", "skipped", True)
+    ]
+    assert len(inventory(org)) == 1
+    assert kinds(org) == ["account-baselined"]
+    assert len(org.executions(MACHINE)) == 2
+
+
+def test_govern_replay_json_reports_the_baseline_and_the_notice(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["replay", "--json", str(EVENTS_DIR / "account-created.json")])
+
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    [event] = report["events"]
+    assert event["outcome"] == "succeeded"
+    by_type = {action["type"]: action for action in event["actions"]}
+    assert set(by_type) == {"baseline_account", "notify"}
+    assert by_type["baseline_account"]["status"] == "done"
+    assert by_type["baseline_account"]["verified"] is True
+    assert by_type["baseline_account"]["target"] == NEW_ACCOUNT
+    assert by_type["notify"]["status"] == "done"
+    assert by_type["notify"]["verified"] is True
+    assert report["summary"]["succeeded"] == 1
