@@ -334,6 +334,10 @@ class Organization:
             self._members.discard(account_id)
             self._without_role.add(account_id)
 
+    def role_withheld(self, account_id: str) -> bool:
+        """True when a scenario removed GovernanceExecutionRole there: seeding must not restore it."""
+        return account_id in self._without_role
+
     def has_execution_role(self, account_id: str) -> bool:
         from moto.iam.models import iam_backends
 

@@ -46,7 +46,7 @@ def seed(event: dict[str, Any], org: Organization) -> None:
 
 def _role_withheld(org: Organization, account_id: str) -> bool:
     # The runtime records accounts a scenario removed the role from; seeding must not undo that.
-    return account_id in getattr(org, "_without_role", set())
+    return org.role_withheld(account_id)
 
 
 def role_appears_after(org: Organization, account_id: str, failed_attempts: int) -> Callable[[], int]:
