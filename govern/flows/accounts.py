@@ -39,14 +39,9 @@ def seed(event: dict[str, Any], org: Organization) -> None:
     creation has no account; an account a scenario keeps without the role (remove_execution_role,
     role_appears_after) stays without it."""
     account_id = vended_account(event)
-    if account_id is None or _role_withheld(org, account_id):
+    if account_id is None or org.role_withheld(account_id):
         return
     org.ensure_member(account_id)
-
-
-def _role_withheld(org: Organization, account_id: str) -> bool:
-    # The runtime records accounts a scenario removed the role from; seeding must not undo that.
-    return org.role_withheld(account_id)
 
 
 def role_appears_after(org: Organization, account_id: str, failed_attempts: int) -> Callable[[], int]:
