@@ -1,0 +1,81 @@
+"""Remediates NON_COMPLIANT AWS Config evaluations from the compliance queue, one SQS record at a time."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from governance.events import ConfigComplianceChange, MalformedEvent, parse_event
+from governance.idempotency import register_lambda_context
+from governance.remediation.engine import record_rejection, remediate_evaluation
+from governance.remediation.policy import PolicyError
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+# A failed record goes back to the queue alone (ReportBatchItemFailures) and, after its last receive,
+# to the queue's DLQ. A batch whose every record failed is answered the same way rather than with an
+# exception, so the response always names exactly the records to retry.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def _event_in(record: SQSRecord) -> Any:
+    try:
+        return json.loads(record.body)
+    except json.JSONDecodeError as error:
+        raise MalformedEvent(
+            f"SQS message body is not a JSON event: {error.msg} at column {error.colno}"
+        ) from None
+
+
+def remediate_record(record: SQSRecord) -> str:
+    """One record: its body is the EventBridge event the governance bus rule put on the queue."""
+    body: Any = record.body
+    logger.set_correlation_id(record.message_id)  # until the event's own id is known
+    try:
+        body = _event_in(record)
+        change = parse_event(body, ConfigComplianceChange)
+        # In a batch each record is its own event: the correlation id follows the record.
+        logger.set_correlation_id(change.id)
+        decision = remediate_evaluation(change)
+    except (MalformedEvent, PolicyError) as error:
+        # Retrying cannot fix these; raising still hands the record back to SQS, so it ends in the DLQ.
+        logger.error("record rejected", extra={"message_id": record.message_id, "error": str(error)})
+        record_rejection(
+            body, error, receive_count=int(record.attributes.get("ApproximateReceiveCount") or 1)
+        )
+        raise
+    metrics.add_metric(
+        name="Remediation" + decision.status.title().replace("-", ""), unit=MetricUnit.Count, value=1
+    )
+    logger.info(
+        "evaluation handled",
+        extra={
+            "rule": change.detail.configRuleName,
+            "account": change.detail.awsAccountId,
+            "resource": change.detail.resourceId,
+            "status": decision.status,
+            "reason": decision.reason,
+        },
+    )
+    return decision.status
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # An in-progress idempotency record then expires with this invocation, so a retry after a timeout
+    # is not locked out.
+    register_lambda_context(context)
+    return dict(
+        process_partial_response(
+            event=event, record_handler=remediate_record, processor=processor, context=context
+        )
+    )

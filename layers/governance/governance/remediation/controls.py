@@ -1,0 +1,577 @@
+"""The remediation actions: each changes one resource in a member account and reads it back to verify."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import boto3
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The action name of a control that changes nothing (the policy's notify-only entries).
+NO_ACTION = "none"
+
+WORLD_CIDRS = ("0.0.0.0/0", "::/0")
+FINDING_TAG = "governance:finding"
+STOPPED_AT_TAG = "governance:stopped-at"
+TLS_STATEMENT_SID = "DenyInsecureTransport"
+PUBLIC_ACCESS_BLOCK_SETTINGS = (
+    "BlockPublicAcls",
+    "IgnorePublicAcls",
+    "BlockPublicPolicy",
+    "RestrictPublicBuckets",
+)
+
+
+class RemediationFailed(RuntimeError):
+    """The action cannot fix this resource; retrying will not help. The message says why, in one line."""
+
+
+class RemediationNotReady(RuntimeError):
+    """The resource is in a transition the action must wait out (a notebook still starting); retry later."""
+
+
+class _NoParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Remediate = Callable[[boto3.Session, str, str, Any, str], dict[str, Any]]
+Verify = Callable[[boto3.Session, str, str, Any], bool]
+
+
+@dataclass(frozen=True)
+class RemediationAction:
+    """One action of the policy file: what it does (for humans), what it acts on, how to do and check it."""
+
+    name: str
+    summary: str
+    resource_types: tuple[str, ...]
+    parameters: type[BaseModel]
+    remediate_with: Remediate
+    verify_with: Verify
+    # IAM actions remediate + verify call: GovernanceExecutionRole in the member template must grant them.
+    permissions: tuple[str, ...] = ()
+
+    def remediate(
+        self,
+        session: boto3.Session,
+        region: str,
+        resource_id: str,
+        parameters: dict[str, Any],
+        *,
+        finding: str = "",
+    ) -> dict[str, Any]:
+        """Change the resource; returns what was changed (for the ledger and the notification)."""
+        return self.remediate_with(
+            session, region, resource_id, self.parameters.model_validate(parameters), finding
+        )
+
+    def verify(
+        self, session: boto3.Session, region: str, resource_id: str, parameters: dict[str, Any]
+    ) -> bool:
+        """Read the resource back: True when the fix is really in place."""
+        return self.verify_with(session, region, resource_id, self.parameters.model_validate(parameters))
+
+
+def regional_client(session: boto3.Session, service: str, region: str) -> Any:
+    """A client of `session` in `region`, loosely typed: the stubs' TypedDicts add nothing here."""
+    return session.client(service, region_name=region)  # type: ignore[call-overload]
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+# --------------------------------------------------------------------------- S3: public access
+
+
+def _public_access_block(s3: Any, bucket: str) -> dict[str, bool]:
+    try:
+        found = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    except ClientError as error:
+        if _error_code(error) == "NoSuchPublicAccessBlockConfiguration":
+            return {}
+        raise
+    return {name: bool(found.get(name)) for name in PUBLIC_ACCESS_BLOCK_SETTINGS}
+
+
+def block_bucket_public_access(
+    session: boto3.Session, region: str, bucket: str, parameters: _NoParameters, finding: str
+) -> dict[str, Any]:
+    s3 = regional_client(session, "s3", region)
+    before = _public_access_block(s3, bucket)
+    s3.put_public_access_block(
+        Bucket=bucket, PublicAccessBlockConfiguration={name: True for name in PUBLIC_ACCESS_BLOCK_SETTINGS}
+    )
+    return {
+        "public_access_block_before": before,
+        "public_access_block": dict.fromkeys(PUBLIC_ACCESS_BLOCK_SETTINGS, True),
+    }
+
+
+def bucket_public_access_blocked(
+    session: boto3.Session, region: str, bucket: str, parameters: _NoParameters
+) -> bool:
+    found = _public_access_block(regional_client(session, "s3", region), bucket)
+    return all(found.get(name) for name in PUBLIC_ACCESS_BLOCK_SETTINGS)
+
+
+# --------------------------------------------------------------------------- S3: default encryption
+
+
+class EncryptionParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    algorithm: Literal["aws:kms", "AES256"] = "aws:kms"
+    # Empty: the account's AWS managed key aws/s3.
+    kms_key_id: str = ""
+    bucket_key: bool = True
+
+    @model_validator(mode="after")
+    def _key_only_with_kms(self) -> EncryptionParameters:
+        if self.kms_key_id and self.algorithm != "aws:kms":
+            raise ValueError("kms_key_id needs algorithm 'aws:kms'")
+        return self
+
+
+def _default_encryption(s3: Any, bucket: str) -> list[dict[str, Any]]:
+    try:
+        return list(s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"])
+    except ClientError as error:
+        if _error_code(error) == "ServerSideEncryptionConfigurationNotFoundError":
+            return []
+        raise
+
+
+def _encryption_satisfies(rules: list[dict[str, Any]], wanted: EncryptionParameters) -> bool:
+    for rule in rules:
+        default = rule.get("ApplyServerSideEncryptionByDefault") or {}
+        algorithm = default.get("SSEAlgorithm", "")
+        if wanted.algorithm == "AES256" and algorithm:
+            return True  # any default encryption is at least SSE-S3
+        if algorithm in ("aws:kms", "aws:kms:dsse"):
+            key_ok = not wanted.kms_key_id or default.get("KMSMasterKeyID") == wanted.kms_key_id
+            bucket_key_ok = (
+                not wanted.bucket_key or algorithm == "aws:kms:dsse" or bool(rule.get("BucketKeyEnabled"))
+            )
+            return key_ok and bucket_key_ok
+    return False
+
+
+def enable_bucket_default_encryption(
+    session: boto3.Session, region: str, bucket: str, parameters: EncryptionParameters, finding: str
+) -> dict[str, Any]:
+    s3 = regional_client(session, "s3", region)
+    before = _default_encryption(s3, bucket)
+    if _encryption_satisfies(before, parameters):
+        return {"changed": False, "encryption_before": before}
+    default: dict[str, str] = {"SSEAlgorithm": parameters.algorithm}
+    if parameters.kms_key_id:
+        default["KMSMasterKeyID"] = parameters.kms_key_id
+    rule: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": default}
+    if parameters.algorithm == "aws:kms":
+        # The bucket key cuts KMS requests (and their cost) by orders of magnitude for busy buckets.
+        rule["BucketKeyEnabled"] = parameters.bucket_key
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [rule]})
+    return {"changed": True, "encryption_before": before, "encryption": [rule]}
+
+
+def bucket_default_encryption_enabled(
+    session: boto3.Session, region: str, bucket: str, parameters: EncryptionParameters
+) -> bool:
+    return _encryption_satisfies(
+        _default_encryption(regional_client(session, "s3", region), bucket), parameters
+    )
+
+
+# --------------------------------------------------------------------------- S3: TLS only
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def bucket_arn(session: boto3.Session, region: str, bucket: str) -> str:
+    return f"arn:{session.get_partition_for_region(region)}:s3:::{bucket}"
+
+
+def denies_insecure_transport(statement: dict[str, Any], bucket_arn: str) -> bool:
+    """Does this bucket-policy statement deny every S3 action over plain HTTP, on the bucket and objects?"""
+    if statement.get("Effect") != "Deny":
+        return False
+    principal = statement.get("Principal")
+    if principal != "*" and not (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))):
+        return False
+    if not {"s3:*", "*"} & set(_as_list(statement.get("Action", []))):
+        return False
+    resources = set(_as_list(statement.get("Resource", [])))
+    if not ({bucket_arn, f"{bucket_arn}/*"} <= resources or "*" in resources):
+        return False
+    for operator, conditions in (statement.get("Condition") or {}).items():
+        if operator.lower() != "bool":
+            continue
+        for key, value in conditions.items():
+            if key.lower() == "aws:securetransport" and str(_as_list(value)[0]).lower() == "false":
+                return True
+    return False
+
+
+def _bucket_policy(s3: Any, bucket: str) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]))
+    except ClientError as error:
+        if _error_code(error) == "NoSuchBucketPolicy":
+            return None
+        raise
+
+
+def require_tls_for_bucket(
+    session: boto3.Session, region: str, bucket: str, parameters: _NoParameters, finding: str
+) -> dict[str, Any]:
+    s3 = regional_client(session, "s3", region)
+    policy = _bucket_policy(s3, bucket) or {"Version": "2012-10-17", "Statement": []}
+    statements = _as_list(policy.get("Statement", []))
+    arn = bucket_arn(session, region, bucket)
+    if any(denies_insecure_transport(statement, arn) for statement in statements):
+        return {"changed": False, "statements_kept": len(statements)}
+    sids = {statement.get("Sid") for statement in statements}
+    sid = TLS_STATEMENT_SID if TLS_STATEMENT_SID not in sids else f"{TLS_STATEMENT_SID}ByGovernance"
+    statement = {
+        "Sid": sid,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [arn, f"{arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    # Every existing statement is kept as it is: the fix adds one statement and removes nothing.
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({**policy, "Statement": [*statements, statement]}))
+    return {"changed": True, "statement_added": sid, "statements_kept": len(statements)}
+
+
+def bucket_requires_tls(session: boto3.Session, region: str, bucket: str, parameters: _NoParameters) -> bool:
+    policy = _bucket_policy(regional_client(session, "s3", region), bucket) or {}
+    arn = bucket_arn(session, region, bucket)
+    return any(denies_insecure_transport(s, arn) for s in _as_list(policy.get("Statement", [])))
+
+
+# --------------------------------------------------------------------------- SageMaker notebook instances
+
+_STOPPED_STATES = ("Stopping", "Stopped")
+
+
+def stop_notebook_instance(
+    session: boto3.Session, region: str, notebook: str, parameters: _NoParameters, finding: str
+) -> dict[str, Any]:
+    sagemaker = regional_client(session, "sagemaker", region)
+    described = sagemaker.describe_notebook_instance(NotebookInstanceName=notebook)
+    status = described["NotebookInstanceStatus"]
+    if status in ("Pending", "Updating"):
+        raise RemediationNotReady(
+            f"notebook instance {notebook} is {status}; it can be stopped once InService"
+        )
+    stopped = False
+    if status == "InService":
+        # DirectInternetAccess and RootAccess cannot be changed while the instance runs: stopping it
+        # ends the exposure now; the team recreates or updates it without the finding.
+        sagemaker.stop_notebook_instance(NotebookInstanceName=notebook)
+        stopped = True
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sagemaker.add_tags(
+        ResourceArn=described["NotebookInstanceArn"],
+        Tags=[
+            {"Key": FINDING_TAG, "Value": (finding or "config-non-compliance")[:256]},
+            {"Key": STOPPED_AT_TAG, "Value": now},
+        ],
+    )
+    return {
+        "status_before": status,
+        "stopped": stopped,
+        "tagged": {FINDING_TAG: finding, STOPPED_AT_TAG: now},
+    }
+
+
+def notebook_instance_stopped(
+    session: boto3.Session, region: str, notebook: str, parameters: _NoParameters
+) -> bool:
+    sagemaker = regional_client(session, "sagemaker", region)
+    described = sagemaker.describe_notebook_instance(NotebookInstanceName=notebook)
+    if described["NotebookInstanceStatus"] not in _STOPPED_STATES:
+        return False
+    tags = sagemaker.list_tags(ResourceArn=described["NotebookInstanceArn"]).get("Tags", [])
+    return any(tag["Key"] == FINDING_TAG for tag in tags)
+
+
+# --------------------------------------------------------------------------- EBS encryption by default
+
+
+def enable_ebs_encryption_by_default(
+    session: boto3.Session, region: str, account_id: str, parameters: _NoParameters, finding: str
+) -> dict[str, Any]:
+    ec2 = regional_client(session, "ec2", region)
+    before = bool(ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+    if not before:
+        ec2.enable_ebs_encryption_by_default()
+    return {"changed": not before, "region": region}
+
+
+def ebs_encryption_by_default_enabled(
+    session: boto3.Session, region: str, account_id: str, parameters: _NoParameters
+) -> bool:
+    return bool(
+        regional_client(session, "ec2", region).get_ebs_encryption_by_default()["EbsEncryptionByDefault"]
+    )
+
+
+# --------------------------------------------------------------------------- security groups
+
+_PORT_RANGE = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    found = _PORT_RANGE.match(text.strip())
+    if not found:
+        raise ValueError(f"{text!r} is not a port or port range like '22' or '1024-2048'")
+    low = int(found.group(1))
+    high = int(found.group(2) or low)
+    if not 0 <= low <= high <= 65535:
+        raise ValueError(f"{text!r} is not a port range within 0-65535")
+    return low, high
+
+
+class IngressParameters(BaseModel):
+    """Either the ports that must never be open to the world, or the only ports that may be."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blocked_tcp_ports: list[str] = Field(default_factory=list)
+    allowed_tcp_ports: list[str] | None = None
+    allowed_udp_ports: list[str] | None = None
+
+    @field_validator("blocked_tcp_ports", "allowed_tcp_ports", "allowed_udp_ports", mode="before")
+    @classmethod
+    def _ports_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(item) for item in value]
+        return value
+
+    @field_validator("blocked_tcp_ports", "allowed_tcp_ports", "allowed_udp_ports")
+    @classmethod
+    def _valid_ranges(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or []:
+            _port_range(item)
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> IngressParameters:
+        allowing = self.allowed_tcp_ports is not None or self.allowed_udp_ports is not None
+        if bool(self.blocked_tcp_ports) == allowing:
+            raise ValueError("give either blocked_tcp_ports or allowed_tcp_ports/allowed_udp_ports")
+        return self
+
+    def forbids(self, protocol: str, low: int, high: int) -> bool:
+        """Is world-open ingress on this protocol and port range something this control removes?"""
+        protocol = {"6": "tcp", "17": "udp"}.get(protocol, protocol)
+        if protocol == "-1":
+            return True  # all traffic includes every port
+        if low < 0:  # tcp/udp without ports does not occur; treat as every port
+            low, high = 0, 65535
+        if self.blocked_tcp_ports:
+            return protocol == "tcp" and any(
+                low <= blocked_high and blocked_low <= high
+                for blocked_low, blocked_high in map(_port_range, self.blocked_tcp_ports)
+            )
+        allowed = {"tcp": self.allowed_tcp_ports, "udp": self.allowed_udp_ports}.get(protocol)
+        if protocol not in ("tcp", "udp"):
+            return False  # ICMP and other protocols have no ports to authorise
+        return not any(a_low <= low and high <= a_high for a_low, a_high in _merged(allowed or []))
+
+
+def _merged(ranges: list[str]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(map(_port_range, ranges)):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _world_open_ingress(ec2: Any, group_id: str) -> list[dict[str, Any]]:
+    rules = [
+        rule
+        for page in ec2.get_paginator("describe_security_group_rules").paginate(
+            Filters=[{"Name": "group-id", "Values": [group_id]}]
+        )
+        for rule in page["SecurityGroupRules"]
+        if not rule.get("IsEgress")
+        and (rule.get("CidrIpv4") in WORLD_CIDRS or rule.get("CidrIpv6") in WORLD_CIDRS)
+    ]
+    if not rules:
+        # An unknown group id raises here, so "nothing to revoke" is never said about a group that is gone.
+        ec2.describe_security_groups(GroupIds=[group_id])
+    return rules
+
+
+def _describe_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    low, high = rule.get("FromPort", -1), rule.get("ToPort", -1)
+    return {
+        "rule_id": rule["SecurityGroupRuleId"],
+        "protocol": rule["IpProtocol"],
+        "ports": "all" if low == -1 else (str(low) if low == high else f"{low}-{high}"),
+        "cidr": rule.get("CidrIpv4") or rule.get("CidrIpv6"),
+    }
+
+
+def _forbidden_rules(ec2: Any, group_id: str, parameters: IngressParameters) -> list[dict[str, Any]]:
+    return [
+        rule
+        for rule in _world_open_ingress(ec2, group_id)
+        if parameters.forbids(
+            str(rule["IpProtocol"]), int(rule.get("FromPort", -1)), int(rule.get("ToPort", -1))
+        )
+    ]
+
+
+def revoke_open_ingress(
+    session: boto3.Session, region: str, group_id: str, parameters: IngressParameters, finding: str
+) -> dict[str, Any]:
+    ec2 = regional_client(session, "ec2", region)
+    forbidden = _forbidden_rules(ec2, group_id, parameters)
+    if forbidden:
+        # By rule id: exactly these world-open rules go; the same ports from other sources stay.
+        ec2.revoke_security_group_ingress(
+            GroupId=group_id, SecurityGroupRuleIds=[rule["SecurityGroupRuleId"] for rule in forbidden]
+        )
+    return {"changed": bool(forbidden), "revoked": [_describe_rule(rule) for rule in forbidden]}
+
+
+def no_forbidden_open_ingress(
+    session: boto3.Session, region: str, group_id: str, parameters: IngressParameters
+) -> bool:
+    return not _forbidden_rules(regional_client(session, "ec2", region), group_id, parameters)
+
+
+# --------------------------------------------------------------------------- CloudTrail
+
+
+def _own_trails(session: boto3.Session, region: str, account_id: str) -> list[dict[str, Any]]:
+    trails = regional_client(session, "cloudtrail", region).describe_trails(includeShadowTrails=True)[
+        "trailList"
+    ]
+    # An organization trail of the management account shows here too, but only its owner can start it.
+    return [trail for trail in trails if trail["TrailARN"].split(":")[4] == account_id]
+
+
+def _is_logging(session: boto3.Session, trail: dict[str, Any]) -> bool:
+    cloudtrail = regional_client(session, "cloudtrail", trail["HomeRegion"])
+    return bool(cloudtrail.get_trail_status(Name=trail["TrailARN"])["IsLogging"])
+
+
+def start_trail_logging(
+    session: boto3.Session, region: str, account_id: str, parameters: _NoParameters, finding: str
+) -> dict[str, Any]:
+    trails = _own_trails(session, region, account_id)
+    if not trails:
+        raise RemediationFailed(
+            f"account {account_id} has no CloudTrail trail of its own in {region} to start; create one "
+            "(or have the management account's organization trail cover it)"
+        )
+    started = []
+    for trail in trails:
+        if not _is_logging(session, trail):
+            # StartLogging must be called in the trail's home region, which may not be the event's.
+            regional_client(session, "cloudtrail", trail["HomeRegion"]).start_logging(Name=trail["TrailARN"])
+            started.append(trail["TrailARN"])
+    return {"changed": bool(started), "started": started, "trails": [trail["TrailARN"] for trail in trails]}
+
+
+def trails_logging(session: boto3.Session, region: str, account_id: str, parameters: _NoParameters) -> bool:
+    trails = _own_trails(session, region, account_id)
+    return bool(trails) and all(_is_logging(session, trail) for trail in trails)
+
+
+# --------------------------------------------------------------------------- the registry the policy names
+
+ACTIONS: dict[str, RemediationAction] = {
+    action.name: action
+    for action in (
+        RemediationAction(
+            "block_bucket_public_access",
+            "turn on all four S3 Block Public Access settings of the bucket",
+            ("AWS::S3::Bucket",),
+            _NoParameters,
+            block_bucket_public_access,
+            bucket_public_access_blocked,
+            ("s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"),
+        ),
+        RemediationAction(
+            "enable_bucket_default_encryption",
+            "set default encryption on the bucket: SSE-KMS with a bucket key, unless parameters differ",
+            ("AWS::S3::Bucket",),
+            EncryptionParameters,
+            enable_bucket_default_encryption,
+            bucket_default_encryption_enabled,
+            ("s3:GetEncryptionConfiguration", "s3:PutEncryptionConfiguration"),
+        ),
+        RemediationAction(
+            "require_tls_for_bucket",
+            "add a bucket-policy statement denying requests without TLS, keeping every existing statement",
+            ("AWS::S3::Bucket",),
+            _NoParameters,
+            require_tls_for_bucket,
+            bucket_requires_tls,
+            ("s3:GetBucketPolicy", "s3:PutBucketPolicy"),
+        ),
+        RemediationAction(
+            "stop_notebook_instance",
+            "stop the notebook instance and tag it with the finding",
+            ("AWS::SageMaker::NotebookInstance",),
+            _NoParameters,
+            stop_notebook_instance,
+            notebook_instance_stopped,
+            (
+                "sagemaker:DescribeNotebookInstance",
+                "sagemaker:StopNotebookInstance",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ),
+        ),
+        RemediationAction(
+            "enable_ebs_encryption_by_default",
+            "turn on EBS encryption by default in the account and region",
+            ("AWS::::Account",),
+            _NoParameters,
+            enable_ebs_encryption_by_default,
+            ebs_encryption_by_default_enabled,
+            ("ec2:GetEbsEncryptionByDefault", "ec2:EnableEbsEncryptionByDefault"),
+        ),
+        RemediationAction(
+            "revoke_open_ingress",
+            "revoke the 0.0.0.0/0 and ::/0 ingress rules on the forbidden ports, and nothing else",
+            ("AWS::EC2::SecurityGroup",),
+            IngressParameters,
+            revoke_open_ingress,
+            no_forbidden_open_ingress,
+            (
+                "ec2:DescribeSecurityGroupRules",
+                "ec2:DescribeSecurityGroups",
+                "ec2:RevokeSecurityGroupIngress",
+            ),
+        ),
+        RemediationAction(
+            "start_trail_logging",
+            "start logging on the account's stopped CloudTrail trails",
+            ("AWS::::Account",),
+            _NoParameters,
+            start_trail_logging,
+            trails_logging,
+            ("cloudtrail:DescribeTrails", "cloudtrail:GetTrailStatus", "cloudtrail:StartLogging"),
+        ),
+    )
+}

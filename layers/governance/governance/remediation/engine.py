@@ -1,0 +1,558 @@
+"""Decides and carries out what happens to one NON_COMPLIANT Config evaluation, safely and exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from governance.events import ConfigComplianceChange
+from governance.idempotency import idempotent_on
+from governance.ledger import LedgerEntry, record
+from governance.notifier import Severity, notify
+from governance.remediation import resources
+from governance.remediation.controls import ACTIONS, NO_ACTION, RemediationFailed, RemediationNotReady
+from governance.remediation.policy import Control, Policy, base_rule_names, current_policy
+from governance.sessions import RoleAssumptionError, client, session_for
+from governance.settings import settings
+
+logger = Logger(child=True)
+
+FLOW = "config-remediation"
+EXEMPT_UNTIL_TAG = "governance:exempt-until"
+EXEMPT_REASON_TAG = "governance:exempt-reason"
+EXEMPT_OWNER_TAG = "governance:exempt-owner"
+CAP_KEY_PREFIX = "remediation-cap#"
+# The one call the engine itself makes in a member account (after a verified fix).
+REEVALUATION_PERMISSION = "config:StartConfigRulesEvaluation"
+SUBJECT_LIMIT = 100  # what SNS (and so an e-mail subscriber) keeps of a subject
+
+Outcome = Literal["done", "dry-run", "exempt", "notify-only", "failed", "skipped", "ignored"]
+
+# Errors worth retrying through the queue: the same call may well succeed in a minute.
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_SEVERITY_ORDER: tuple[Severity, ...] = ("INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+_KINDS: dict[str, str] = {
+    "done": "remediation",
+    "dry-run": "remediation-dry-run",
+    "exempt": "exemption",
+    "notify-only": "non-compliance",
+    "failed": "remediation-failed",
+}
+
+
+class TransientRemediationError(RuntimeError):
+    """A member-account call failed in a way that retrying later can fix; the queue redelivers the record."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The facts of one Config evaluation the decision depends on."""
+
+    event_id: str
+    rule: str
+    account: str
+    region: str
+    resource_type: str
+    resource_id: str
+    ordering_timestamp: str
+    compliance: str
+    annotation: str = ""
+
+    @classmethod
+    def from_change(cls, change: ConfigComplianceChange) -> Evaluation:
+        detail = change.detail
+        result = detail.newEvaluationResult
+        return cls(
+            event_id=change.id,
+            rule=detail.configRuleName,
+            account=detail.awsAccountId,
+            region=detail.awsRegion,
+            resource_type=detail.resourceType,
+            resource_id=detail.resourceId,
+            ordering_timestamp=result.evaluationResultIdentifier.orderingTimestamp.isoformat(),
+            compliance=result.complianceType,
+            annotation=result.annotation or "",
+        )
+
+    @property
+    def subject(self) -> str:
+        return resources.describe(self.resource_type, self.resource_id, self.account, self.region)
+
+    @property
+    def target(self) -> str:
+        return resources.target(self.resource_type, self.resource_id, self.account, self.region)
+
+
+@dataclass
+class Decision:
+    """What was decided and done; stored as the idempotent result, so a duplicate sees the first decision."""
+
+    status: Outcome
+    headline: str  # the end of the notification subject: `remediated`, `exempt until 2026-12-31`...
+    reason: str
+    evaluation: dict[str, Any]
+    mode: str
+    severity: Severity
+    control: str | None = None
+    action: str = NO_ACTION
+    parameters: dict[str, Any] = field(default_factory=dict)
+    changes: dict[str, Any] = field(default_factory=dict)
+    verified: bool | None = None
+    exemption: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    reevaluation: str = "not requested"
+    attempt: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Decision:
+        return cls(**data)
+
+    def ledger_detail(self) -> dict[str, Any]:
+        """What the audit trail keeps, and what a verifier needs to read the resource back."""
+        evaluation = self.evaluation
+        detail: dict[str, Any] = {
+            "rule": evaluation["rule"],
+            "control": self.control,
+            "action": self.action,
+            "mode": self.mode,
+            "severity": self.severity,
+            "region": evaluation["region"],
+            "resource_type": evaluation["resource_type"],
+            "resource_id": evaluation["resource_id"],
+            "ordering_timestamp": evaluation["ordering_timestamp"],
+            "parameters": self.parameters,
+            "changes": self.changes,
+            "verified": self.verified,
+            "reason": self.reason,
+            "reevaluation": self.reevaluation,
+        }
+        if self.exemption:
+            detail["exemption"] = self.exemption
+        if self.notes:
+            detail["notes"] = self.notes
+        if self.status == "failed":
+            detail["error"] = self.reason
+        return detail
+
+
+# --------------------------------------------------------------------------- the entry point
+
+
+def remediate_evaluation(change: ConfigComplianceChange) -> Decision:
+    """Policy -> exemptions -> protected accounts -> mode -> hourly cap -> remediate -> verify -> re-evaluate
+    -> ledger -> notify. The same evaluation (rule, resource, ordering timestamp) is acted on once."""
+    evaluation = Evaluation.from_change(change)
+    if evaluation.compliance != "NON_COMPLIANT":
+        # The bus rule only routes NON_COMPLIANT; anything else reaching here is left alone, loudly.
+        logger.info(
+            "evaluation is not NON_COMPLIANT; nothing to do", extra={"compliance": evaluation.compliance}
+        )
+        return Decision(
+            status="ignored",
+            headline="ignored",
+            reason=f"the evaluation is {evaluation.compliance}, not NON_COMPLIANT",
+            evaluation=asdict(evaluation),
+            mode="none",
+            severity="INFO",
+        )
+    policy = current_policy()
+    control = policy.control_for(evaluation.rule)
+    attempt = uuid.uuid4().hex
+    payload = {**asdict(evaluation), "mode": effective_mode(control), "attempt": attempt}
+    decision = Decision.from_dict(_decide_and_act_once(evaluation=payload))
+    if decision.attempt == attempt:
+        return decision
+    return _record_duplicate(evaluation, decision)
+
+
+def effective_mode(control: Control | None) -> str:
+    """`enforce`, `dry-run` or `notify-only`; DRY_RUN=true turns every enforcing control into dry-run."""
+    if control is None or control.action == NO_ACTION:
+        return "notify-only"
+    if control.mode == "enforce" and settings().dry_run:
+        return "dry-run"
+    return control.mode
+
+
+def _decide_and_act(evaluation: dict[str, Any]) -> dict[str, Any]:
+    facts = Evaluation(**{name: evaluation[name] for name in Evaluation.__dataclass_fields__})
+    decision = decide(
+        facts, current_policy(), mode=str(evaluation["mode"]), attempt=str(evaluation["attempt"])
+    )
+    if decision.status == "done":
+        decision = carry_out(facts, decision)
+    record(
+        LedgerEntry(
+            event_id=facts.event_id,
+            action="remediate",
+            status=decision.status,  # type: ignore[arg-type]
+            target=facts.target,
+            flow=FLOW,
+            account=facts.account,
+            detail=decision.ledger_detail(),
+        )
+    )
+    notify_security(facts, decision)
+    return asdict(decision)
+
+
+# The mode is part of the key: a dry-run decision must not stop the same evaluation from being acted on
+# once dry-run is switched off and the evaluation is redelivered.
+_decide_and_act_once = idempotent_on(
+    "[rule, account, region, resource_type, resource_id, ordering_timestamp, mode]",
+    data_keyword_argument="evaluation",
+)(_decide_and_act)
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+def decide(evaluation: Evaluation, policy: Policy, *, mode: str, attempt: str = "") -> Decision:
+    """Every check before touching the resource; returns `done` when the action should be carried out."""
+    control = policy.control_for(evaluation.rule)
+    base = Decision(
+        status="notify-only",
+        headline="not remediated",
+        reason="",
+        evaluation=asdict(evaluation),
+        mode=mode,
+        severity=control.severity if control else policy.unknown_rule_severity,
+        control=control.id if control else None,
+        action=control.action if control else NO_ACTION,
+        parameters=dict(control.parameters) if control else {},
+        attempt=attempt,
+    )
+    today = datetime.now(UTC).date()
+
+    exemption = policy.exemption_for(
+        account=evaluation.account, resource_id=evaluation.resource_id, control_id=base.control, today=today
+    )
+    if exemption:
+        return _exempt(base, exemption.describe())
+    lapsed = [
+        e
+        for e in policy.exemptions
+        if not e.active_on(today)
+        and e.applies_to(
+            account=evaluation.account, resource_id=evaluation.resource_id, control_id=base.control
+        )
+    ]
+    notes = [
+        f"policy exemption of {e.owner} expired on {e.expires.isoformat()}; it no longer counts"
+        for e in lapsed
+    ]
+
+    protected = _protected_account(evaluation.account)
+    if protected:
+        return replace(
+            base,
+            headline=f"not remediated ({protected} account)",
+            reason=f"the backbone never acts in the {protected} account; fix it there by hand",
+            notes=notes,
+        )
+
+    tag_exemption, tag_notes = _tag_exemption(evaluation, today)
+    notes += tag_notes
+    if tag_exemption:
+        return _exempt(replace(base, notes=notes), tag_exemption)
+
+    if control is None:
+        return replace(
+            base,
+            headline="not remediated (no control in policy)",
+            reason=f"no control of the remediation policy covers rule {evaluation.rule}; notify-only",
+            notes=notes,
+        )
+    if control.resource_type != evaluation.resource_type:
+        return replace(
+            base,
+            headline="not remediated (unexpected resource type)",
+            reason=(
+                f"control {control.id} acts on {control.resource_type}, but the evaluation is about "
+                f"{evaluation.resource_type}; notify-only"
+            ),
+            notes=notes,
+        )
+    summary = ACTIONS[control.action].summary if control.action in ACTIONS else "nothing"
+    if mode == "notify-only":
+        note = " ".join(control.note.split())
+        return replace(
+            base, headline="not remediated (notify-only)", reason=f"notify-only: {note}", notes=notes
+        )
+    if mode == "dry-run":
+        why = (
+            "DryRun is on for the whole backbone"
+            if control.mode == "enforce"
+            else f"control {control.id} is dry-run"
+        )
+        return replace(
+            base,
+            status="dry-run",
+            headline="would be remediated (dry-run)",
+            reason=f"dry-run ({why}): would {summary}; nothing was changed",
+            notes=notes,
+        )
+    limit = settings().max_actions_per_account_per_hour
+    if not _take_action_slot(evaluation.account, limit):
+        return replace(
+            base,
+            headline="not remediated (hourly cap reached)",
+            reason=(
+                f"account {evaluation.account} already had {limit} remediations this hour (the cap); "
+                f"would {summary}; notify-only until the hour turns"
+            ),
+            notes=notes,
+        )
+    return replace(base, status="done", headline="remediated", reason=summary, notes=notes)
+
+
+def _exempt(base: Decision, exemption: dict[str, Any]) -> Decision:
+    return replace(
+        base,
+        status="exempt",
+        headline=f"exempt until {exemption['expires']}",
+        reason=f"exempt ({exemption['source']}): {exemption['reason']}",
+        exemption=exemption,
+    )
+
+
+def _protected_account(account: str) -> str | None:
+    current = settings()
+    if account == current.require("management_account_id"):
+        return "management"
+    if account == current.require("governance_account_id"):
+        return "governance"
+    return None
+
+
+def _tag_exemption(evaluation: Evaluation, today: date) -> tuple[dict[str, Any] | None, list[str]]:
+    """The resource's own exemption tags, if in force; notes say why tags found were not honoured."""
+    try:
+        tags = resources.resource_tags(
+            session_for(evaluation.account),
+            evaluation.resource_type,
+            evaluation.resource_id,
+            evaluation.region,
+        )
+    except (ClientError, BotoCoreError, RoleAssumptionError) as error:
+        return None, [f"could not read the resource's tags ({_one_line(error)}); no tag exemption applied"]
+    until = tags.get(EXEMPT_UNTIL_TAG, "").strip()
+    if not until:
+        return None, []
+    reason = tags.get(EXEMPT_REASON_TAG, "").strip()
+    if not reason:
+        return None, [
+            f"tag {EXEMPT_UNTIL_TAG} ignored: {EXEMPT_REASON_TAG} is missing (an exemption needs a reason)"
+        ]
+    try:
+        expires = date.fromisoformat(until[:10])
+    except ValueError:
+        return None, [f"tag {EXEMPT_UNTIL_TAG}={until!r} ignored: not an ISO date like 2026-12-31"]
+    if today > expires:
+        return None, [f"tag exemption expired on {expires.isoformat()}; it no longer counts"]
+    owner = tags.get(EXEMPT_OWNER_TAG, "").strip()
+    return {"source": "tag", "reason": reason, "owner": owner, "expires": expires.isoformat()}, []
+
+
+def _take_action_slot(account: str, limit: int) -> bool:
+    """Count one action against the account's hourly cap; False when the cap is already reached."""
+    now = datetime.now(UTC)
+    current = settings()
+    table = session_for(current.require("governance_account_id")).client("dynamodb")
+    try:
+        table.update_item(
+            TableName=current.require("state_table"),
+            Key={"pk": {"S": f"{CAP_KEY_PREFIX}{account}"}, "sk": {"S": now.strftime("%Y-%m-%dT%H")}},
+            # One atomic conditional ADD: concurrent functions cannot both take the last slot.
+            UpdateExpression="ADD #count :one SET expires_at = :expires",
+            ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
+            ExpressionAttributeNames={"#count": "count"},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":limit": {"N": str(limit)},
+                ":expires": {"N": str(int((now + timedelta(days=1)).timestamp()))},
+            },
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+# --------------------------------------------------------------------------- acting
+
+
+def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
+    """Remediate through GovernanceExecutionRole, read back, ask Config to re-evaluate."""
+    action = ACTIONS[decision.action]
+    try:
+        session = session_for(evaluation.account)
+        changes = action.remediate(
+            session, evaluation.region, evaluation.resource_id, decision.parameters, finding=evaluation.rule
+        )
+        verified = action.verify(session, evaluation.region, evaluation.resource_id, decision.parameters)
+    except RemediationNotReady as error:
+        raise TransientRemediationError(str(error)) from error
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES:
+            raise TransientRemediationError(_one_line(error)) from error
+        return _failed(decision, f"{action.name} failed: {_one_line(error)}")
+    except BotoCoreError as error:
+        raise TransientRemediationError(_one_line(error)) from error
+    except (RemediationFailed, RoleAssumptionError) as error:
+        return _failed(decision, _one_line(error))
+    if not verified:
+        return _failed(
+            replace(decision, changes=changes),
+            f"{action.name} ran but reading the resource back shows it is still not fixed",
+        )
+    return replace(decision, changes=changes, verified=True, reevaluation=request_reevaluation(evaluation))
+
+
+def _failed(decision: Decision, reason: str) -> Decision:
+    severity = max(decision.severity, "HIGH", key=_SEVERITY_ORDER.index)
+    return replace(
+        decision,
+        status="failed",
+        headline="remediation FAILED",
+        reason=reason,
+        verified=False,
+        severity=severity,
+    )
+
+
+def request_reevaluation(evaluation: Evaluation) -> str:
+    """Ask Config to evaluate the rule again, so compliance turns green without waiting for its schedule.
+    Best effort: the fix is already verified, so a refused request is reported, not treated as a failure."""
+    try:
+        client("config", evaluation.account, evaluation.region).start_config_rules_evaluation(
+            ConfigRuleNames=[evaluation.rule]
+        )
+    except (ClientError, BotoCoreError, RoleAssumptionError) as error:
+        logger.warning(
+            "re-evaluation not requested", extra={"rule": evaluation.rule, "error": _one_line(error)}
+        )
+        return f"not requested: {_one_line(error)}"
+    return "requested"
+
+
+def _record_duplicate(evaluation: Evaluation, first: Decision) -> Decision:
+    """A redelivery of an evaluation already decided: nothing is done again, the ledger says so."""
+    duplicate = replace(first, status="skipped", headline="already handled")
+    detail = {
+        **first.ledger_detail(),
+        "first_status": first.status,
+        "first_event_id": first.evaluation.get("event_id"),
+        "reason": f"duplicate delivery of an evaluation already handled ({first.status})",
+    }
+    detail.pop("error", None)
+    record(
+        LedgerEntry(
+            event_id=evaluation.event_id,
+            action="remediate",
+            status="skipped",
+            target=evaluation.target,
+            flow=FLOW,
+            account=evaluation.account,
+            detail=detail,
+        )
+    )
+    return duplicate
+
+
+def record_rejection(body: Any, error: Exception, *, receive_count: int) -> None:
+    """Keep why a record cannot be processed (malformed event, unusable policy file) in the ledger, once:
+    the queue retries the record and then moves it to its DLQ, which keeps the event but not the reason."""
+    if receive_count > 1:
+        return
+    event_id = str(body.get("id") or "-") if isinstance(body, dict) else "-"
+    account = body.get("account") if isinstance(body, dict) else None
+    record(
+        LedgerEntry(
+            event_id=event_id,
+            action="dead_letter",
+            status="failed",
+            target=event_id,
+            flow=FLOW,
+            account=account if isinstance(account, str) else "",
+            detail={"error_type": type(error).__name__, "error": _one_line(error)},
+        )
+    )
+
+
+# --------------------------------------------------------------------------- telling the security team
+
+
+def subject_for(evaluation: Evaluation, decision: Decision) -> str:
+    """`[HIGH] s3-bucket-public-read-prohibited: bucket my-bucket in 210987654321 remediated`, at most
+    SUBJECT_LIMIT characters. When too long, the rule name gives way (the body keeps it whole), never the
+    resource, the account or the outcome a human scans for."""
+    severity, rest = f"[{decision.severity}] ", f": {evaluation.subject} {decision.headline}"
+    rule = evaluation.rule
+    if len(severity) + len(rule) + len(rest) > SUBJECT_LIMIT:
+        rule = base_rule_names(rule)[-1]  # e.g. Control Tower's long name -> the managed rule's own
+    room = SUBJECT_LIMIT - len(severity) - len(rest)
+    if len(rule) > room:
+        rule = rule[: max(room - 1, 8)] + "…"
+    return f"{severity}{rule}{rest}"
+
+
+def notify_security(evaluation: Evaluation, decision: Decision) -> str:
+    body = {
+        "account": evaluation.account,
+        "region": evaluation.region,
+        "resource": evaluation.resource_id,
+        "resource_type": evaluation.resource_type,
+        "rule": evaluation.rule,
+        "control": decision.control,
+        "action": decision.action,
+        "action_summary": ACTIONS[decision.action].summary if decision.action in ACTIONS else "none",
+        "mode": decision.mode,
+        "outcome": decision.status,
+        "reason": decision.reason,
+        "event_id": evaluation.event_id,
+        "ordering_timestamp": evaluation.ordering_timestamp,
+        "console_link": resources.console_link(
+            evaluation.resource_type, evaluation.resource_id, evaluation.region, evaluation.rule
+        ),
+        "config_rule_link": resources.config_rule_link(evaluation.region, evaluation.rule),
+        "annotation": evaluation.annotation or None,
+        "changes": decision.changes,
+        "verified": decision.verified,
+        "exemption": decision.exemption,
+        "notes": decision.notes,
+        "reevaluation": decision.reevaluation,
+    }
+    return notify(
+        "security",
+        subject_for(evaluation, decision),
+        body,
+        severity=decision.severity,
+        account=evaluation.account,
+        kind=_KINDS[decision.status],
+        event_id=evaluation.event_id,
+        flow=FLOW,
+    )
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

@@ -1,0 +1,799 @@
+"""Config remediation end to end on the offline runtime: each sample event goes through the governance bus
+rule of template.yaml, the compliance queue and the real handler; the tests then read the member account,
+the security topic and the ledger back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from govern.emulator import PROJECT_ROOT, Organization
+from governance.events import ConfigComplianceChange, parse_event
+from governance.remediation.engine import remediate_evaluation
+from governance.remediation.policy import POLICY_FILE_VARIABLE, base_rule_names, packaged_policy_path
+
+MEMBER = "210987654321"
+OTHER_MEMBER = "222222222222"
+GOVERNANCE = "111111111111"
+MANAGEMENT = "999999999999"
+REGION = "us-east-1"
+RULE = "ConfigNonComplianceRule"
+EventLoader = Callable[[str], dict[str, Any]]
+
+
+# --------------------------------------------------------------------------- reading the member account back
+
+
+def aws(org: Organization, account: str, service: str, region: str = REGION) -> Any:
+    return org.session(account, region).client(service, region_name=region)  # type: ignore[call-overload]
+
+
+def _or_none(call: Callable[[], Any], *missing: str) -> Any:
+    try:
+        return call()
+    except ClientError as error:
+        assert error.response["Error"]["Code"] in missing, error
+        return None
+
+
+def bucket_state(org: Organization, account: str, bucket: str) -> dict[str, Any]:
+    s3 = aws(org, account, "s3")
+    policy = _or_none(lambda: s3.get_bucket_policy(Bucket=bucket)["Policy"], "NoSuchBucketPolicy")
+    return {
+        "grants": s3.get_bucket_acl(Bucket=bucket)["Grants"],
+        "policy": json.loads(policy) if policy else None,
+        "tags": _or_none(lambda: s3.get_bucket_tagging(Bucket=bucket)["TagSet"], "NoSuchTagSet"),
+        "public_access_block": _or_none(
+            lambda: s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"],
+            "NoSuchPublicAccessBlockConfiguration",
+        ),
+        "encryption": _or_none(
+            lambda: s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"],
+            "ServerSideEncryptionConfigurationNotFoundError",
+        ),
+    }
+
+
+def notebook_state(org: Organization, account: str, name: str) -> dict[str, Any]:
+    sagemaker = aws(org, account, "sagemaker")
+    described = sagemaker.describe_notebook_instance(NotebookInstanceName=name)
+    tags = sagemaker.list_tags(ResourceArn=described["NotebookInstanceArn"])["Tags"]
+    kept = ("NotebookInstanceStatus", "DirectInternetAccess", "RootAccess", "InstanceType", "RoleArn")
+    return {**{key: described.get(key) for key in kept}, "tags": {t["Key"]: t["Value"] for t in tags}}
+
+
+def endpoint_config_state(org: Organization, account: str, name: str) -> dict[str, Any]:
+    described = aws(org, account, "sagemaker").describe_endpoint_config(EndpointConfigName=name)
+    described.pop("ResponseMetadata")
+    return dict(described)
+
+
+def ingress(org: Organization, account: str, group_id: str) -> set[tuple[str, int, int, str]]:
+    rules = aws(org, account, "ec2").describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [group_id]}]
+    )["SecurityGroupRules"]
+    return {
+        (
+            ("egress-" if rule["IsEgress"] else "") + rule["IpProtocol"],
+            rule["FromPort"],
+            rule["ToPort"],
+            rule.get("CidrIpv4") or rule.get("CidrIpv6"),
+        )
+        for rule in rules
+    }
+
+
+def account_state(org: Organization, account: str) -> dict[str, Any]:
+    cloudtrail = aws(org, account, "cloudtrail")
+    trails = cloudtrail.describe_trails()["trailList"]
+    return {
+        "ebs_encryption_by_default": {
+            region: aws(org, account, "ec2", region).get_ebs_encryption_by_default()["EbsEncryptionByDefault"]
+            for region in (REGION, "us-west-2")
+        },
+        "trails": {trail["Name"]: trail for trail in trails},
+        "logging": {
+            trail["Name"]: cloudtrail.get_trail_status(Name=trail["Name"])["IsLogging"] for trail in trails
+        },
+    }
+
+
+def snapshot(org: Organization, event: dict[str, Any]) -> Any:
+    detail = event["detail"]
+    account, resource = detail["awsAccountId"], detail["resourceId"]
+    readers: dict[str, Callable[[Organization, str, str], Any]] = {
+        "AWS::S3::Bucket": bucket_state,
+        "AWS::SageMaker::NotebookInstance": notebook_state,
+        "AWS::SageMaker::EndpointConfig": endpoint_config_state,
+        "AWS::EC2::SecurityGroup": ingress,
+        "AWS::::Account": lambda org, account, _: account_state(org, account),
+    }
+    return readers[detail["resourceType"]](org, account, resource)
+
+
+# --------------------------------------------------------------------------- what each control must change
+
+
+def only_public_access_blocked(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert before["public_access_block"] is None
+    assert after["public_access_block"] == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert {**after, "public_access_block": None} == before
+
+
+def only_default_encryption_set(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert before["encryption"] is None
+    [rule] = after["encryption"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert rule["BucketKeyEnabled"] is True
+    assert {**after, "encryption": None} == before
+
+
+def only_tls_statement_added(before: dict[str, Any], after: dict[str, Any]) -> None:
+    *kept, added = after["policy"]["Statement"]
+    assert kept == before["policy"]["Statement"] and len(kept) == 1
+    assert added["Effect"] == "Deny"
+    assert added["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert {**after, "policy": None} == {**before, "policy": None}
+
+
+def only_notebook_stopped_and_tagged(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert (before["NotebookInstanceStatus"], after["NotebookInstanceStatus"]) == ("InService", "Stopped")
+    assert after["tags"]["governance:finding"].startswith("sagemaker-notebook-")
+    assert after["tags"]["team"] == before["tags"]["team"]
+    unchanged = ("DirectInternetAccess", "RootAccess", "InstanceType", "RoleArn")
+    assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
+
+
+def only_ebs_default_encryption_in_region(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert before["ebs_encryption_by_default"] == {REGION: False, "us-west-2": False}
+    assert after["ebs_encryption_by_default"] == {REGION: True, "us-west-2": False}
+    assert {**after, "ebs_encryption_by_default": None} == {**before, "ebs_encryption_by_default": None}
+
+
+def only_world_open_port_revoked(port: int) -> Callable[[set[Any], set[Any]], None]:
+    def check(before: set[Any], after: set[Any]) -> None:
+        world = {("tcp", port, port, "0.0.0.0/0"), ("tcp", port, port, "::/0")}
+        assert world <= before
+        assert after == before - world
+        assert ("tcp", port, port, "10.0.0.0/16") in after  # the same port from the team's VPC stays
+        assert ("tcp", 443, 443, "0.0.0.0/0") in after  # an allowed world-open port stays
+
+    return check
+
+
+def only_trail_started(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert before["logging"] == {"org-team-trail": False}
+    assert after["logging"] == {"org-team-trail": True}
+    assert {**after, "logging": None} == {**before, "logging": None}
+
+
+# file -> (what must change, severity, subject resource)
+CONTROL_EVENTS: dict[str, tuple[Callable[[Any, Any], None], str, str]] = {
+    "config-s3-public-read": (
+        only_public_access_blocked,
+        "HIGH",
+        "bucket team-churn-public-data in 210987654321",
+    ),
+    "config-s3-public-write-control-tower": (
+        only_public_access_blocked,
+        "HIGH",
+        "bucket team-churn-uploads in 210987654321",
+    ),
+    "config-s3-bucket-level-public-access-securityhub": (
+        only_public_access_blocked,
+        "HIGH",
+        "bucket team-churn-shared in 210987654321",
+    ),
+    "config-s3-default-encryption-conformance-pack": (
+        only_default_encryption_set,
+        "MEDIUM",
+        "bucket team-churn-raw in 210987654321",
+    ),
+    "config-s3-tls-required": (
+        only_tls_statement_added,
+        "MEDIUM",
+        "bucket team-churn-features in 210987654321",
+    ),
+    "config-notebook-direct-internet": (
+        only_notebook_stopped_and_tagged,
+        "HIGH",
+        "notebook churn-exploration in 210987654321",
+    ),
+    "config-notebook-root-access": (
+        only_notebook_stopped_and_tagged,
+        "HIGH",
+        "notebook fraud-analysis in 210987654321",
+    ),
+    "config-ebs-encryption-default": (
+        only_ebs_default_encryption_in_region,
+        "MEDIUM",
+        "account 210987654321 in us-east-1",
+    ),
+    "config-security-group-ssh": (
+        only_world_open_port_revoked(22),
+        "HIGH",
+        "security group sg-0123456789abcdef0 in 210987654321",
+    ),
+    "config-security-group-open-ports": (
+        only_world_open_port_revoked(8080),
+        "HIGH",
+        "security group sg-0fedcba9876543210 in 210987654321",
+    ),
+    "config-cloudtrail-logging": (only_trail_started, "HIGH", "account 210987654321 in us-east-1"),
+}
+
+
+def assert_subject(notice: Any, severity: str, rule: str, resource: str, outcome: str) -> None:
+    """`[SEVERITY] rule: resource outcome` in at most 100 characters (what SNS keeps for e-mail): when it
+    is too long only the rule name is shortened, never the resource, the account or the outcome."""
+    subject = notice.subject
+    head, tail = f"[{severity}] ", f": {resource} {outcome}"
+    assert len(subject) <= 100, subject
+    assert subject.startswith(head) and subject.endswith(tail), subject
+    shown = subject[len(head) : -len(tail)]
+    managed = base_rule_names(rule)[-1]
+    assert shown in (rule, managed) or (shown.endswith("…") and managed.startswith(shown[:-1])), subject
+    assert notice.message["subject"] == subject
+
+
+def security_notices(org: Organization, event_id: str) -> list[Any]:
+    return [note for note in org.notifications("security") if note.message.get("event_id") == event_id]
+
+
+def remediations(org: Organization, event_id: str) -> list[Any]:
+    return [entry for entry in org.ledger(event_id) if entry.action == "remediate"]
+
+
+def with_policy(
+    org: Organization, tmp_path: Path, extra: str = "", *, replace: tuple[str, str] | None = None
+) -> None:
+    """Point the function at a variant of the packaged policy file."""
+    text = packaged_policy_path().read_text(encoding="utf-8")
+    if replace:
+        assert replace[0] in text
+        text = text.replace(*replace)
+    path = tmp_path / "policy.toml"
+    path.write_text(text + "\n" + extra, encoding="utf-8")
+    org.configure(**{POLICY_FILE_VARIABLE: str(path)})
+
+
+def later_evaluation(event: dict[str, Any], *, event_id: str, minutes: int = 90) -> dict[str, Any]:
+    """The same rule and resource evaluated NON_COMPLIANT again, later: a new ordering timestamp."""
+    fresh = json.loads(json.dumps(event))
+    fresh["id"] = event_id
+    identifier = fresh["detail"]["newEvaluationResult"]["evaluationResultIdentifier"]
+    ordering = datetime.fromisoformat(identifier["orderingTimestamp"]) + timedelta(minutes=minutes)
+    identifier["orderingTimestamp"] = ordering.isoformat().replace("+00:00", "Z")
+    return fresh
+
+
+def in_account(event: dict[str, Any], account: str, *, event_id: str) -> dict[str, Any]:
+    moved = json.loads(json.dumps(event).replace(MEMBER, account))
+    moved["id"] = event_id
+    return moved
+
+
+# --------------------------------------------------------------------------- every control
+
+
+@pytest.mark.parametrize("event_file", sorted(CONTROL_EVENTS))
+def test_each_control_is_remediated_verified_reevaluated_notified_and_ledgered(
+    org: Organization, load_event: EventLoader, event_file: str
+) -> None:
+    event = load_event(event_file)
+    detail = event["detail"]
+    rule, account = detail["configRuleName"], detail["awsAccountId"]
+    expected_change, severity, resource = CONTROL_EVENTS[event_file]
+    org.seed(event)
+    before = snapshot(org, event)
+
+    [result] = org.replay([event])
+
+    assert result.rules == [RULE]
+    assert result.outcome == "succeeded", result.error
+    # The member account really changed, and only in the way the control says.
+    expected_change(before, snapshot(org, event))
+    # The runtime's report: remediate done and verified by reading the account back, and a notify.
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    # Config was asked to evaluate the rule again, in the resource's account and region.
+    assert org.config_evaluations.count((account, detail["awsRegion"], [rule])) == 1
+    # What the security team receives.
+    [notice] = security_notices(org, event["id"])
+    assert_subject(notice, severity, rule, resource, "remediated")
+    if event_file == "config-s3-public-read":  # the issue's own example, to the letter
+        assert notice.subject == (
+            "[HIGH] s3-bucket-public-read-prohibited: bucket team-churn-public-data in 210987654321 "
+            "remediated"
+        )
+    assert notice.attributes == {"severity": severity, "account": account, "kind": "remediation"}
+    message = notice.message
+    assert {key: message[key] for key in ("account", "region", "resource", "rule", "mode", "outcome")} == {
+        "account": account,
+        "region": REGION,
+        "resource": detail["resourceId"],
+        "rule": rule,
+        "mode": "enforce",
+        "outcome": "done",
+    }
+    assert message["action"] in (
+        "block_bucket_public_access",
+        "enable_bucket_default_encryption",
+        "require_tls_for_bucket",
+        "stop_notebook_instance",
+        "enable_ebs_encryption_by_default",
+        "revoke_open_ingress",
+        "start_trail_logging",
+    )
+    assert message["console_link"].startswith("https://")
+    assert message["verified"] is True
+    assert message["reevaluation"] == "requested"
+    # The audit trail.
+    [entry] = remediations(org, event["id"])
+    assert (entry.status, entry.account, entry.flow) == ("done", account, "config-remediation")
+    assert entry.detail["rule"] == rule
+    assert entry.detail["verified"] is True
+    assert entry.detail["changes"]
+
+
+def test_an_endpoint_config_without_kms_is_reported_high_and_left_alone(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-endpoint-config-kms")
+    org.seed(event)
+    before = snapshot(org, event)
+    assert "KmsKeyId" not in before
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded"
+    assert snapshot(org, event) == before
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "notify-only", True),
+        ("notify", "done", True),
+    ]
+    [notice] = security_notices(org, event["id"])
+    assert_subject(
+        notice,
+        "HIGH",
+        "sagemaker-endpoint-configuration-kms-key-configured",
+        "endpoint config churn-endpoint-config in 210987654321",
+        "not remediated (notify-only)",
+    )
+    assert notice.attributes == {"severity": "HIGH", "account": MEMBER, "kind": "non-compliance"}
+    assert notice.message["mode"] == "notify-only"
+    assert "immutable" in notice.message["reason"]
+    assert org.config_evaluations == []
+
+
+# --------------------------------------------------------------------------- safety
+
+
+@pytest.mark.parametrize("how", ["global DryRun", "control mode"])
+def test_dry_run_changes_nothing_and_says_what_it_would_have_done(
+    org: Organization, load_event: EventLoader, tmp_path: Path, how: str
+) -> None:
+    if how == "global DryRun":
+        org.configure(DRY_RUN="true")
+    else:
+        with_policy(
+            org,
+            tmp_path,
+            replace=(
+                'action = "block_bucket_public_access"\nmode = "enforce"',
+                'action = "block_bucket_public_access"\nmode = "dry-run"',
+            ),
+        )
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    before = snapshot(org, event)
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded"
+    assert snapshot(org, event) == before
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "dry-run", True),
+        ("notify", "done", True),
+    ]
+    [notice] = security_notices(org, event["id"])
+    assert_subject(
+        notice,
+        "HIGH",
+        "s3-bucket-public-read-prohibited",
+        "bucket team-churn-public-data in 210987654321",
+        "would be remediated (dry-run)",
+    )
+    assert notice.attributes["kind"] == "remediation-dry-run"
+    assert "would turn on all four S3 Block Public Access settings" in notice.message["reason"]
+    assert org.config_evaluations == []
+
+
+def test_dry_run_switched_off_lets_the_same_evaluation_be_acted_on(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-s3-public-read")
+    org.configure(DRY_RUN="true")
+    [dry] = org.replay([event])
+    org.configure(DRY_RUN="false")
+
+    [real] = org.replay([event])
+
+    assert [a.status for a in dry.actions if a.type == "remediate"] == ["dry-run"]
+    assert [a.status for a in real.actions if a.type == "remediate"] == ["done"]
+    assert bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"]
+
+
+@pytest.mark.parametrize(
+    ("until", "reason", "status"),
+    [
+        ("2099-12-31", "Public dataset for the churn Kaggle challenge (SEC-42)", "exempt"),
+        ("2020-01-31", "Expired exemption", "done"),
+        ("2099-12-31", "", "done"),  # an exemption without a reason is not an exemption
+    ],
+)
+def test_resource_tag_exemptions_count_until_they_expire(
+    org: Organization, load_event: EventLoader, until: str, reason: str, status: str
+) -> None:
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    tags = [{"Key": "team", "Value": "churn"}, {"Key": "governance:exempt-until", "Value": until}]
+    if reason:
+        tags.append({"Key": "governance:exempt-reason", "Value": reason})
+    aws(org, MEMBER, "s3").put_bucket_tagging(Bucket="team-churn-public-data", Tagging={"TagSet": tags})
+    before = snapshot(org, event)
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded"
+    [remediate] = [a for a in result.actions if a.type == "remediate"]
+    assert (remediate.status, remediate.verified) == (status, True)
+    [notice] = security_notices(org, event["id"])
+    if status == "exempt":
+        assert snapshot(org, event) == before
+        assert_subject(
+            notice,
+            "HIGH",
+            "s3-bucket-public-read-prohibited",
+            "bucket team-churn-public-data in 210987654321",
+            "exempt until 2099-12-31",
+        )
+        assert notice.attributes["kind"] == "exemption"
+        assert notice.message["exemption"] == {
+            "source": "tag",
+            "reason": reason,
+            "owner": "",
+            "expires": until,
+        }
+    else:
+        assert snapshot(org, event)["public_access_block"]
+        assert notice.attributes["kind"] == "remediation"
+        assert any("governance:exempt" in note or "expired" in note for note in notice.message["notes"])
+
+
+@pytest.mark.parametrize(("expires", "status"), [("2099-06-30", "exempt"), ("2021-06-30", "done")])
+def test_policy_file_exemptions_count_until_they_expire(
+    org: Organization, load_event: EventLoader, tmp_path: Path, expires: str, status: str
+) -> None:
+    with_policy(
+        org,
+        tmp_path,
+        f"""
+[[exemption]]
+accounts = ["2109876543??"]
+resources = ["sg-0123456789abcdef0"]
+controls = ["security-group-open-ssh"]
+reason = "Bastion for the incident drill"
+owner = "secops@example.com"
+expires = {expires}
+""",
+    )
+    event = load_event("config-security-group-ssh")
+    org.seed(event)
+    before = snapshot(org, event)
+
+    [result] = org.replay([event])
+
+    [remediate] = [a for a in result.actions if a.type == "remediate"]
+    assert (result.outcome, remediate.status, remediate.verified) == ("succeeded", status, True)
+    [notice] = security_notices(org, event["id"])
+    if status == "exempt":
+        assert snapshot(org, event) == before
+        assert notice.message["exemption"] == {
+            "source": "policy",
+            "reason": "Bastion for the incident drill",
+            "owner": "secops@example.com",
+            "expires": expires,
+        }
+    else:
+        assert ("tcp", 22, 22, "0.0.0.0/0") not in snapshot(org, event)
+        assert notice.message["notes"] == [
+            f"policy exemption of secops@example.com expired on {expires}; it no longer counts"
+        ]
+
+
+def test_the_management_account_is_never_touched(org: Organization, load_event: EventLoader) -> None:
+    event = load_event("config-in-management-account")
+    org.seed(event)
+    before = snapshot(org, event)
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded"
+    assert snapshot(org, event) == before
+    assert MANAGEMENT not in org.assume_role_attempts  # not even to read tags
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "notify-only", True),
+        ("notify", "done", True),
+    ]
+    [notice] = security_notices(org, event["id"])
+    assert_subject(
+        notice,
+        "HIGH",
+        "s3-bucket-public-read-prohibited",
+        "bucket org-billing-reports in 999999999999",
+        "not remediated (management account)",
+    )
+    assert notice.attributes == {"severity": "HIGH", "account": MANAGEMENT, "kind": "non-compliance"}
+    assert "never acts in the management account" in notice.message["reason"]
+
+
+def test_the_governance_account_is_never_touched(org: Organization, load_event: EventLoader) -> None:
+    # The governance account's own evaluations reach the function when the member StackSet also covers
+    # its OU; the runtime routes governance-account events to the default bus, so call the logic directly.
+    event = in_account(load_event("config-s3-public-read"), GOVERNANCE, event_id="gov-evaluation-1")
+    aws(org, GOVERNANCE, "s3").create_bucket(Bucket="team-churn-public-data")
+    assume_role_attempts = dict(org.assume_role_attempts)
+
+    decision = remediate_evaluation(parse_event(event, ConfigComplianceChange))
+
+    assert (decision.status, decision.headline) == ("notify-only", "not remediated (governance account)")
+    assert bucket_state(org, GOVERNANCE, "team-churn-public-data")["public_access_block"] is None
+    assert org.assume_role_attempts == assume_role_attempts
+    [notice] = security_notices(org, "gov-evaluation-1")
+    assert notice.attributes == {"severity": "HIGH", "account": GOVERNANCE, "kind": "non-compliance"}
+    assert [e.status for e in remediations(org, "gov-evaluation-1")] == ["notify-only"]
+
+
+def test_past_the_hourly_cap_an_account_is_notified_not_changed(
+    org: Organization, load_event: EventLoader
+) -> None:
+    org.configure(MAX_ACTIONS_PER_ACCOUNT_PER_HOUR="2")
+    first, second, third = (
+        load_event(name)
+        for name in ("config-s3-public-read", "config-s3-tls-required", "config-ebs-encryption-default")
+    )
+    elsewhere = in_account(
+        load_event("config-s3-default-encryption-conformance-pack"),
+        OTHER_MEMBER,
+        event_id="other-account-encryption",
+    )
+    for event in (first, second, third, elsewhere):
+        org.seed(event)
+    before = snapshot(org, third)
+
+    results = org.replay([first, second, third, elsewhere])
+
+    statuses = [[a.status for a in r.actions if a.type == "remediate"] for r in results]
+    assert statuses == [["done"], ["done"], ["notify-only"], ["done"]]  # the cap is per account
+    assert all(r.outcome == "succeeded" for r in results)
+    assert snapshot(org, third) == before
+    [notice] = security_notices(org, third["id"])
+    assert_subject(
+        notice,
+        "MEDIUM",
+        "ec2-ebs-encryption-by-default",
+        "account 210987654321 in us-east-1",
+        "not remediated (hourly cap reached)",
+    )
+    assert "already had 2 remediations this hour" in notice.message["reason"]
+    counter = aws(org, GOVERNANCE, "dynamodb").get_item(
+        TableName=org.physical_id("StateTable"),
+        Key={
+            "pk": {"S": f"remediation-cap#{MEMBER}"},
+            "sk": {"S": datetime.now(UTC).strftime("%Y-%m-%dT%H")},
+        },
+    )["Item"]
+    assert counter["count"] == {"N": "2"}
+    assert int(counter["expires_at"]["N"]) > datetime.now(UTC).timestamp()
+
+
+def test_a_rule_no_control_covers_is_notify_only(org: Organization, load_event: EventLoader) -> None:
+    event = load_event("config-unknown-rule")
+    org.seed(event)
+    before = snapshot(org, event)
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded"
+    assert snapshot(org, event) == before
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "notify-only", True),
+        ("notify", "done", True),
+    ]
+    [notice] = security_notices(org, event["id"])
+    assert_subject(
+        notice,
+        "MEDIUM",
+        "team-custom-tagging-rule",
+        "bucket team-churn-misc in 210987654321",
+        "not remediated (no control in policy)",
+    )
+    assert notice.attributes == {"severity": "MEDIUM", "account": MEMBER, "kind": "non-compliance"}
+    assert notice.message["annotation"] == "Missing required tags: cost-center, data-classification."
+    assert org.config_evaluations == []
+
+
+def test_a_missing_member_role_fails_loudly(org: Organization, load_event: EventLoader) -> None:
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    org.remove_execution_role(MEMBER)
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "failed"
+    assert result.error is not None and "GovernanceExecutionRole" in result.error and MEMBER in result.error
+    assert bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"] is None
+    [notice] = security_notices(org, event["id"])
+    assert notice.attributes == {"severity": "HIGH", "account": MEMBER, "kind": "remediation-failed"}
+    assert_subject(
+        notice,
+        "HIGH",
+        "s3-bucket-public-read-prohibited",
+        "bucket team-churn-public-data in 210987654321",
+        "remediation FAILED",
+    )
+
+
+# --------------------------------------------------------------------------- exactly once, and again when new
+
+
+def test_three_deliveries_of_one_evaluation_act_once(org: Organization, load_event: EventLoader) -> None:
+    event = load_event("config-security-group-ssh")
+
+    results = org.replay([event, event, event])
+
+    assert [[(a.type, a.status, a.verified) for a in r.actions] for r in results] == [
+        [("remediate", "done", True), ("notify", "done", True)],
+        [("remediate", "skipped", True)],
+        [("remediate", "skipped", True)],
+    ]
+    assert [r.outcome for r in results] == ["succeeded"] * 3
+    assert len(security_notices(org, event["id"])) == 1
+    assert org.config_evaluations == [(MEMBER, REGION, ["restricted-ssh"])]
+    assert [e.status for e in remediations(org, event["id"])] == ["done", "skipped", "skipped"]
+
+
+def test_a_new_evaluation_of_the_same_resource_acts_again(org: Organization, load_event: EventLoader) -> None:
+    first = load_event("config-s3-public-read")
+    again = later_evaluation(first, event_id="b7c2a3f4-0000-4000-8000-000000000001")
+    org.replay([first])
+    # Someone turns the block off again; Config notices and reports a new NON_COMPLIANT evaluation.
+    aws(org, MEMBER, "s3").delete_public_access_block(Bucket="team-churn-public-data")
+
+    [result] = org.replay([again])
+
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    assert bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"]
+    assert len(security_notices(org, first["id"])) == len(security_notices(org, again["id"])) == 1
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_one_malformed_record_goes_to_the_dlq_and_the_rest_of_its_batch_is_processed(
+    org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = [load_event("config-s3-public-read"), load_event("config-ebs-encryption-default")]
+    malformed = load_event("malformed-config-evaluation")
+    batches: list[int] = []
+    invoke = org._invoke
+
+    def record_batches(function: Any, payload: Any) -> Any:
+        if isinstance(payload, dict) and "Records" in payload:
+            batches.append(len(payload["Records"]))
+        return invoke(function, payload)
+
+    monkeypatch.setattr(org, "_invoke", record_batches)
+
+    results = org.replay([good[0], malformed, good[1]], sequential=False)
+
+    assert batches[0] == 3  # the three arrived together
+    assert [r.outcome for r in results] == ["succeeded", "dead-lettered", "succeeded"]
+    assert results[1].error == (
+        "ConfigComplianceChange is malformed: detail.resourceId: Field required; "
+        "detail.newEvaluationResult.evaluationResultIdentifier: Field required"
+    )
+    [kept] = org.dead_letters()
+    assert kept.queue == "ml-governance-dev-config-compliance-dlq"
+    assert kept.event == malformed
+    assert bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"]
+    assert account_state(org, MEMBER)["ebs_encryption_by_default"][REGION] is True
+    # Retried (3 receives) before the DLQ, but its reason is recorded once.
+    assert [(e.action, e.status) for e in org.ledger(malformed["id"])] == [("dead_letter", "failed")]
+
+
+def test_a_compliant_evaluation_is_not_routed_and_handled_gracefully_if_it_arrives(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-compliant")
+
+    [result] = org.replay([event])
+    # Even put straight on the queue (as a misconfigured rule would), it is consumed without a change.
+    queue = org.physical_id("ConfigComplianceQueue")
+    aws(org, GOVERNANCE, "sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(event))
+    org.replay([], sequential=False)
+
+    assert (result.outcome, result.rules, result.actions) == ("ignored", [], [])
+    assert org.ledger(event["id"]) == []
+    assert org.dead_letters() == []
+    assert aws(org, GOVERNANCE, "sqs").get_queue_attributes(
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
+def test_a_bad_policy_file_fails_loudly_naming_the_entry(
+    org: Organization, load_event: EventLoader, tmp_path: Path
+) -> None:
+    with_policy(
+        org,
+        tmp_path,
+        replace=('id = "s3-bucket-tls-only"\nrules', 'id = "s3-bucket-tls-only"\nrulez = []\nrules'),
+    )
+    event = load_event("config-s3-public-read")
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "dead-lettered"
+    assert result.error is not None
+    assert "control 's3-bucket-tls-only' (#3): rulez: Extra inputs are not permitted" in result.error
+    assert bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"] is None
+
+
+# --------------------------------------------------------------------------- govern replay --json
+
+
+def test_govern_replay_json_reports_each_control_done_verified_and_notified() -> None:
+    files = [str(PROJECT_ROOT / "events" / f"{name}.json") for name in sorted(CONTROL_EVENTS)]
+    completed = subprocess.run(
+        [sys.executable, "-m", "govern.cli", "replay", "--json", *files],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=PROJECT_ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report = json.loads(completed.stdout)
+    assert report["summary"] == {
+        "events": len(files),
+        "succeeded": len(files),
+        "failed": 0,
+        "ignored": 0,
+        "dead_lettered": 0,
+    }
+    for event in report["events"]:
+        assert event["rules"] == [RULE]
+        actions = {action["type"]: action for action in event["actions"]}
+        assert (actions["remediate"]["status"], actions["remediate"]["verified"]) == ("done", True), event
+        assert (actions["notify"]["status"], actions["notify"]["verified"]) == ("done", True), event
+        assert actions["notify"]["target"].endswith(":ml-governance-dev-security")

@@ -1,0 +1,596 @@
+"""Each remediation action on plain moto, in a member account: state before, remediate, state after, and
+proof that nothing else about the resource changed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.cloudtrail.models import Trail
+from moto.sagemaker.models import sagemaker_backends
+from pydantic import ValidationError
+
+from govern.emulator import PROJECT_ROOT
+from govern.template import load_template
+from governance.remediation.controls import (
+    ACTIONS,
+    FINDING_TAG,
+    PUBLIC_ACCESS_BLOCK_SETTINGS,
+    IngressParameters,
+    RemediationFailed,
+    RemediationNotReady,
+)
+from governance.remediation.engine import REEVALUATION_PERMISSION
+from governance.remediation.resources import TAG_PERMISSIONS
+
+MEMBER = "210987654321"
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def member(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.Session]:
+    """A session in the member account, as GovernanceExecutionRole would give the backbone."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MOTO_ACCOUNT_ID", raising=False)
+    with mock_aws():
+        credentials = boto3.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{MEMBER}:role/GovernanceExecutionRole", RoleSessionName="test"
+        )["Credentials"]
+        yield boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=REGION,
+        )
+
+
+def client(session: boto3.Session, service: str, region: str = REGION) -> Any:
+    return session.client(service, region_name=region)  # type: ignore[call-overload]
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def public_bucket(session: boto3.Session, name: str = "team-churn-public-data") -> dict[str, Any]:
+    """A bucket with a public ACL, a public policy statement and tags; returns its observable state."""
+    s3 = client(session, "s3")
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_acl(Bucket=name, ACL="public-read")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PublicRead",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{name}/*",
+            }
+        ],
+    }
+    s3.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
+    s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": "team", "Value": "churn"}]})
+    return bucket_state(session, name)
+
+
+def bucket_state(session: boto3.Session, name: str) -> dict[str, Any]:
+    """Everything about a bucket a remediation could touch, read back from S3."""
+    s3 = client(session, "s3")
+
+    def read(call: Any, key: str, missing: str) -> Any:
+        try:
+            return call(Bucket=name)[key]
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == missing
+            return None
+
+    policy = read(s3.get_bucket_policy, "Policy", "NoSuchBucketPolicy")
+    return {
+        "grants": s3.get_bucket_acl(Bucket=name)["Grants"],
+        "policy": json.loads(policy) if policy else None,
+        "tags": read(s3.get_bucket_tagging, "TagSet", "NoSuchTagSet"),
+        "public_access_block": read(
+            s3.get_public_access_block,
+            "PublicAccessBlockConfiguration",
+            "NoSuchPublicAccessBlockConfiguration",
+        ),
+        "encryption": read(
+            s3.get_bucket_encryption,
+            "ServerSideEncryptionConfiguration",
+            "ServerSideEncryptionConfigurationNotFoundError",
+        ),
+    }
+
+
+def test_block_bucket_public_access_turns_on_all_four_settings_and_changes_nothing_else(
+    member: boto3.Session,
+) -> None:
+    action = ACTIONS["block_bucket_public_access"]
+    before = public_bucket(member)
+    assert before["public_access_block"] is None
+    assert not action.verify(member, REGION, "team-churn-public-data", {})
+
+    changes = action.remediate(member, REGION, "team-churn-public-data", {})
+
+    after = bucket_state(member, "team-churn-public-data")
+    assert after["public_access_block"] == dict.fromkeys(PUBLIC_ACCESS_BLOCK_SETTINGS, True)
+    assert {**after, "public_access_block": None} == before
+    assert changes["public_access_block_before"] == {}
+    assert action.verify(member, REGION, "team-churn-public-data", {})
+
+
+def test_block_bucket_public_access_completes_a_partial_block(member: boto3.Session) -> None:
+    public_bucket(member)
+    client(member, "s3").put_public_access_block(
+        Bucket="team-churn-public-data",
+        PublicAccessBlockConfiguration={"BlockPublicAcls": True, "IgnorePublicAcls": True},
+    )
+    action = ACTIONS["block_bucket_public_access"]
+    assert not action.verify(member, REGION, "team-churn-public-data", {})
+
+    changes = action.remediate(member, REGION, "team-churn-public-data", {})
+
+    assert changes["public_access_block_before"]["BlockPublicPolicy"] is False
+    assert action.verify(member, REGION, "team-churn-public-data", {})
+
+
+def test_default_encryption_is_sse_kms_with_bucket_key_and_policy_untouched(member: boto3.Session) -> None:
+    action = ACTIONS["enable_bucket_default_encryption"]
+    before = public_bucket(member, "team-churn-raw")
+    assert before["encryption"] is None
+    parameters = {"algorithm": "aws:kms", "bucket_key": True}
+    assert not action.verify(member, REGION, "team-churn-raw", parameters)
+
+    changes = action.remediate(member, REGION, "team-churn-raw", parameters)
+
+    after = bucket_state(member, "team-churn-raw")
+    [rule] = after["encryption"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert rule["BucketKeyEnabled"] is True
+    assert {**after, "encryption": None} == before
+    assert changes["changed"] is True
+    assert action.verify(member, REGION, "team-churn-raw", parameters)
+
+
+def test_default_encryption_replaces_sse_s3_and_uses_the_configured_key(member: boto3.Session) -> None:
+    s3 = client(member, "s3")
+    s3.create_bucket(Bucket="team-churn-raw")
+    s3.put_bucket_encryption(
+        Bucket="team-churn-raw",
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    key = "arn:aws:kms:us-east-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    parameters = {"kms_key_id": key}
+    action = ACTIONS["enable_bucket_default_encryption"]
+    assert not action.verify(member, REGION, "team-churn-raw", parameters)
+
+    action.remediate(member, REGION, "team-churn-raw", parameters)
+
+    [rule] = s3.get_bucket_encryption(Bucket="team-churn-raw")["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+    assert action.verify(member, REGION, "team-churn-raw", parameters)
+
+
+def test_default_encryption_leaves_a_compliant_kms_configuration_alone(member: boto3.Session) -> None:
+    s3 = client(member, "s3")
+    s3.create_bucket(Bucket="team-churn-raw")
+    existing = {
+        "Rules": [
+            {
+                "ApplyServerSideEncryptionByDefault": {
+                    "SSEAlgorithm": "aws:kms",
+                    "KMSMasterKeyID": "alias/team",
+                },
+                "BucketKeyEnabled": True,
+            }
+        ]
+    }
+    s3.put_bucket_encryption(Bucket="team-churn-raw", ServerSideEncryptionConfiguration=existing)
+
+    changes = ACTIONS["enable_bucket_default_encryption"].remediate(member, REGION, "team-churn-raw", {})
+
+    assert changes["changed"] is False
+    assert s3.get_bucket_encryption(Bucket="team-churn-raw")["ServerSideEncryptionConfiguration"] == existing
+
+
+def test_encryption_parameters_reject_a_key_without_kms() -> None:
+    with pytest.raises(ValidationError, match="kms_key_id needs algorithm 'aws:kms'"):
+        ACTIONS["enable_bucket_default_encryption"].parameters.model_validate(
+            {"algorithm": "AES256", "kms_key_id": "alias/x"}
+        )
+
+
+def test_tls_statement_is_added_and_every_existing_statement_kept(member: boto3.Session) -> None:
+    before = public_bucket(member, "team-churn-features")
+    action = ACTIONS["require_tls_for_bucket"]
+    assert not action.verify(member, REGION, "team-churn-features", {})
+
+    changes = action.remediate(member, REGION, "team-churn-features", {})
+
+    after = bucket_state(member, "team-churn-features")
+    existing, added = after["policy"]["Statement"]
+    assert existing == before["policy"]["Statement"][0]
+    assert added == {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": ["arn:aws:s3:::team-churn-features", "arn:aws:s3:::team-churn-features/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    assert {**after, "policy": None} == {**before, "policy": None}
+    assert changes == {"changed": True, "statement_added": "DenyInsecureTransport", "statements_kept": 1}
+    assert action.verify(member, REGION, "team-churn-features", {})
+
+
+def test_tls_remediation_is_idempotent_and_creates_a_policy_when_there_is_none(member: boto3.Session) -> None:
+    client(member, "s3").create_bucket(Bucket="team-churn-features")
+    action = ACTIONS["require_tls_for_bucket"]
+
+    first = action.remediate(member, REGION, "team-churn-features", {})
+    second = action.remediate(member, REGION, "team-churn-features", {})
+
+    statements = bucket_state(member, "team-churn-features")["policy"]["Statement"]
+    assert len(statements) == 1
+    assert first["changed"] is True
+    assert second["changed"] is False
+
+
+def test_tls_statement_gets_its_own_sid_when_the_team_already_uses_that_sid(member: boto3.Session) -> None:
+    s3 = client(member, "s3")
+    s3.create_bucket(Bucket="team-churn-features")
+    team = {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:DeleteBucket",
+        "Resource": "arn:aws:s3:::team-churn-features",
+    }
+    s3.put_bucket_policy(
+        Bucket="team-churn-features", Policy=json.dumps({"Version": "2012-10-17", "Statement": team})
+    )
+
+    ACTIONS["require_tls_for_bucket"].remediate(member, REGION, "team-churn-features", {})
+
+    statements = bucket_state(member, "team-churn-features")["policy"]["Statement"]
+    assert [s["Sid"] for s in statements] == ["DenyInsecureTransport", "DenyInsecureTransportByGovernance"]
+    assert statements[0] == team
+
+
+# --------------------------------------------------------------------------- SageMaker notebooks
+
+
+def notebook(session: boto3.Session, name: str = "churn-exploration") -> dict[str, Any]:
+    sagemaker = client(session, "sagemaker")
+    sagemaker.create_notebook_instance(
+        NotebookInstanceName=name,
+        InstanceType="ml.t3.medium",
+        RoleArn=f"arn:aws:iam::{MEMBER}:role/notebook",
+        DirectInternetAccess="Enabled",
+        RootAccess="Enabled",
+        Tags=[{"Key": "team", "Value": "churn"}],
+    )
+    return notebook_state(session, name)
+
+
+def notebook_state(session: boto3.Session, name: str) -> dict[str, Any]:
+    sagemaker = client(session, "sagemaker")
+    described = sagemaker.describe_notebook_instance(NotebookInstanceName=name)
+    described.pop("ResponseMetadata")
+    described.pop("LastModifiedTime", None)
+    tags = sagemaker.list_tags(ResourceArn=described["NotebookInstanceArn"])["Tags"]
+    return {**described, "Tags": {tag["Key"]: tag["Value"] for tag in tags}}
+
+
+def test_notebook_is_stopped_and_tagged_with_the_finding(member: boto3.Session) -> None:
+    before = notebook(member)
+    assert before["NotebookInstanceStatus"] == "InService"
+    action = ACTIONS["stop_notebook_instance"]
+    assert not action.verify(member, REGION, "churn-exploration", {})
+
+    changes = action.remediate(
+        member, REGION, "churn-exploration", {}, finding="sagemaker-notebook-no-direct-internet-access"
+    )
+
+    after = notebook_state(member, "churn-exploration")
+    assert after["NotebookInstanceStatus"] == "Stopped"
+    assert after["Tags"]["team"] == "churn"
+    assert after["Tags"][FINDING_TAG] == "sagemaker-notebook-no-direct-internet-access"
+    untouched = ("DirectInternetAccess", "RootAccess", "InstanceType", "RoleArn", "NotebookInstanceArn")
+    assert {key: after[key] for key in untouched} == {key: before[key] for key in untouched}
+    assert changes["stopped"] is True
+    assert changes["status_before"] == "InService"
+    assert action.verify(member, REGION, "churn-exploration", {})
+
+
+def test_an_already_stopped_notebook_is_only_tagged(member: boto3.Session) -> None:
+    notebook(member, "fraud-analysis")
+    client(member, "sagemaker").stop_notebook_instance(NotebookInstanceName="fraud-analysis")
+
+    with mock.patch("moto.sagemaker.models.FakeSagemakerNotebookInstance.stop") as stop:
+        changes = ACTIONS["stop_notebook_instance"].remediate(
+            member, REGION, "fraud-analysis", {}, finding="sagemaker-notebook-instance-root-access-check"
+        )
+
+    stop.assert_not_called()
+    assert changes["stopped"] is False
+    assert (
+        notebook_state(member, "fraud-analysis")["Tags"][FINDING_TAG]
+        == "sagemaker-notebook-instance-root-access-check"
+    )
+
+
+def test_a_notebook_still_starting_is_retried_later(member: boto3.Session) -> None:
+    notebook(member)
+    emulated = sagemaker_backends[MEMBER][REGION].notebook_instances["churn-exploration"]
+    emulated.status = "Pending"
+
+    with pytest.raises(RemediationNotReady, match="churn-exploration is Pending"):
+        ACTIONS["stop_notebook_instance"].remediate(member, REGION, "churn-exploration", {}, finding="x")
+
+    assert notebook_state(member, "churn-exploration")["NotebookInstanceStatus"] == "Pending"
+    assert FINDING_TAG not in notebook_state(member, "churn-exploration")["Tags"]
+
+
+# --------------------------------------------------------------------------- EBS
+
+
+def test_ebs_encryption_by_default_is_enabled_in_that_region_only(member: boto3.Session) -> None:
+    action = ACTIONS["enable_ebs_encryption_by_default"]
+    assert client(member, "ec2").get_ebs_encryption_by_default()["EbsEncryptionByDefault"] is False
+    assert not action.verify(member, REGION, MEMBER, {})
+
+    changes = action.remediate(member, REGION, MEMBER, {})
+
+    assert client(member, "ec2").get_ebs_encryption_by_default()["EbsEncryptionByDefault"] is True
+    assert (
+        client(member, "ec2", "us-west-2").get_ebs_encryption_by_default()["EbsEncryptionByDefault"] is False
+    )
+    assert changes == {"changed": True, "region": REGION}
+    assert action.verify(member, REGION, MEMBER, {})
+
+
+# --------------------------------------------------------------------------- security groups
+
+
+def ingress_rules(session: boto3.Session, group_id: str) -> set[tuple[str, int, int, str]]:
+    rules = client(session, "ec2").describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [group_id]}]
+    )
+    return {
+        (
+            ("egress " if rule["IsEgress"] else "") + rule["IpProtocol"],
+            rule["FromPort"],
+            rule["ToPort"],
+            rule.get("CidrIpv4") or rule.get("CidrIpv6"),
+        )
+        for rule in rules["SecurityGroupRules"]
+    }
+
+
+def security_group(session: boto3.Session, permissions: list[dict[str, Any]]) -> str:
+    ec2 = client(session, "ec2")
+    group_id = str(ec2.create_security_group(GroupName="team", Description="team workload")["GroupId"])
+    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=permissions)
+    return group_id
+
+
+WORLD_SSH = {
+    "IpProtocol": "tcp",
+    "FromPort": 22,
+    "ToPort": 22,
+    "IpRanges": [{"CidrIp": "0.0.0.0/0"}, {"CidrIp": "10.0.0.0/16"}],
+    "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
+}
+WORLD_HTTPS = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+
+
+def test_ssh_open_to_the_world_is_revoked_exactly(member: boto3.Session) -> None:
+    group_id = security_group(member, [WORLD_SSH, WORLD_HTTPS])
+    before = ingress_rules(member, group_id)
+    parameters = {"blocked_tcp_ports": ["22"]}
+    action = ACTIONS["revoke_open_ingress"]
+    assert not action.verify(member, REGION, group_id, parameters)
+
+    changes = action.remediate(member, REGION, group_id, parameters)
+
+    after = ingress_rules(member, group_id)
+    assert before - after == {("tcp", 22, 22, "0.0.0.0/0"), ("tcp", 22, 22, "::/0")}
+    assert after == before - {("tcp", 22, 22, "0.0.0.0/0"), ("tcp", 22, 22, "::/0")}
+    assert ("tcp", 22, 22, "10.0.0.0/16") in after
+    assert ("tcp", 443, 443, "0.0.0.0/0") in after
+    assert sorted(item["cidr"] for item in changes["revoked"]) == ["0.0.0.0/0", "::/0"]
+    assert action.verify(member, REGION, group_id, parameters)
+
+
+def test_world_open_ranges_and_all_traffic_covering_a_blocked_port_are_revoked(member: boto3.Session) -> None:
+    group_id = security_group(
+        member,
+        [
+            {"IpProtocol": "tcp", "FromPort": 3000, "ToPort": 3500, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+            {"IpProtocol": "udp", "FromPort": 3389, "ToPort": 3389, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            WORLD_HTTPS,
+        ],
+    )
+
+    ACTIONS["revoke_open_ingress"].remediate(member, REGION, group_id, {"blocked_tcp_ports": ["3389"]})
+
+    assert ingress_rules(member, group_id) - {("egress -1", -1, -1, "0.0.0.0/0")} == {
+        ("udp", 3389, 3389, "0.0.0.0/0"),
+        ("tcp", 443, 443, "0.0.0.0/0"),
+    }
+
+
+def test_only_authorized_ports_stay_open_to_the_world(member: boto3.Session) -> None:
+    group_id = security_group(
+        member,
+        [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 8080,
+                "ToPort": 8080,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+                "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
+            },
+            {"IpProtocol": "udp", "FromPort": 53, "ToPort": 53, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+            {"IpProtocol": "icmp", "FromPort": 8, "ToPort": -1, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            WORLD_HTTPS,
+        ],
+    )
+    before = ingress_rules(member, group_id)
+    parameters = {"allowed_tcp_ports": ["80", "443"], "allowed_udp_ports": []}
+
+    ACTIONS["revoke_open_ingress"].remediate(member, REGION, group_id, parameters)
+
+    assert before - ingress_rules(member, group_id) == {
+        ("tcp", 8080, 8080, "0.0.0.0/0"),
+        ("tcp", 8080, 8080, "::/0"),
+        ("udp", 53, 53, "0.0.0.0/0"),
+    }
+    assert ACTIONS["revoke_open_ingress"].verify(member, REGION, group_id, parameters)
+
+
+def test_a_group_with_nothing_forbidden_is_left_alone(member: boto3.Session) -> None:
+    group_id = security_group(member, [WORLD_HTTPS])
+    before = ingress_rules(member, group_id)
+
+    changes = ACTIONS["revoke_open_ingress"].remediate(
+        member, REGION, group_id, {"blocked_tcp_ports": ["22"]}
+    )
+
+    assert changes == {"changed": False, "revoked": []}
+    assert ingress_rules(member, group_id) == before
+
+
+def test_an_unknown_security_group_is_an_error_not_a_success(member: boto3.Session) -> None:
+    with pytest.raises(ClientError, match=r"InvalidGroup\.NotFound"):
+        ACTIONS["revoke_open_ingress"].remediate(
+            member, REGION, "sg-0123456789abcdef0", {"blocked_tcp_ports": ["22"]}
+        )
+
+
+@pytest.mark.parametrize(
+    ("parameters", "protocol", "ports", "forbidden"),
+    [
+        ({"blocked_tcp_ports": ["22"]}, "tcp", (22, 22), True),
+        ({"blocked_tcp_ports": ["22"]}, "6", (0, 1024), True),
+        ({"blocked_tcp_ports": ["22"]}, "tcp", (23, 80), False),
+        ({"blocked_tcp_ports": ["22"]}, "udp", (22, 22), False),
+        ({"blocked_tcp_ports": ["1024-2048"]}, "tcp", (2000, 3000), True),
+        ({"blocked_tcp_ports": ["22"]}, "-1", (-1, -1), True),
+        ({"allowed_tcp_ports": ["80", "443"]}, "tcp", (443, 443), False),
+        ({"allowed_tcp_ports": ["80", "443"]}, "tcp", (80, 443), True),
+        ({"allowed_tcp_ports": ["8000-8005", "8006"]}, "tcp", (8001, 8006), False),
+        ({"allowed_tcp_ports": ["443"]}, "udp", (443, 443), True),
+        ({"allowed_tcp_ports": ["443"]}, "icmp", (8, -1), False),
+    ],
+)
+def test_which_world_open_rules_a_control_forbids(
+    parameters: dict[str, Any], protocol: str, ports: tuple[int, int], forbidden: bool
+) -> None:
+    assert IngressParameters.model_validate(parameters).forbids(protocol, *ports) is forbidden
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({}, "give either blocked_tcp_ports or allowed_tcp_ports"),
+        ({"blocked_tcp_ports": ["22"], "allowed_tcp_ports": ["443"]}, "give either"),
+        ({"blocked_tcp_ports": ["ssh"]}, "'ssh' is not a port"),
+        ({"blocked_tcp_ports": ["70000"]}, "within 0-65535"),
+        ({"blocked_tcp_ports": ["22"], "ports": ["22"]}, "Extra inputs are not permitted"),
+    ],
+)
+def test_ingress_parameters_are_validated(parameters: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        IngressParameters.model_validate(parameters)
+
+
+# --------------------------------------------------------------------------- CloudTrail
+
+
+def trail(session: boto3.Session, name: str, *, logging: bool) -> str:
+    bucket = f"{name}-logs"
+    client(session, "s3").create_bucket(Bucket=bucket)
+    cloudtrail = client(session, "cloudtrail")
+    arn = str(cloudtrail.create_trail(Name=name, S3BucketName=bucket)["TrailARN"])
+    if logging:
+        cloudtrail.start_logging(Name=name)
+    return arn
+
+
+def is_logging(session: boto3.Session, arn: str) -> bool:
+    return bool(client(session, "cloudtrail").get_trail_status(Name=arn)["IsLogging"])
+
+
+def test_stopped_trails_are_started_and_logging_ones_left_alone(member: boto3.Session) -> None:
+    stopped = trail(member, "org-team-trail", logging=False)
+    running = trail(member, "data-events-trail", logging=True)
+    action = ACTIONS["start_trail_logging"]
+    assert not action.verify(member, REGION, MEMBER, {})
+
+    with mock.patch.object(Trail, "start_logging", autospec=True, side_effect=Trail.start_logging) as start:
+        changes = action.remediate(member, REGION, MEMBER, {})
+
+    assert [call.args[0].arn for call in start.call_args_list] == [stopped]
+    assert is_logging(member, stopped)
+    assert is_logging(member, running)
+    assert changes["started"] == [stopped]
+    assert sorted(changes["trails"]) == sorted([stopped, running])
+    assert action.verify(member, REGION, MEMBER, {})
+
+
+def test_an_account_without_a_trail_of_its_own_cannot_be_fixed(member: boto3.Session) -> None:
+    with pytest.raises(RemediationFailed, match="has no CloudTrail trail of its own"):
+        ACTIONS["start_trail_logging"].remediate(member, REGION, MEMBER, {})
+    assert not ACTIONS["start_trail_logging"].verify(member, REGION, MEMBER, {})
+
+
+def test_every_action_names_what_it_does_and_its_resource_types() -> None:
+    for name, action in ACTIONS.items():
+        assert action.name == name
+        assert action.summary and action.summary[0].islower()
+        assert all(kind.startswith("AWS::") for kind in action.resource_types)
+
+
+# --------------------------------------------------------------------------- what the member role must allow
+
+
+def execution_role_actions() -> set[str]:
+    """Every action GovernanceExecutionRole's inline policies allow, read from the member template."""
+    template = load_template(PROJECT_ROOT / "templates" / "member-account.yaml")
+    role = template["Resources"]["GovernanceExecutionRole"]["Properties"]
+    allowed: set[str] = set()
+    for policy in role.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement.get("Effect") == "Allow":
+                actions = statement["Action"]
+                allowed.update([actions] if isinstance(actions, str) else actions)
+    return allowed
+
+
+@pytest.mark.parametrize("name", sorted(ACTIONS))
+def test_the_member_role_allows_what_each_action_calls(name: str) -> None:
+    action = ACTIONS[name]
+    assert action.permissions
+    assert set(action.permissions) <= execution_role_actions()
+
+
+def test_the_member_role_allows_reading_exemption_tags_and_asking_for_reevaluation() -> None:
+    needed = {REEVALUATION_PERMISSION} | {p for permissions in TAG_PERMISSIONS.values() for p in permissions}
+    assert needed <= execution_role_actions()
