@@ -670,7 +670,15 @@ class Organization:
         elif failed_executions or failed_entries or result.error:
             result.outcome = "failed"
             reasons = [entry.detail.get("error") for entry in failed_entries if entry.detail.get("error")]
-            result.error = result.error or (reasons[-1] if reasons else failed_executions[0])
+            if not result.error:
+                failed_actions = ", ".join(sorted({entry.action for entry in failed_entries}))
+                result.error = (
+                    reasons[-1]
+                    if reasons
+                    else failed_executions[0]
+                    if failed_executions
+                    else f"{failed_actions} failed without a recorded reason"
+                )
         elif not result.rules or not result.actions:
             # No rule matched, or one matched and policy decided there was nothing to do.
             result.outcome = "ignored"
