@@ -1,0 +1,115 @@
+"""ModelPromotion's steps: load and gate the source version, claim it, copy its artifacts, register the
+central version, write its model card, notify. The state machine passes `step`; the logic is in
+governance.promotion."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from governance import model_card, promotion
+from governance.promotion import CentralVersion, GateResult, SourceVersion
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+# Most steps have no business metric to emit; Powertools documents this filter for that case.
+warnings.filterwarnings("ignore", "No application metrics to publish*")
+
+Payload = dict[str, Any]
+
+
+def _event_id(payload: Payload) -> str:
+    return str((payload.get("event") or {}).get("id") or "-")
+
+
+def load(payload: Payload) -> Payload:
+    source = promotion.load_source_version(payload["event"])
+    gate = promotion.check_governance_gate(source)
+    return {"source": source.to_payload(), "gate": gate.to_payload()}
+
+
+def gate_failed(payload: Payload) -> Payload:
+    gate = payload["gate"]
+    metrics.add_metric(name="ModelsStoppedAtGate", unit=MetricUnit.Count, value=1)
+    return promotion.report_gate_failure(
+        SourceVersion.from_payload(payload["source"]),
+        GateResult(False, gate["missing_metadata"], gate["missing_metrics"], gate["problems"]),
+        event_id=_event_id(payload),
+    )
+
+
+def claim(payload: Payload) -> Payload:
+    return promotion.claim_replication(
+        SourceVersion.from_payload(payload["source"]),
+        owner=payload["execution"],
+        attempt=int(payload.get("attempt") or 0),
+        event_id=_event_id(payload),
+    )
+
+
+def copy_artifacts(payload: Payload) -> Payload:
+    return {"artifacts": promotion.copy_artifacts(SourceVersion.from_payload(payload["source"]))}
+
+
+def register(payload: Payload) -> Payload:
+    central = promotion.register_central_version(
+        SourceVersion.from_payload(payload["source"]),
+        payload["artifacts"],
+        owner=payload["execution"],
+        event_id=_event_id(payload),
+    )
+    metrics.add_metric(name="ModelsReplicated", unit=MetricUnit.Count, value=1)
+    return {**central.to_payload(), "replicated": True}
+
+
+def release_claim(payload: Payload) -> Payload:
+    released = promotion.release_claim(payload["source"]["arn"], owner=payload["execution"])
+    return {"released": released}
+
+
+def write_card(payload: Payload) -> Payload:
+    central = CentralVersion.from_payload(payload["central"])
+    return model_card.write_model_card(
+        promotion.describe_central_version(central.arn),
+        event_id=_event_id(payload),
+        flow=promotion.FLOW,
+        account=payload["source"]["account"],
+    )
+
+
+def announce(payload: Payload) -> Payload:
+    return promotion.announce_replication(
+        SourceVersion.from_payload(payload["source"]),
+        CentralVersion.from_payload(payload["central"]),
+        payload.get("card") or {},
+        event_id=_event_id(payload),
+    )
+
+
+STEPS: dict[str, Callable[[Payload], Payload]] = {
+    "load": load,
+    "gate_failed": gate_failed,
+    "claim": claim,
+    "copy_artifacts": copy_artifacts,
+    "register": register,
+    "release_claim": release_claim,
+    "write_card": write_card,
+    "announce": announce,
+}
+
+
+@logger.inject_lambda_context(correlation_id_path="event.id")
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: Payload, context: LambdaContext) -> Payload:
+    step = event.get("step")
+    if step not in STEPS:
+        raise ValueError(f"unknown ModelPromotion step {step!r}; expected one of {', '.join(STEPS)}")
+    logger.append_keys(step=step)
+    return STEPS[step](event)

@@ -1,0 +1,230 @@
+"""Flow B end to end: central-registry decisions through the template's rule, the real ModelDeployment
+state machine and handler; the pipeline, the card and the notices are read back from the emulated AWS."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from govern.cli import main
+from govern.emulator import Organization
+from govern.flows import models as model_support
+from tests.conftest import EVENTS_DIR
+
+GROUP = "210987654321-churn-prediction"
+PIPELINE = f"{GROUP}-deploy"
+APPROVED = "model-approved-in-central-registry"
+REJECTED = "model-rejected-in-central-registry"
+MACHINE = "ModelDeploymentStateMachine"
+LoadEvent = Callable[[str], dict[str, Any]]
+
+
+def card_content(org: Organization, name: str) -> dict[str, Any]:
+    described = org.session().client("sagemaker").describe_model_card(ModelCardName=name)
+    return json.loads(described["Content"])  # type: ignore[no-any-return]
+
+
+def card_versions(org: Organization, name: str) -> int:
+    listed = org.session().client("sagemaker").list_model_card_versions(ModelCardName=name)
+    return len(listed["ModelCardVersionSummaryList"])
+
+
+def entered_states(org: Organization, execution_arn: str) -> list[str]:
+    history = (
+        org.session()
+        .client("stepfunctions")
+        .get_execution_history(executionArn=execution_arn, maxResults=1000)
+    )
+    return [
+        e["stateEnteredEventDetails"]["name"] for e in history["events"] if e["type"].endswith("StateEntered")
+    ]
+
+
+def test_a_central_approval_starts_exactly_one_execution_carrying_the_version(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(APPROVED)
+    version_arn = event["detail"]["ModelPackageArn"]
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    assert result.rules == ["ModelDeploymentStateMachineCentralDecision"]
+    [execution] = model_support.pipeline_executions_carrying(org, PIPELINE, version_arn)
+    assert execution["status"] == "Succeeded"
+    listed = org.session().client("codepipeline").list_pipeline_executions(pipelineName=PIPELINE)
+    assert len(listed["pipelineExecutionSummaries"]) == 1
+    custom = card_content(org, f"{GROUP}-v1")["additional_information"]["custom_details"]
+    assert custom["deployment_execution_id"] == execution["pipelineExecutionId"]
+    assert custom["deployment_status"] == "Succeeded"
+    assert custom["deployment_pipeline"] == PIPELINE
+    assert model_support.card_schema_errors(card_content(org, f"{GROUP}-v1")) == []
+    [notice] = org.notifications("ml-governance")
+    assert notice.attributes["kind"] == "model-deployed"
+    assert notice.message["model_package_arn"] == version_arn
+    assert [(a.type, a.status, a.target, a.verified) for a in result.actions] == [
+        ("start_pipeline", "done", execution["pipelineExecutionId"], True),
+        ("notify", "done", notice.topic_arn, True),
+    ]
+    [start] = result.actions[:1]
+    assert start.detail["model_package_arn"] == version_arn and start.detail["final_status"] == "Succeeded"
+
+
+def test_a_duplicate_approval_starts_one_execution_not_two(org: Organization, load_event: LoadEvent) -> None:
+    event = load_event(APPROVED)
+
+    results = org.replay([event, event, event], sequential=False)
+
+    assert [r.outcome for r in results] == ["succeeded"] * 3
+    executions = model_support.pipeline_executions_carrying(org, PIPELINE, event["detail"]["ModelPackageArn"])
+    assert len(executions) == 1
+    statuses = sorted(e.status for e in org.ledger(event["id"]) if e.action == "start_pipeline")
+    assert statuses == ["done", "skipped", "skipped"]
+    assert len(org.notifications("ml-governance")) == 1
+
+
+def test_a_failed_pipeline_is_followed_to_its_end_notified_and_written_on_the_card(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(APPROVED)
+    model_support.script_pipeline(
+        org, PIPELINE, final_status="Failed", summary="Deploy/Endpoint: CREATE_FAILED", running_checks=2
+    )
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "failed", "the deployment failed, and govern replay says so"
+    assert result.error == f"deployment pipeline {PIPELINE} ended Failed: Deploy/Endpoint: CREATE_FAILED"
+    [execution] = org.executions(MACHINE)
+    assert execution["status"] == "SUCCEEDED", "the workflow did its job: followed, recorded, notified"
+    states = entered_states(org, execution["executionArn"])
+    assert states.count("CheckPipeline") == 3 and states.count("WaitForPipeline") == 3
+    custom = card_content(org, f"{GROUP}-v1")["additional_information"]["custom_details"]
+    assert custom["deployment_status"] == "Failed"
+    assert custom["deployment_summary"] == "Deploy/Endpoint: CREATE_FAILED"
+    [notice] = org.notifications("ml-governance")
+    assert notice.subject.startswith("[DEPLOYMENT FAILED]")
+    assert notice.attributes["severity"] == "HIGH" and notice.attributes["kind"] == "model-deployment-failed"
+    [start] = [a for a in result.actions if a.type == "start_pipeline"]
+    assert (start.status, start.detail["final_status"], start.verified) == ("failed", "Failed", True)
+
+
+def test_a_rejection_updates_the_card_and_carries_the_reason_back(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(REJECTED)
+    org.seed(event)
+    versions_before = card_versions(org, f"{GROUP}-v2")
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "succeeded"
+    assert card_versions(org, f"{GROUP}-v2") == versions_before + 1
+    content = card_content(org, f"{GROUP}-v2")
+    assert content["model_package_details"]["model_approval_status"] == "Rejected"
+    assert (
+        content["additional_information"]["custom_details"]["decision_reason"]
+        == event["detail"]["ApprovalDescription"]
+    )
+    assert model_support.card_schema_errors(content) == []
+    [notice] = org.notifications("ml-governance")
+    assert notice.message["reason"] == event["detail"]["ApprovalDescription"]
+    assert notice.attributes["severity"] == "MEDIUM" and notice.message["was_deployed"] is False
+    assert (
+        org.session()
+        .client("codepipeline")
+        .list_pipeline_executions(pipelineName=PIPELINE)["pipelineExecutionSummaries"]
+        == []
+    )
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("write_model_card", "done", True),
+        ("notify", "done", True),
+    ]
+
+
+def test_rejecting_a_version_already_deployed_is_said_loudly(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    approval = load_event(APPROVED)
+    rejection = json.loads(json.dumps(approval))
+    rejection["id"] = "0c4f6a2e-3f7b-5d1a-9e8c-2b7d4f6a8c01"
+    rejection["detail"]["ModelApprovalStatus"] = "Rejected"
+    rejection["detail"]["ApprovalDescription"] = "Training data included customers who opted out."
+
+    results = org.replay([approval, rejection])
+
+    assert [r.outcome for r in results] == ["succeeded", "succeeded"]
+    notice = org.notifications("ml-governance")[-1]
+    assert notice.attributes["severity"] == "CRITICAL"
+    assert notice.attributes["kind"] == "model-rejected-after-deployment"
+    assert "roll it back" in notice.subject
+    content = card_content(org, f"{GROUP}-v1")
+    assert content["model_package_details"]["model_approval_status"] == "Rejected"
+    assert content["additional_information"]["custom_details"]["deployment_status"] == "Succeeded"
+
+
+def test_a_step_that_fails_is_caught_recorded_and_notified(org: Organization, load_event: LoadEvent) -> None:
+    event = load_event(APPROVED)
+    model_support.seed(event, org)
+    org.session().client("codepipeline").delete_pipeline(name=PIPELINE)  # the group's tag names a ghost
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "failed"
+    [execution] = org.executions(MACHINE)
+    assert execution["status"] == "FAILED"
+    assert "RecordFailure" in entered_states(org, execution["executionArn"])
+    [failure] = [e for e in org.ledger(event["id"]) if e.status == "failed"]
+    assert failure.action == "start_pipeline" and "PipelineNotFound" in failure.detail["error_type"]
+    [notice] = org.notifications("ml-governance")
+    assert notice.subject.startswith("[FAILED] model-deployment")
+
+
+def test_approval_in_a_team_account_then_centrally_deploys_the_exact_replicated_version(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    team_approval, central_approval = load_event("model-approved-in-team-account"), load_event(APPROVED)
+
+    results = org.replay([team_approval, central_approval])
+
+    assert [r.outcome for r in results] == ["succeeded", "succeeded"]
+    [replicated] = [a for a in results[0].actions if a.type == "replicate_model"]
+    assert replicated.target == central_approval["detail"]["ModelPackageArn"]
+    [execution] = model_support.pipeline_executions_carrying(org, PIPELINE, replicated.target)
+    content = card_content(org, f"{GROUP}-v1")
+    custom = content["additional_information"]["custom_details"]
+    assert custom["source_model_package_arn"] == team_approval["detail"]["ModelPackageArn"]
+    assert custom["deployment_execution_id"] == execution["pipelineExecutionId"]
+    assert content["model_package_details"]["model_approval_status"] == "Approved"
+
+
+def test_govern_replay_json_reports_every_model_action_as_the_contract_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(
+        [
+            "replay",
+            "--json",
+            str(EVENTS_DIR / "model-approved-in-team-account.json"),
+            str(EVENTS_DIR / "model-approved-in-central-registry.json"),
+        ]
+    )
+
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert report["summary"] == {"events": 2, "succeeded": 2, "failed": 0, "ignored": 0, "dead_lettered": 0}
+    actions = [action for event in report["events"] for action in event["actions"]]
+    assert {action["type"] for action in actions} == {
+        "replicate_model",
+        "write_model_card",
+        "start_pipeline",
+        "notify",
+    }
+    for action in actions:
+        assert set(action) == {"type", "status", "target", "verified", "detail"}
+        assert action["status"] == "done" and action["verified"] is True
+    [start] = [action for action in actions if action["type"] == "start_pipeline"]
+    assert start["detail"]["model_package_arn"].endswith(f"model-package/{GROUP}/1")

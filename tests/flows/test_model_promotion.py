@@ -1,0 +1,296 @@
+"""Flow A end to end: a team-account approval event through the template's rule, the real ModelPromotion
+state machine and handler, across two emulated accounts; assertions read the emulated AWS back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from govern.emulator import Organization
+from govern.flows import models as model_support
+from governance.naming import central_group_name
+
+TEAM = "210987654321"
+GROUP = central_group_name(TEAM, "churn-prediction")
+APPROVED = "model-approved-in-team-account"
+MACHINE = "ModelPromotionStateMachine"
+LoadEvent = Callable[[str], dict[str, Any]]
+
+
+def replicas(org: Organization, source_arn: str, group: str = GROUP) -> list[dict[str, Any]]:
+    """Central versions whose lineage names `source_arn` (the verifier's reading, shared on purpose)."""
+    return model_support._replicas_of(org, group, source_arn)
+
+
+def central_groups(org: Organization) -> list[str]:
+    listed = org.session().client("sagemaker").list_model_package_groups()["ModelPackageGroupSummaryList"]
+    return [group["ModelPackageGroupName"] for group in listed]
+
+
+def central_objects(org: Organization, prefix: str = "") -> dict[str, dict[str, Any]]:
+    s3 = org.session().client("s3")
+    bucket = org.physical_id("CentralArtifactBucket")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {item["Key"]: dict(s3.head_object(Bucket=bucket, Key=item["Key"])) for item in listed}
+
+
+def cards(org: Organization) -> list[str]:
+    summaries = org.session().client("sagemaker").list_model_cards()["ModelCardSummaries"]
+    return [summary["ModelCardName"] for summary in summaries]
+
+
+def card_content(org: Organization, name: str) -> dict[str, Any]:
+    described = org.session().client("sagemaker").describe_model_card(ModelCardName=name)
+    return json.loads(described["Content"])  # type: ignore[no-any-return]
+
+
+def entered_states(org: Organization, execution_arn: str) -> list[str]:
+    history = (
+        org.session()
+        .client("stepfunctions")
+        .get_execution_history(executionArn=execution_arn, maxResults=1000)
+    )
+    return [
+        e["stateEnteredEventDetails"]["name"] for e in history["events"] if e["type"].endswith("StateEntered")
+    ]
+
+
+def test_an_approved_version_is_replicated_once_with_its_artifacts_lineage_card_and_notice(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(APPROVED)
+    source_arn = event["detail"]["ModelPackageArn"]
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    assert result.rules == ["ModelPromotionStateMachineTeamApproval"]
+    [central] = replicas(org, source_arn)
+    assert central["ModelApprovalStatus"] == "PendingManualApproval"
+    assert central["ModelPackageArn"] == f"arn:aws:sagemaker:us-east-1:111111111111:model-package/{GROUP}/1"
+    lineage = central["CustomerMetadataProperties"]
+    assert lineage["source-model-package-arn"] == source_arn
+    assert lineage["source-account"] == TEAM and lineage["source-version"] == "3"
+    # Artifacts: byte-identical copies of the team's objects, SSE-KMS under the backbone key.
+    copies = central_objects(org, f"{TEAM}/churn-prediction/3/")
+    assert sorted(copies) == [
+        f"{TEAM}/churn-prediction/3/evaluation.json",
+        f"{TEAM}/churn-prediction/3/model.tar.gz",
+    ]
+    team_s3, central_s3 = org.session(TEAM).client("s3"), org.session().client("s3")
+    for key, head in copies.items():
+        assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == org.arn("GovernanceKey")
+        name = key.rsplit("/", 1)[-1]
+        original = team_s3.get_object(
+            Bucket=f"sagemaker-us-east-1-{TEAM}", Key=f"churn-prediction/model-3/{name}"
+        )
+        copied = central_s3.get_object(Bucket=org.physical_id("CentralArtifactBucket"), Key=key)
+        assert copied["Body"].read() == original["Body"].read()
+    [container] = central["InferenceSpecification"]["Containers"]
+    assert (
+        container["ModelDataUrl"]
+        == f"s3://{org.physical_id('CentralArtifactBucket')}/{TEAM}/churn-prediction/3/model.tar.gz"
+    )
+    # The model card: valid against the schema, linked to the version, pending review.
+    assert cards(org) == [f"{GROUP}-v1"]
+    content = card_content(org, f"{GROUP}-v1")
+    assert model_support.card_schema_errors(content) == []
+    assert content["model_package_details"]["model_package_arn"] == central["ModelPackageArn"]
+    assert content["intended_uses"]["risk_rating"] == "Medium"
+    assert content["additional_information"]["custom_details"]["source_model_package_arn"] == source_arn
+    assert (
+        org.session().client("sagemaker").describe_model_card(ModelCardName=f"{GROUP}-v1")["ModelCardStatus"]
+        == "PendingReview"
+    )
+    # The notice and the ledger.
+    [notice] = org.notifications("ml-governance")
+    assert notice.attributes == {"severity": "INFO", "account": TEAM, "kind": "model-replicated"}
+    assert notice.message["central_model_package_arn"] == central["ModelPackageArn"]
+    ledger = [(e.action, e.status, e.target) for e in org.ledger(event["id"])]
+    assert ("replicate_model", "done", central["ModelPackageArn"]) in ledger
+    assert (
+        "write_model_card",
+        "done",
+        f"arn:aws:sagemaker:us-east-1:111111111111:model-card/{GROUP}-v1",
+    ) in ledger
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("replicate_model", "done", True),
+        ("write_model_card", "done", True),
+        ("notify", "done", True),
+    ]
+
+
+def test_the_central_group_is_created_tagged_with_owner_account_and_pipeline(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    org.replay([load_event(APPROVED)])
+
+    sagemaker = org.session().client("sagemaker")
+    group_arn = sagemaker.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+    tags = {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=group_arn)["Tags"]}
+    assert tags["governance:owner-team"] == "team-churn"
+    assert tags["governance:source-account"] == TEAM
+    assert tags["governance:deployment-pipeline"] == f"{GROUP}-deploy"
+
+
+def test_the_same_event_three_times_gives_one_version_one_card_one_notice(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(APPROVED)
+
+    results = org.replay([event, event, event])
+
+    assert [r.outcome for r in results] == ["succeeded"] * 3
+    assert len(replicas(org, event["detail"]["ModelPackageArn"])) == 1
+    assert cards(org) == [f"{GROUP}-v1"]
+    card_versions = org.session().client("sagemaker").list_model_card_versions(ModelCardName=f"{GROUP}-v1")
+    assert len(card_versions["ModelCardVersionSummaryList"]) == 1
+    assert len(org.notifications("ml-governance")) == 1
+    for duplicate in results[1:]:
+        assert [(a.type, a.status, a.verified) for a in duplicate.actions] == [
+            ("replicate_model", "skipped", True),
+            ("write_model_card", "skipped", True),
+        ]
+
+
+def test_concurrent_duplicates_register_once(org: Organization, load_event: LoadEvent) -> None:
+    event = load_event(APPROVED)
+
+    results = org.replay([event, event, event], sequential=False)
+
+    assert [r.outcome for r in results] == ["succeeded"] * 3
+    assert len(replicas(org, event["detail"]["ModelPackageArn"])) == 1
+    versions = org.session().client("sagemaker").list_model_packages(ModelPackageGroupName=GROUP)
+    assert len(versions["ModelPackageSummaryList"]) == 1
+    assert cards(org) == [f"{GROUP}-v1"]
+    assert len(org.notifications("ml-governance")) == 1
+    statuses = sorted(e.status for e in org.ledger(event["id"]) if e.action == "replicate_model")
+    assert statuses == ["done", "skipped", "skipped"]
+
+
+def test_missing_metadata_replicates_nothing_and_the_notice_lists_what_is_missing(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("model-approved-missing-metadata")
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", "a gate failure is a governance decision, not a workflow failure"
+    [execution] = org.executions(MACHINE)
+    assert execution["status"] == "SUCCEEDED"
+    assert central_groups(org) == []
+    assert central_objects(org) == {}
+    assert cards(org) == []
+    [notice] = org.notifications("ml-governance")
+    assert notice.attributes["kind"] == "model-gate-failed"
+    assert notice.message["missing_metadata"] == ["use-case", "risk-rating"]
+    assert notice.message["missing_metrics"] == ["ModelMetrics.ModelQuality.Statistics"]
+    assert "use-case" in notice.subject and "risk-rating" in notice.subject
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("notify", "done", True),
+        ("replicate_model", "notify-only", True),
+    ]
+
+
+def test_the_registry_not_the_event_decides_what_is_missing(org: Organization, load_event: LoadEvent) -> None:
+    event = load_event(APPROVED)
+    org.seed(event)
+    team = org.session(TEAM).client("sagemaker")
+    arn = event["detail"]["ModelPackageArn"]
+    metadata = dict(team.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"])
+    del metadata["risk-rating"]  # the team removed it after the event was sent
+    team.update_model_package(ModelPackageArn=arn, CustomerMetadataProperties=metadata)
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded"
+    assert replicas(org, arn) == []
+    [notice] = org.notifications("ml-governance")
+    assert notice.message["missing_metadata"] == ["risk-rating"]
+
+
+def test_a_missing_member_role_fails_visibly_and_the_replay_after_the_fix_does_not_duplicate(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(APPROVED)
+    source_arn = event["detail"]["ModelPackageArn"]
+    org.remove_execution_role(TEAM)
+
+    [failed] = org.replay([event])
+
+    assert failed.outcome == "failed"
+    assert "GovernanceExecutionRole" in (failed.error or "") and TEAM in (failed.error or "")
+    [execution] = org.executions(MACHINE)
+    assert execution["status"] == "FAILED"
+    assert "RecordFailure" in entered_states(org, execution["executionArn"])
+    [failure] = [e for e in org.ledger(event["id"]) if e.status == "failed"]
+    assert failure.action == "replicate_model" and failure.detail["error_type"] == "RoleAssumptionError"
+    [notice] = org.notifications("ml-governance")
+    assert notice.subject.startswith("[FAILED] model-promotion") and notice.attributes["severity"] == "HIGH"
+    assert replicas(org, source_arn) == [] and central_objects(org) == {}
+
+    org.ensure_member(TEAM)
+    [fixed] = org.replay([event])
+    [again] = org.replay([event])
+
+    assert fixed.outcome == "succeeded" and again.outcome == "succeeded"
+    assert len(replicas(org, source_arn)) == 1
+    assert [a.status for a in again.actions if a.type == "replicate_model"] == ["skipped"]
+    assert cards(org) == [f"{GROUP}-v1"]
+
+
+def test_a_failure_after_the_claim_releases_it_so_the_retry_registers_once(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(APPROVED)
+    org.seed(event)
+    team_s3 = org.session(TEAM).client("s3")
+    bucket, key = f"sagemaker-us-east-1-{TEAM}", "churn-prediction/model-3/evaluation.json"
+    report = team_s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    team_s3.delete_object(Bucket=bucket, Key=key)  # the metrics report vanished: the copy step fails
+
+    [failed] = org.replay([event], seed=False)
+
+    assert failed.outcome == "failed"
+    [execution] = org.executions(MACHINE)
+    assert {"CopyArtifacts", "ReleaseClaim", "RecordFailure"} <= set(
+        entered_states(org, execution["executionArn"])
+    )
+    state = org.session().resource("dynamodb").Table(org.physical_id("StateTable"))
+    claim = state.get_item(
+        Key={"pk": f"model-replica#{event['detail']['ModelPackageArn']}", "sk": "central-version"}
+    )
+    assert "Item" not in claim, "the failed execution gave its claim up"
+    assert central_groups(org) == []
+
+    team_s3.put_object(Bucket=bucket, Key=key, Body=report)
+    [fixed] = org.replay([event], seed=False)
+
+    assert fixed.outcome == "succeeded"
+    assert len(replicas(org, event["detail"]["ModelPackageArn"])) == 1
+
+
+def test_a_malformed_approval_is_dead_lettered_with_a_one_line_reason(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("malformed-model-approval")
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "dead-lettered"
+    assert result.error is not None and "\n" not in result.error
+    assert "detail.ModelPackageArn: Field required" in result.error
+    [kept] = [letter for letter in org.dead_letters() if isinstance(letter.event, dict)]
+    assert kept.event["id"] == event["id"]
+    assert central_groups(org) == []
+
+
+def test_pending_and_team_rejected_versions_are_ignored(org: Organization, load_event: LoadEvent) -> None:
+    results = org.replay(
+        [load_event("model-pending-in-team-account"), load_event("model-rejected-in-team-account")]
+    )
+
+    assert [(r.outcome, r.rules, r.actions) for r in results] == [("ignored", [], []), ("ignored", [], [])]
+    assert org.executions(MACHINE) == []
+    assert central_groups(org) == []

@@ -1,0 +1,266 @@
+"""Model deployment logic on plain moto: the pipeline is resolved, started once with the exact version,
+followed with bounded backoff, and its result (or a rejection) is written on the model card."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from govern.flows import models as model_support
+from governance import deployment
+from governance.ledger import entries_for_event
+from governance.settings import settings
+from tests.conftest import read_event
+from tests.unit.test_promotion import GOVERNANCE, REGION, Backbone, provision_backbone
+
+GROUP = "210987654321-churn-prediction"
+PIPELINE = f"{GROUP}-deploy"
+CARD = f"{GROUP}-v1"
+
+
+@pytest.fixture
+def backbone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backbone]:
+    yield from provision_backbone(monkeypatch)
+
+
+@pytest.fixture
+def approved(backbone: Backbone) -> dict[str, Any]:
+    """The central approval sample, its version, card and pipeline seeded; returns the event."""
+    event = read_event("model-approved-in-central-registry")
+    model_support.seed(event, backbone)  # type: ignore[arg-type]
+    return event
+
+
+def executions_for(version_arn: str) -> list[dict[str, Any]]:
+    return model_support.pipeline_executions_carrying(Backbone("", ""), PIPELINE, version_arn)  # type: ignore[arg-type]
+
+
+def card_content(name: str = CARD) -> dict[str, Any]:
+    return json.loads(boto3.client("sagemaker").describe_model_card(ModelCardName=name)["Content"])  # type: ignore[no-any-return]
+
+
+def run_to_the_end(decision: dict[str, Any], owner: str, event_id: str) -> dict[str, Any]:
+    started = deployment.start_pipeline(decision, owner=owner, event_id=event_id)
+    pipeline = started
+    while pipeline.get("state") in ("started", "running"):
+        pipeline = deployment.check_pipeline(pipeline)
+    return pipeline
+
+
+def test_the_decision_is_read_from_the_registry(approved: dict[str, Any]) -> None:
+    decision = deployment.load_decision(approved)
+
+    assert decision["decision"] == "Approved"
+    assert decision["version_arn"] == approved["detail"]["ModelPackageArn"]
+    assert decision["model_card"] == CARD
+    assert decision["source_account"] == "210987654321"
+    assert decision["reason"] == "Reviewed by ML governance board, change MLG-2026-118."
+
+
+def test_an_approval_revoked_since_the_event_is_not_deployed(approved: dict[str, Any]) -> None:
+    arn = approved["detail"]["ModelPackageArn"]
+    sagemaker = boto3.client("sagemaker")
+    metadata = sagemaker.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    sagemaker.update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus="Rejected", CustomerMetadataProperties=metadata
+    )
+
+    assert deployment.load_decision(approved)["decision"] == "Rejected"
+
+
+def test_the_group_tag_names_the_pipeline_before_the_map(
+    approved: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOYMENT_PIPELINE_MAP", f"{GROUP}=from-the-map")
+    settings.cache_clear()
+    assert deployment.resolve_pipeline(GROUP) == PIPELINE
+
+    group_arn = f"arn:aws:sagemaker:{REGION}:{GOVERNANCE}:model-package-group/{GROUP}"
+    boto3.client("sagemaker").delete_tags(ResourceArn=group_arn, TagKeys=["governance:deployment-pipeline"])
+    assert deployment.resolve_pipeline(GROUP) == "from-the-map"
+    assert deployment.resolve_pipeline("a-group-nobody-knows") == ""
+
+
+def test_the_pipeline_starts_once_with_the_exact_version_as_a_variable(approved: dict[str, Any]) -> None:
+    decision = deployment.load_decision(approved)
+
+    first = deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
+    second = deployment.start_pipeline(decision, owner="execution-2", event_id="event-1")
+
+    assert first["state"] == "started" and second["state"] == "duplicate"
+    [execution] = executions_for(decision["version_arn"])
+    assert execution["pipelineExecutionId"] == first["execution_id"]
+    assert {v["name"]: v["resolvedValue"] for v in execution["variables"]} == {
+        "ModelPackageArn": decision["version_arn"]
+    }
+    [skipped] = entries_for_event("event-1")
+    assert (skipped.action, skipped.status, skipped.target) == (
+        "start_pipeline",
+        "skipped",
+        first["execution_id"],
+    )
+    assert deployment.deployment_record(decision["version_arn"])["execution_id"] == first["execution_id"]
+
+
+def test_an_abandoned_start_is_taken_over_after_its_lease(approved: dict[str, Any]) -> None:
+    decision = deployment.load_decision(approved)
+    boto3.resource("dynamodb").Table("state").put_item(
+        Item={
+            "pk": f"model-deployment#{decision['version_arn']}",
+            "sk": "pipeline",
+            "status": "Starting",
+            "owner": "died-before-starting",
+            "claimed_at": 0,
+        }
+    )
+
+    started = deployment.start_pipeline(decision, owner="execution-2", event_id="event-2")
+
+    assert started["state"] == "started"
+    assert len(executions_for(decision["version_arn"])) == 1
+
+
+def test_without_a_pipeline_nothing_starts_and_the_owner_is_told(
+    approved: dict[str, Any], backbone: Backbone
+) -> None:
+    group_arn = f"arn:aws:sagemaker:{REGION}:{GOVERNANCE}:model-package-group/{GROUP}"
+    boto3.client("sagemaker").delete_tags(ResourceArn=group_arn, TagKeys=["governance:deployment-pipeline"])
+    decision = deployment.load_decision(approved)
+
+    started = deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
+
+    assert started["state"] == "unconfigured"
+    assert executions_for(decision["version_arn"]) == []
+    [notice] = backbone.notifications()
+    assert notice["severity"] == "HIGH" and "governance:deployment-pipeline" in notice["what_to_do"]
+    assert [(e.action, e.status) for e in entries_for_event("event-1")] == [
+        ("notify", "done"),
+        ("start_pipeline", "notify-only"),
+    ]
+
+
+def test_a_running_pipeline_is_checked_with_bounded_exponential_backoff(
+    backbone: Backbone, approved: dict[str, Any]
+) -> None:
+    model_support.script_pipeline_executions(
+        GOVERNANCE, REGION, PIPELINE, final_status="Succeeded", running_checks=4
+    )
+    decision = deployment.load_decision(approved)
+    pipeline = deployment.start_pipeline(decision, owner="x", event_id="e")
+    assert pipeline["wait_seconds"] == 10
+
+    waits = []
+    while pipeline["state"] in ("started", "running"):
+        pipeline = deployment.check_pipeline(pipeline)
+        waits.append(pipeline.get("wait_seconds"))
+
+    assert waits == [20, 40, 80, 160, None]
+    assert (pipeline["state"], pipeline["status"], pipeline["attempt"]) == ("ended", "Succeeded", 5)
+    assert deployment.check_backoff_seconds(12) == deployment.MAX_CHECK_WAIT_SECONDS
+
+
+def test_following_stops_with_a_clear_error_after_the_last_allowed_check(approved: dict[str, Any]) -> None:
+    model_support.script_pipeline_executions(
+        GOVERNANCE, REGION, PIPELINE, final_status="Succeeded", running_checks=999
+    )
+    decision = deployment.load_decision(approved)
+    pipeline = deployment.start_pipeline(decision, owner="x", event_id="e")
+
+    with pytest.raises(deployment.PipelineFollowTimeout, match="still InProgress after 40 checks"):
+        for _ in range(deployment.MAX_PIPELINE_CHECKS):
+            pipeline = deployment.check_pipeline(pipeline)
+
+
+def test_a_successful_deployment_is_written_on_the_card_ledgered_and_notified(
+    approved: dict[str, Any], backbone: Backbone
+) -> None:
+    decision = deployment.load_decision(approved)
+    pipeline = run_to_the_end(decision, "x", "event-1")
+
+    recorded = deployment.record_deployment(decision, pipeline, event_id="event-1")
+
+    assert recorded["deployed"] is True
+    custom = card_content()["additional_information"]["custom_details"]
+    assert custom["deployment_status"] == "Succeeded"
+    assert custom["deployment_execution_id"] == pipeline["execution_id"]
+    assert custom["decision_status"] == "Approved"
+    assert card_content()["model_package_details"]["model_approval_status"] == "Approved"
+    [entry] = [e for e in entries_for_event("event-1") if e.action == "start_pipeline"]
+    assert (entry.status, entry.target) == ("done", pipeline["execution_id"])
+    assert entry.detail["model_package_arn"] == decision["version_arn"]
+    assert entry.detail["final_status"] == "Succeeded"
+    [notice] = backbone.notifications()
+    assert notice["severity"] == "INFO" and notice["final_status"] == "Succeeded"
+
+
+def test_a_failed_pipeline_is_written_on_the_card_and_notified_loudly(
+    approved: dict[str, Any], backbone: Backbone
+) -> None:
+    model_support.script_pipeline_executions(
+        GOVERNANCE, REGION, PIPELINE, final_status="Failed", summary="Deploy/Endpoint: CREATE_FAILED"
+    )
+    decision = deployment.load_decision(approved)
+    pipeline = run_to_the_end(decision, "x", "event-1")
+
+    deployment.record_deployment(decision, pipeline, event_id="event-1")
+
+    custom = card_content()["additional_information"]["custom_details"]
+    assert custom["deployment_status"] == "Failed"
+    assert custom["deployment_summary"] == "Deploy/Endpoint: CREATE_FAILED"
+    [entry] = [e for e in entries_for_event("event-1") if e.action == "start_pipeline"]
+    assert (entry.status, entry.detail["final_status"]) == ("failed", "Failed")
+    [notice] = backbone.notifications()
+    assert notice["severity"] == "HIGH" and notice["kind"] == "model-deployment-failed"
+    assert notice["subject"].startswith("[DEPLOYMENT FAILED]")
+
+
+def test_a_retried_recording_step_does_not_ledger_or_notify_twice(
+    approved: dict[str, Any], backbone: Backbone
+) -> None:
+    decision = deployment.load_decision(approved)
+    pipeline = run_to_the_end(decision, "x", "event-1")
+
+    deployment.record_deployment(decision, pipeline, event_id="event-1")
+    deployment.record_deployment(decision, pipeline, event_id="event-1")
+
+    assert [e.action for e in entries_for_event("event-1")] == ["start_pipeline", "notify"]
+    assert len(backbone.notifications()) == 1
+
+
+def test_a_rejection_is_written_on_the_card_with_its_reason(backbone: Backbone) -> None:
+    event = read_event("model-rejected-in-central-registry")
+    model_support.seed(event, backbone)  # type: ignore[arg-type]
+    decision = deployment.load_decision(event)
+    assert decision["decision"] == "Rejected"
+
+    deployment.record_rejection(decision, event_id=event["id"])
+    deployment.record_rejection(decision, event_id=event["id"])  # delivered twice
+
+    content = card_content(f"{GROUP}-v2")
+    assert content["model_package_details"]["model_approval_status"] == "Rejected"
+    assert content["model_package_details"]["approval_description"].startswith("Fairness report missing")
+    assert content["additional_information"]["custom_details"]["decision_status"] == "Rejected"
+    [notice] = backbone.notifications()
+    assert notice["severity"] == "MEDIUM" and notice["was_deployed"] is False
+    assert notice["reason"].startswith("Fairness report missing")
+    statuses = [(e.action, e.status) for e in entries_for_event(event["id"])]
+    assert statuses == [("write_model_card", "done"), ("notify", "done"), ("write_model_card", "skipped")]
+
+
+def test_rejecting_a_deployed_version_is_notified_as_critical(
+    approved: dict[str, Any], backbone: Backbone
+) -> None:
+    decision = deployment.load_decision(approved)
+    deployment.record_deployment(decision, run_to_the_end(decision, "x", "event-1"), event_id="event-1")
+    rejection = {**decision, "decision": "Rejected", "reason": "data leak found in the training set"}
+
+    deployment.record_rejection(rejection, event_id="event-2")
+
+    notice = backbone.notifications()[-1]
+    assert notice["severity"] == "CRITICAL" and notice["was_deployed"] is True
+    assert "roll it back" in notice["subject"]
+    assert card_content()["model_package_details"]["model_approval_status"] == "Rejected"
