@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -25,7 +25,6 @@ from governance.baseline import (
 from governance.events import MalformedEvent
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 # Most steps have no business metric to emit; Powertools documents this filter for that case.
 warnings.filterwarnings("ignore", "No application metrics to publish*")
@@ -51,7 +50,6 @@ STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 @logger.inject_lambda_context(correlation_id_path="event.id || account.event_id")
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = event.get("step") if isinstance(event, dict) else None

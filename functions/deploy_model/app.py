@@ -8,14 +8,13 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from governance import deployment
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 # Most steps have no business metric to emit; Powertools documents this filter for that case.
 warnings.filterwarnings("ignore", "No application metrics to publish*")
@@ -71,7 +70,6 @@ STEPS: dict[str, Callable[[Payload], Payload]] = {
 
 
 @logger.inject_lambda_context(correlation_id_path="event.id")
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: Payload, context: LambdaContext) -> Payload:
     step = event.get("step")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -17,7 +17,6 @@ from governance.remediation.engine import record_rejection, remediate_evaluation
 from governance.remediation.policy import PolicyError
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 # A failed record goes back to the queue alone (ReportBatchItemFailures) and, after its last receive,
 # to the queue's DLQ. A batch whose every record failed is answered the same way rather than with an
@@ -68,7 +67,6 @@ def remediate_record(record: SQSRecord) -> str:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # An in-progress idempotency record then expires with this invocation, so a retry after a timeout
