@@ -467,21 +467,44 @@ class Organization:
         """Deliver `events` in order as EventBridge would, let every workflow finish, verify each action."""
         deliveries: list[_Delivery] = []
         total = len(events)
+        # Concurrent replays read the whole ledger once before and once after, not twice per event.
+        before = None if sequential else self._ledger_by_event()
         for index, event in enumerate(events, start=1):
-            delivery = self._start_delivery(event, seed=seed)
+            delivery = self._start_delivery(event, seed=seed, ledger_before=before)
             deliveries.append(delivery)
             if sequential:
                 self._settle([delivery])
-                self._conclude(delivery)
+                self._conclude(delivery, self._ledger_entries(delivery.result.id))
             if progress:
                 progress(index, total)
         if not sequential:
             self._settle(deliveries)
+            after = self._ledger_by_event()
             for delivery in deliveries:
-                self._conclude(delivery)
+                self._conclude(delivery, after.get(delivery.result.id, []))
         return [delivery.result for delivery in deliveries]
 
-    def _start_delivery(self, event: Any, *, seed: bool) -> _Delivery:
+    def _ledger_by_event(self) -> dict[str, list[Any]]:
+        """Every ledger entry, by event id, oldest first: one scan of the table."""
+        from governance.ledger import LedgerEntry
+
+        table = self.session().resource("dynamodb").Table(self.physical_id("LedgerTable"))
+        by_event: dict[str, list[Any]] = {}
+        arguments: dict[str, Any] = {}
+        while True:
+            page = table.scan(**arguments)
+            for item in page["Items"]:
+                by_event.setdefault(str(item["event_id"]), []).append(LedgerEntry.from_item(item))
+            if "LastEvaluatedKey" not in page:
+                break
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for entries in by_event.values():
+            entries.sort(key=lambda entry: entry.recorded_at)
+        return by_event
+
+    def _start_delivery(
+        self, event: Any, *, seed: bool, ledger_before: dict[str, list[Any]] | None = None
+    ) -> _Delivery:
         if not isinstance(event, dict):
             result = EventResult(
                 id="",
@@ -507,7 +530,8 @@ class Organization:
                 result.outcome = "failed"
                 result.error = f"could not seed the emulated organization: {_one_line(error)}"
                 return delivery
-        delivery.ledger_before = len(self._ledger_entries(result.id))
+        known = self._ledger_entries(result.id) if ledger_before is None else ledger_before.get(result.id, [])
+        delivery.ledger_before = len(known)
         for rule in self.matching_rules(event):
             result.rules.append(rule.logical_id)
             for target in rule.targets:
@@ -638,11 +662,13 @@ class Organization:
             return []
         return self.ledger(event_id)
 
-    def _conclude(self, delivery: _Delivery) -> None:
+    def _conclude(self, delivery: _Delivery, ledger_entries: list[Any]) -> None:
+        """Outcome and verified actions of one delivery, from the entries the ledger holds for its event."""
         result = delivery.result
         if result.outcome in ("dead-lettered", "failed") and result.error:
             return
-        entries = self._ledger_entries(result.id)[delivery.ledger_before :]
+        self._collect_notifications()
+        entries = ledger_entries[delivery.ledger_before :]
         for entry in entries:
             if entry.action == "dead_letter":
                 continue
@@ -697,8 +723,7 @@ class Organization:
 
     def _verify(self, entry: Any) -> bool:
         try:
-            if entry.action == "notify":
-                self._collect_notifications()
+            if entry.action == "notify":  # notifications were collected when the delivery concluded
                 return entry.detail.get("message_id") in self._captured_ids
             verifier = flows.verifier_for(entry.action)
             return bool(verifier(entry, self)) if verifier else False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -55,11 +56,14 @@ class LedgerEntry:
 
 
 def _table() -> Any:
-    return (
-        session_for(settings().require("governance_account_id"))
-        .resource("dynamodb")
-        .Table(settings().require("ledger_table"))
-    )
+    current = settings()
+    return _table_in(session_for(current.require("governance_account_id")), current.require("ledger_table"))
+
+
+@functools.lru_cache(maxsize=8)
+def _table_in(session: Any, name: str) -> Any:
+    # A boto3 resource costs tens of milliseconds to build: one per session and table, not per write.
+    return session.resource("dynamodb").Table(name)
 
 
 def record(entry: LedgerEntry) -> LedgerEntry:
