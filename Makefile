@@ -12,16 +12,23 @@ export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # sam build needs the Lambda runtime's interpreter, python3.13: on PATH, or through pyenv.
-PY313_DIR := $(VENV)/py313
+# Not inside .venv: its pyvenv.cfg would make the linked python3.13 think it is the 3.11 venv.
+PY313_DIR := .py313/bin
 PY313 := $(shell command -v python3.13 2>/dev/null || \
 	(command -v pyenv >/dev/null 2>&1 && PYENV_VERSION=$$(pyenv version-name):3.13.0 pyenv which python3.13 2>/dev/null))
 
-.PHONY: help demo test lint build deploy bench clean venv python313
+# checkov pins packages the SAM CLI pins differently: it gets its own virtual environment.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_TEMPLATES := template.yaml $(wildcard templates/*.yaml)
+
+.PHONY: help demo test lint checkov build deploy bench clean venv python313
 
 help:
 	@echo "make demo     run the backbone offline on its embedded AWS emulation and show what it does"
 	@echo "make test     lint, type-check, validate and build the templates, run the whole test suite"
 	@echo "make lint     ruff, mypy, cfn-lint and sam validate --lint on every template"
+	@echo "make checkov  the checkov security scan of every template (its own venv, .venv-checkov)"
 	@echo "make build    sam build (needs python3.13)"
 	@echo "make deploy   sam build + sam deploy --config-env \$$ENV (dev|test|prod; needs AWS credentials)"
 	@echo "make bench    the performance benchmark; writes bench/latest.json"
@@ -51,7 +58,20 @@ lint: $(STAMP)
 	$(VENV)/bin/cfn-lint $(TEMPLATES)
 	@for t in $(TEMPLATES); do $(VENV)/bin/sam validate --lint -t $$t || exit 1; done
 
-test: lint python313
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@echo "installing checkov into $(CHECKOV_VENV) (first run: a minute)"
+	@set -o pipefail; $(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt 2>&1 | \
+	  { grep -v -e "is ignored" -e "^\s*$$" || true; }
+	@touch $(CHECKOV_STAMP)
+
+# Offline (--skip-download: no guideline download); any failed check fails the target. A suppression
+# lives in the template, next to its resource, with its reason (Metadata: checkov: skip).
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+	  $(addprefix -f ,$(CHECKOV_TEMPLATES))
+
+test: lint checkov python313
 	PATH="$(abspath $(PY313_DIR)):$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest
 
 build: python313

@@ -221,6 +221,91 @@ def run_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- operations on the deployed backbone
+
+
+def _print_ledger(entries: list[Any], out: TextIO) -> None:
+    if not entries:
+        print("no decisions recorded", file=out)
+        return
+    for entry in entries:
+        print(
+            f"{entry.recorded_at}  {entry.action:<16} {entry.status:<11} {entry.target}  "
+            f"(event {entry.event_id}, flow {entry.flow}, account {entry.account})",
+            file=out,
+        )
+        summary = entry.detail.get("subject") or entry.detail.get("error") or entry.detail.get("summary")
+        if summary:
+            print(f"    {summary}", file=out)
+
+
+def run_ledger(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from govern import operations
+
+    with operations.governance_account(region=args.region):
+        table = args.table or (
+            operations.stack_output(args.stack_name, operations.LEDGER_TABLE_OUTPUT)
+            if args.stack_name
+            else ""
+        )
+    if not table:
+        raise UsageError("no ledger table: pass --table or --stack-name")
+    entries = operations.ledger_listing(
+        subject=args.subject, account=args.account, event_id=args.event_id, table=table, region=args.region
+    )
+    if args.json:
+        print(json.dumps({"table": table, "entries": [asdict(entry) for entry in entries]}, indent=2))
+    else:
+        _print_ledger(entries, sys.stdout)
+    return EXIT_OK
+
+
+def run_redrive(args: argparse.Namespace) -> int:
+    from govern import operations
+
+    with operations.governance_account(region=args.region):
+        queue_url = args.queue_url or (
+            operations.stack_output(args.stack_name, operations.QUEUE_OUTPUTS[args.queue])
+            if args.stack_name
+            else ""
+        )
+        entry_points = operations.flow_entry_points(args.stack_name) if args.stack_name else {}
+    if not queue_url:
+        raise UsageError("no queue: pass --queue-url or --stack-name")
+    results = operations.redrive(queue_url, args.dry_run, entry_points=entry_points, region=args.region)
+    summary = {
+        "messages": len(results),
+        "moved": sum(r.status == "moved" for r in results),
+        "would_move": sum(r.status == "would-move" for r in results),
+        "left": sum(r.status == "left" for r in results),
+    }
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "queue_url": queue_url,
+                    "dry_run": args.dry_run,
+                    "messages": [r.to_json() for r in results],
+                    "summary": summary,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for result in results:
+            where = result.destination or "(unknown)"
+            print(f"{result.status:<10} event {result.event_id or '?'} -> {where}", file=sys.stdout)
+            if result.why_dead_lettered:
+                print(f"    dead-lettered because: {result.why_dead_lettered}", file=sys.stdout)
+            if result.note:
+                print(f"    {result.note}", file=sys.stdout)
+        print(f"summary: {json.dumps(summary)}", file=sys.stdout)
+    # A dry run fails nothing; a redrive that had to leave messages behind exits 1.
+    return EXIT_FAILED if not args.dry_run and summary["left"] else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="govern", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -231,12 +316,44 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", parents=[common], help="replay events from files")
     replay.add_argument("--json", action="store_true", help="print the machine-readable report")
     replay.add_argument("files", nargs="+", metavar="FILE", help="one event, a JSON array, or JSON Lines")
+    # Operations on the deployed backbone, in real AWS with the caller's credentials (governance account).
+    deployed = argparse.ArgumentParser(add_help=False)
+    deployed.add_argument(
+        "--stack-name", metavar="NAME", help="the backbone stack: its outputs name the resources"
+    )
+    deployed.add_argument(
+        "--region", metavar="REGION", help="the stack's Region (default: the AWS configuration's)"
+    )
+    deployed.add_argument("--json", action="store_true", help="print the machine-readable report")
+    ledger = commands.add_parser(
+        "ledger", parents=[deployed], help="list the decisions about a resource, an account or an event"
+    )
+    about = ledger.add_mutually_exclusive_group(required=True)
+    about.add_argument("--subject", metavar="ARN_OR_ID", help="a resource, model version or account acted on")
+    about.add_argument("--account", metavar="ID", help="every decision about anything in this account")
+    about.add_argument("--event-id", metavar="ID", help="every decision taken because of this event")
+    ledger.add_argument(
+        "--table", metavar="NAME", help="the ledger table (default: the stack's LedgerTableName)"
+    )
+    redrive = commands.add_parser(
+        "redrive", parents=[deployed], help="move dead-lettered events back to where they failed"
+    )
+    redrive.add_argument("--queue-url", metavar="URL", help="the dead-letter queue (default: from the stack)")
+    redrive.add_argument(
+        "--queue",
+        choices=sorted(("events", "config-compliance")),
+        default="events",
+        help="with --stack-name: which of the stack's dead-letter queues (default: events)",
+    )
+    redrive.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("ledger", "redrive"):
+        return _run_operation(args)
     for account in (args.governance_account, args.management_account):
         if not (account.isdigit() and len(account) == 12):
             parser.error(f"account id {account!r} is not 12 digits")
@@ -245,6 +362,21 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"govern: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _run_operation(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from govern.operations import OperationError
+
+    try:
+        return run_ledger(args) if args.command == "ledger" else run_redrive(args)
+    except UsageError as error:
+        print(f"govern: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OperationError, ClientError, BotoCoreError) as error:
+        print(f"govern {args.command}: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""`make bench`: measure cold start, replay throughput and memory, price each kind of event; write
+bench/latest.json and print a table. Options shrink a run (e.g. `--events 200 --scale-events 1000`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import cold_start, cost, replay
+
+LATEST = Path(__file__).resolve().parent / "latest.json"
+TARGETS = {
+    "cold_start_ratio_max": ("<=", 1.3),
+    "replay_events_per_s": (">=", 30.0),
+    "replay_scaling_ratio": ("<=", 5.5),
+    "peak_rss_mb": ("<=", 500.0),
+}
+
+
+def meets(metric: str, value: float | None) -> bool | None:
+    if value is None:
+        return None
+    direction, target = TARGETS[metric]
+    return value <= target if direction == "<=" else value >= target
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": list(os.getloadavg()),
+        },
+        "targets": {metric: f"{direction} {target}" for metric, (direction, target) in TARGETS.items()},
+    }
+    if not args.skip_cold_start:
+        print(f"cold start: {args.rounds} alternating rounds per function...", file=sys.stderr)
+        starts = cold_start.measure(rounds=args.rounds)
+        report["cold_start"] = {
+            "rounds": args.rounds,
+            "baseline": cold_start.BASELINE_CODE,
+            "functions": {
+                s.function: {
+                    "median_s": round(s.median_s, 4),
+                    "baseline_median_s": round(s.baseline_median_s, 4),
+                    "ratio": round(s.ratio, 3),
+                }
+                for s in starts
+            },
+        }
+        report["cold_start_ratio_max"] = round(max(s.ratio for s in starts), 3)
+    if not args.skip_replay:
+        print(f"replay: {args.events} events in a fresh interpreter...", file=sys.stderr)
+        small = replay.run_in_subprocess(args.events)
+        print(f"replay: {args.scale_events} events in a fresh interpreter...", file=sys.stderr)
+        large = replay.run_in_subprocess(args.scale_events)
+        report["replay"] = {"small": small, "large": large}
+        report["replay_events_per_s"] = round(small["events_per_s"], 2)
+        report["replay_scaling_ratio"] = round(large["seconds"] / small["seconds"], 3)
+        report["replay_scaling_events"] = [args.events, args.scale_events]
+        report["peak_rss_mb"] = round(large["peak_rss_mb"], 1)
+    if not args.skip_cost:
+        print("cost: replaying one sample event of each kind...", file=sys.stderr)
+        report["cost"] = {
+            "prices_usd": cost.PRICES,
+            "prices_as_of": cost.PRICES_AS_OF,
+            "region": "us-east-1",
+            "formula": cost.FORMULA,
+            "per_10k_events_a_month": cost.cost_table(cost.profile_events()),
+        }
+    report["meets_targets"] = {metric: meets(metric, report.get(metric)) for metric in TARGETS}
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print("\nmetric                   value      target   ok")
+    for metric, (direction, target) in TARGETS.items():
+        value = report.get(metric)
+        ok = {True: "yes", False: "NO", None: "-"}[meets(metric, value)]
+        shown = "-" if value is None else f"{value:g}"
+        print(f"{metric:<24} {shown:<10} {direction} {target:<5g} {ok}")
+    if "cold_start" in report:
+        print("\ncold start (median of fresh interpreters, seconds)  handler  baseline  ratio")
+        for name, row in report["cold_start"]["functions"].items():
+            print(f"  {name:<48} {row['median_s']:<8.3f} {row['baseline_median_s']:<9.3f} {row['ratio']:.2f}")
+    if "replay" in report:
+        for label, run in report["replay"].items():
+            print(
+                f"\nreplay {label}: {run['events']} events in {run['seconds']:.1f} s "
+                f"({run['events_per_s']:.2f}/s), outcomes {run['outcomes']}, "
+                f"peak RSS {run['peak_rss_mb']:.0f} MB"
+            )
+    if "cost" in report:
+        print(
+            "\ncost per 10,000 events a month "
+            f"(USD, us-east-1 list prices of {report['cost']['prices_as_of']})"
+        )
+        print(f"  {'kind':<52} lambda  sfn     sqs     sns     dynamodb total")
+        for row in report["cost"]["per_10k_events_a_month"]:
+            c = row["monthly_usd_per_10k_events"]
+            print(
+                f"  {row['kind']:<52} {c['lambda']:<7.3f} {c['step_functions']:<7.3f} {c['sqs']:<7.3f} "
+                f"{c['sns']:<7.3f} {c['dynamodb']:<8.3f} {c['total']:.3f}"
+            )
+        print(f"  formula: {report['cost']['formula']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15, help="cold-start rounds per function (default 15)")
+    parser.add_argument(
+        "--events", type=int, default=1000, help="events of the throughput run (default 1000)"
+    )
+    parser.add_argument(
+        "--scale-events", type=int, default=5000, help="events of the scaling run (default 5000)"
+    )
+    parser.add_argument("--skip-cold-start", action="store_true")
+    parser.add_argument("--skip-replay", action="store_true")
+    parser.add_argument("--skip-cost", action="store_true")
+    parser.add_argument("--output", type=Path, default=LATEST)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    report = run(args)
+    report["bench_seconds"] = round(time.perf_counter() - started, 1)
+    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print_table(report)
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

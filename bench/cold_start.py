@@ -1,0 +1,166 @@
+"""Cold start: a fresh interpreter importing each handler (layer on the path) against boto3 + Powertools."""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from govern.template import Resolver, load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER_DIR = ROOT / "layers" / "governance"
+BASELINE_CODE = "import boto3; from aws_lambda_powertools import Logger"
+DUMMY_ACCOUNT = "111111111111"
+REGION = "us-east-1"
+
+
+class _DummyAttributes(dict[str, str]):
+    """Any attribute of a template resource, as a plausible placeholder (nothing is deployed)."""
+
+    def __init__(self, logical_id: str) -> None:
+        super().__init__()
+        self.logical_id = logical_id
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        if key == "Arn":
+            return f"arn:aws:dummy:{REGION}:{DUMMY_ACCOUNT}:{self.logical_id}"
+        return f"bench-{self.logical_id}"
+
+
+@dataclass(frozen=True)
+class FunctionUnderTest:
+    logical_id: str
+    code_dir: Path
+    module: str
+    memory_mb: int
+    environment: dict[str, str]
+
+
+def functions_of_template(template_path: Path = ROOT / "template.yaml") -> list[FunctionUnderTest]:
+    """Every AWS::Serverless::Function with its environment (Globals merged) resolved with dummy values."""
+    template = load_template(template_path)
+    parameters = {
+        name: str(spec.get("Default", "")) for name, spec in (template.get("Parameters") or {}).items()
+    }
+    resolver = Resolver(
+        parameters=parameters,
+        pseudo={
+            "AWS::AccountId": DUMMY_ACCOUNT,
+            "AWS::Region": REGION,
+            "AWS::Partition": "aws",
+            "AWS::StackName": "bench",
+            "AWS::URLSuffix": "amazonaws.com",
+        },
+        conditions=template.get("Conditions") or {},
+        resources={logical_id: _DummyAttributes(logical_id) for logical_id in template["Resources"]},
+    )
+    defaults: dict[str, Any] = (template.get("Globals") or {}).get("Function") or {}
+    found = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = resource["Properties"]
+        environment = dict(resolver.resolve(defaults.get("Environment", {})).get("Variables", {}))
+        environment.update(resolver.resolve(properties.get("Environment", {})).get("Variables", {}))
+        handler = str(properties.get("Handler", defaults.get("Handler", "app.lambda_handler")))
+        found.append(
+            FunctionUnderTest(
+                logical_id=logical_id,
+                code_dir=ROOT / str(properties["CodeUri"]),
+                module=handler.rpartition(".")[0],
+                memory_mb=int(properties.get("MemorySize", defaults.get("MemorySize", 128))),
+                environment={key: str(value) for key, value in environment.items()},
+            )
+        )
+    return found
+
+
+def lambda_like_environment(function: FunctionUnderTest) -> dict[str, str]:
+    """What a Lambda execution environment sets, plus the function's own variables: the same for the
+    function and for the baseline it is compared with."""
+    keep = {
+        key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    }
+    return {
+        **keep,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_SESSION_TOKEN": "bench",
+        "AWS_LAMBDA_FUNCTION_NAME": f"bench-{function.logical_id}",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "LAMBDA_TASK_ROOT": str(function.code_dir),
+        "_HANDLER": f"{function.module}.lambda_handler",
+        "PYTHONDONTWRITEBYTECODE": "",
+        **function.environment,
+    }
+
+
+def _import_code(function: FunctionUnderTest) -> str:
+    paths = [str(LAYER_DIR), str(function.code_dir)]
+    return f"import sys; sys.path[:0]={paths!r}; import {function.module}"
+
+
+def _time_fresh_interpreter(code: str, environment: dict[str, str], cwd: Path) -> float:
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-c", code], env=environment, cwd=cwd, capture_output=True, text=True, check=False
+    )
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"`{code}` failed: {completed.stderr.strip().splitlines()[-1:]}")
+    return elapsed
+
+
+@dataclass
+class ColdStart:
+    function: str
+    median_s: float
+    baseline_median_s: float
+    rounds: int
+
+    @property
+    def ratio(self) -> float:
+        return self.median_s / self.baseline_median_s
+
+
+def measure(rounds: int = 15, seed: int = 6) -> list[ColdStart]:
+    """Per function: `rounds` pairs (baseline, handler) run alternately, in a shuffled order per pair,
+    each in a fresh interpreter; returns the medians and their ratio."""
+    functions = functions_of_template()
+    order = random.Random(seed)
+    samples: dict[str, tuple[list[float], list[float]]] = {f.logical_id: ([], []) for f in functions}
+    # One unmeasured run of each first, so every measured run finds the .pyc files written.
+    for function in functions:
+        environment = lambda_like_environment(function)
+        _time_fresh_interpreter(BASELINE_CODE, environment, function.code_dir)
+        _time_fresh_interpreter(_import_code(function), environment, function.code_dir)
+    for _ in range(rounds):
+        for function in order.sample(functions, len(functions)):
+            environment = lambda_like_environment(function)
+            runs = [("baseline", BASELINE_CODE), ("handler", _import_code(function))]
+            for kind, code in order.sample(runs, 2):
+                elapsed = _time_fresh_interpreter(code, environment, function.code_dir)
+                samples[function.logical_id][0 if kind == "handler" else 1].append(elapsed)
+    return [
+        ColdStart(
+            function=logical_id,
+            median_s=statistics.median(handler),
+            baseline_median_s=statistics.median(baseline),
+            rounds=rounds,
+        )
+        for logical_id, (handler, baseline) in samples.items()
+    ]

@@ -1,0 +1,341 @@
+"""Operating the deployed backbone from a workstation: read the ledger back, redrive dead-lettered events."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import boto3
+from botocore.exceptions import ClientError
+
+from governance import ledger
+from governance.ledger import LedgerEntry
+from governance.sessions import client, forget_sessions
+from governance.settings import settings
+
+# Outputs of the backbone stack (template.yaml) the operations read when given --stack-name.
+LEDGER_TABLE_OUTPUT = "LedgerTableName"
+QUEUE_OUTPUTS = {
+    "events": "EventsDeadLetterQueueUrl",
+    "config-compliance": "ConfigComplianceDeadLetterQueueUrl",
+}
+# Where a workflow's dead-lettered event goes back to: the `flow` attribute RecordFailure puts on a
+# message (governance.failures.dead_letter) -> the logical id of that flow's entry point in the stack.
+FLOW_ENTRY_POINTS = {
+    "model-promotion": "ModelPromotionStateMachine",
+    "model-deployment": "ModelDeploymentStateMachine",
+    "account-baseline": "AccountBaselineStateMachine",
+    "config-remediation": "ConfigComplianceQueue",
+}
+# Step Functions execution names: at most 80 characters of letters, digits, - and _.
+_EXECUTION_NAME_LIMIT = 80
+_MAX_REDRIVES_OF_ONE_EVENT = 1000
+
+
+class OperationError(RuntimeError):
+    """The operation cannot run as asked (missing table, unknown stack output...); one line for a human."""
+
+
+# ---------------------------------------------------------------- where the stack is
+
+
+@contextlib.contextmanager
+def governance_account(*, ledger_table: str | None = None, region: str | None = None) -> Iterator[str]:
+    """Run the layer's code (ledger readers, sessions) from outside Lambda, with the caller's credentials
+    as the governance account's; restores the environment afterwards. Yields the account id."""
+    saved = {name: os.environ.get(name) for name in ("LEDGER_TABLE", "GOVERNANCE_ACCOUNT_ID", "AWS_REGION")}
+    try:
+        resolved_region = region or os.environ.get("AWS_REGION") or boto3.Session().region_name
+        if resolved_region:
+            os.environ["AWS_REGION"] = resolved_region
+        if ledger_table:
+            os.environ["LEDGER_TABLE"] = ledger_table
+        if not os.environ.get("GOVERNANCE_ACCOUNT_ID"):
+            # The one call made before the layer's sessions know which account is "ours".
+            identity = boto3.client("sts", region_name=resolved_region).get_caller_identity()
+            os.environ["GOVERNANCE_ACCOUNT_ID"] = identity["Account"]
+        settings.cache_clear()
+        forget_sessions()
+        yield settings().require("governance_account_id")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        settings.cache_clear()
+        forget_sessions()
+
+
+def stack_outputs(stack_name: str) -> dict[str, str]:
+    """The outputs of the deployed backbone stack, by output key (in the governance account)."""
+    try:
+        stacks = client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        raise OperationError(
+            f"stack {stack_name}: {error.response['Error'].get('Message', error)}"
+        ) from error
+    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+
+
+def stack_output(stack_name: str, key: str) -> str:
+    outputs = stack_outputs(stack_name)
+    if key not in outputs:
+        raise OperationError(f"stack {stack_name} has no output {key} (is it the backbone stack?)")
+    return outputs[key]
+
+
+def flow_entry_points(stack_name: str) -> dict[str, str]:
+    """flow -> state machine ARN or queue URL of the deployed stack (physical ids of FLOW_ENTRY_POINTS)."""
+    physical: dict[str, str] = {}
+    paginator = client("cloudformation").get_paginator("list_stack_resources")
+    for page in paginator.paginate(StackName=stack_name):
+        for resource in page["StackResourceSummaries"]:
+            physical[resource["LogicalResourceId"]] = resource.get("PhysicalResourceId", "")
+    return {flow: physical[lid] for flow, lid in FLOW_ENTRY_POINTS.items() if physical.get(lid)}
+
+
+# ---------------------------------------------------------------- govern ledger
+
+
+def ledger_listing(
+    subject: str | None = None,
+    account: str | None = None,
+    event_id: str | None = None,
+    *,
+    table: str,
+    region: str | None = None,
+) -> list[LedgerEntry]:
+    """The decisions about one resource or model version (its ARN or id), one account, or one event,
+    oldest first, read from the ledger table of the deployed backbone."""
+    chosen = [
+        name for name, value in (("subject", subject), ("account", account), ("event_id", event_id)) if value
+    ]
+    if len(chosen) != 1:
+        raise OperationError("give exactly one of subject, account or event id")
+    if not table:
+        raise OperationError("no ledger table: pass --table or --stack-name")
+    with governance_account(ledger_table=table, region=region):
+        try:
+            if subject:
+                return ledger.entries_for_subject(subject)
+            if account:
+                return ledger.entries_for_account(account)
+            return ledger.entries_for_event(str(event_id))
+        except ClientError as error:
+            raise OperationError(
+                f"ledger table {table}: {error.response['Error'].get('Message', error)}"
+            ) from error
+
+
+# ---------------------------------------------------------------- govern redrive
+
+RedriveStatus = Literal["moved", "would-move", "left"]
+
+
+@dataclass
+class RedrivenMessage:
+    """One dead-lettered message: where it came from, where it goes back to, what happened."""
+
+    message_id: str
+    event_id: str
+    why_dead_lettered: str
+    destination: str  # state machine ARN, queue URL, or "" when unknown
+    status: RedriveStatus
+    note: str = ""
+    execution_arn: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _string_attributes(message: dict[str, Any]) -> dict[str, str]:
+    return {
+        name: str(value.get("StringValue", ""))
+        for name, value in (message.get("MessageAttributes") or {}).items()
+        if "StringValue" in value
+    }
+
+
+def _sendable_attributes(message: dict[str, Any]) -> dict[str, Any]:
+    """Message attributes as SendMessage accepts them (ReceiveMessage adds reserved list fields)."""
+    sendable: dict[str, Any] = {}
+    for name, value in (message.get("MessageAttributes") or {}).items():
+        kept = {key: value[key] for key in ("DataType", "StringValue", "BinaryValue") if key in value}
+        if "DataType" in kept:
+            sendable[name] = kept
+    return sendable
+
+
+def _why(attributes: dict[str, str]) -> str:
+    """The reason the message was dead-lettered, as EventBridge or RecordFailure wrote it."""
+    if attributes.get("ERROR_CODE") or attributes.get("ERROR_MESSAGE"):
+        return f"{attributes.get('ERROR_CODE', 'ERROR')}: {attributes.get('ERROR_MESSAGE', '')}".strip()
+    return attributes.get("error", "")
+
+
+def _queue_url_of(arn: str) -> str:
+    _, _, _, _, account, name = arn.split(":", 5)
+    return str(client("sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
+
+
+def _read_all(queue_url: str, hold_seconds: int) -> list[dict[str, Any]]:
+    """Every message of the queue, each held invisible for `hold_seconds` while the redrive handles it."""
+    sqs = client("sqs")
+    seen: dict[str, dict[str, Any]] = {}
+    while True:
+        page = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=hold_seconds,
+            # Long polling asks every SQS server, so an empty answer means an empty queue.
+            WaitTimeSeconds=1,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        fresh = [message for message in page if message["MessageId"] not in seen]
+        if not fresh:
+            return list(seen.values())
+        for message in fresh:
+            seen[message["MessageId"]] = message
+
+
+def _release(queue_url: str, message: dict[str, Any]) -> None:
+    """Make a message visible again at once (dry run, or a redrive that did not happen)."""
+    with contextlib.suppress(ClientError):
+        client("sqs").change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+
+
+def execution_name(event_id: str, redrive_number: int) -> str:
+    """`redrive-<event id>-<n>`: the n-th redrive of an event, a valid and recognisable execution name."""
+    suffix = f"-{redrive_number}"
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", event_id) or "event"
+    return ("redrive-" + cleaned)[: _EXECUTION_NAME_LIMIT - len(suffix)] + suffix
+
+
+def _start_execution(state_machine_arn: str, event: dict[str, Any]) -> str:
+    """Start the state machine with the event as input, named after the event and the redrive count:
+    a name already used (an earlier redrive) moves on to the next number."""
+    sfn = client("stepfunctions")
+    for number in range(1, _MAX_REDRIVES_OF_ONE_EVENT + 1):
+        try:
+            response = sfn.start_execution(
+                stateMachineArn=state_machine_arn,
+                name=execution_name(str(event.get("id", "")), number),
+                input=json.dumps(event),
+            )
+        except ClientError as error:
+            if error.response["Error"].get("Code") == "ExecutionAlreadyExists":
+                continue
+            raise
+        return str(response["executionArn"])
+    raise OperationError(f"event {event.get('id')} was already redriven {_MAX_REDRIVES_OF_ONE_EVENT} times")
+
+
+def _destination(attributes: dict[str, str], entry_points: dict[str, str]) -> tuple[str, str]:
+    """(destination, note): the rule target EventBridge could not deliver to, or the flow's entry point."""
+    if attributes.get("TARGET_ARN"):
+        return attributes["TARGET_ARN"], ""
+    flow = attributes.get("flow", "")
+    if flow and flow in entry_points:
+        return entry_points[flow], ""
+    if flow:
+        return "", f"flow {flow!r} has no known entry point (pass --stack-name of the backbone stack)"
+    return "", "no TARGET_ARN or flow attribute: where it came from is unknown; left in the queue"
+
+
+def _deliver(destination: str, body: str) -> str:
+    """Send one event back; returns the execution ARN for a state machine, "" for a queue."""
+    if ":states:" in destination:
+        event = json.loads(body)
+        if not isinstance(event, dict):
+            raise OperationError("the message body is not a JSON event")
+        return _start_execution(destination, event)
+    queue_url = _queue_url_of(destination) if destination.startswith("arn:") else destination
+    client("sqs").send_message(QueueUrl=queue_url, MessageBody=body)
+    return ""
+
+
+def redrive(
+    queue_url: str,
+    dry_run: bool,
+    *,
+    entry_points: dict[str, str] | None = None,
+    region: str | None = None,
+    hold_seconds: int = 120,
+) -> list[RedrivenMessage]:
+    """Move every message of a dead-letter queue back to where it failed, or, with dry_run, say where
+    each would go and move nothing.
+
+    A queue that is some SQS queue's dead-letter queue (ConfigComplianceDeadLetterQueue) goes back to that
+    source queue as it is. Otherwise (EventsDeadLetterQueue) each message goes to its own destination:
+    the rule target EventBridge names in TARGET_ARN, or the entry point of the `flow` RecordFailure
+    names. An `aws.*` event cannot be put on a bus again (PutEvents refuses the reserved sources), so a
+    state machine gets StartExecution with the event as input and a queue gets SendMessage.
+    """
+    with governance_account(region=region):
+        sqs = client("sqs")
+        sources = sqs.list_dead_letter_source_queues(QueueUrl=queue_url).get("queueUrls", [])
+        if len(sources) > 1:
+            raise OperationError(
+                f"{queue_url} is the dead-letter queue of several queues: {', '.join(sources)}"
+            )
+        results: list[RedrivenMessage] = []
+        # Held invisible while handled (also in a dry run, so paging does not see a message twice).
+        for message in _read_all(queue_url, hold_seconds):
+            attributes = _string_attributes(message)
+            body = message["Body"]
+            try:
+                event_id = str(json.loads(body).get("id", ""))
+            except (json.JSONDecodeError, AttributeError):
+                event_id = ""
+            if sources:
+                destination, note = sources[0], ""
+            else:
+                destination, note = _destination(attributes, entry_points or {})
+            result = RedrivenMessage(
+                message_id=message["MessageId"],
+                event_id=event_id or attributes.get("event_id", ""),
+                why_dead_lettered=_why(attributes),
+                destination=destination,
+                status="left" if not destination else ("would-move" if dry_run else "moved"),
+                note=note,
+                attributes=attributes,
+            )
+            results.append(result)
+            if dry_run or not destination:
+                _release(queue_url, message)
+                continue
+            try:
+                if sources:
+                    sqs.send_message(
+                        QueueUrl=destination,
+                        MessageBody=body,
+                        MessageAttributes=_sendable_attributes(message),
+                    )
+                else:
+                    result.execution_arn = _deliver(destination, body)
+            except (ClientError, OperationError, json.JSONDecodeError) as error:
+                result.status = "left"
+                result.note = f"could not deliver: {_one_line(error)}"
+                _release(queue_url, message)
+                continue
+            # Deleted only once the destination has it: a crash in between redrives it twice, and every
+            # flow is idempotent on what identifies the change, so twice has the effect of once.
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return results
+
+
+def _one_line(error: object) -> str:
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return f"{details.get('Code', 'Error')}: {details.get('Message', '')}".strip()
+    return " ".join(str(error).split()) or type(error).__name__

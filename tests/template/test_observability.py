@@ -1,0 +1,231 @@
+"""Nothing fails unseen: every dead-letter queue, state machine and function of template.yaml has its
+alarm, every alarm notifies the platform topic, and the dashboard shows them all."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parents[2]
+PLATFORM_TOPIC = {"Ref": "PlatformTopic"}
+# The Powertools metrics (namespace MLGovernance) each flow emits for its decisions.
+DECISION_METRICS = (
+    "replicated",
+    "cards_written",
+    "pipelines_started",
+    "accounts_baselined",
+    "remediated",
+    "exempted",
+    "dry_run",
+    "failed",
+)
+FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
+STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+
+
+def load_backbone() -> dict[str, Any]:
+    template, problems = decode(str(ROOT / "template.yaml"))
+    assert not problems, [str(p) for p in problems]
+    return json.loads(json.dumps(template))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def backbone() -> dict[str, Any]:
+    return load_backbone()
+
+
+def of_type(template: dict[str, Any], *types: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in template["Resources"].items() if r["Type"] in types}
+
+
+def referenced_queues(node: Any) -> set[str]:
+    """Logical ids of queues used as a dead-letter target anywhere (rule targets, SAM events, redrive)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("DeadLetterConfig", "DeadLetterQueue", "RedrivePolicy") and isinstance(value, dict):
+                for arn in (value.get("Arn"), value.get("TargetArn"), value.get("deadLetterTargetArn")):
+                    if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+                        found.add(arn["Fn::GetAtt"][0])
+            found |= referenced_queues(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= referenced_queues(item)
+    return found
+
+
+def dead_letter_queues(template: dict[str, Any]) -> set[str]:
+    queues = set(of_type(template, "AWS::SQS::Queue"))
+    return referenced_queues(template["Resources"]) & queues
+
+
+def alarms_on(template: dict[str, Any], namespace: str, metric: str, dimension: str, value: Any) -> list[str]:
+    """Alarms that fire when the metric of the resource reaches 1 (one message, one failure)."""
+    return [
+        lid
+        for lid, alarm in of_type(template, "AWS::CloudWatch::Alarm").items()
+        if (p := alarm["Properties"])["Namespace"] == namespace
+        and p["MetricName"] == metric
+        and p.get("Dimensions") == [{"Name": dimension, "Value": value}]
+        and p["Threshold"] == 1
+        and p["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        and p["EvaluationPeriods"] == 1
+        and p.get("TreatMissingData") == "notBreaching"
+    ]
+
+
+def missing_alarms(template: dict[str, Any]) -> list[str]:
+    missing = [
+        f"dead-letter queue {queue}"
+        for queue in sorted(dead_letter_queues(template))
+        if not alarms_on(
+            template,
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "QueueName",
+            {"Fn::GetAtt": [queue, "QueueName"]},
+        )
+    ]
+    missing += [
+        f"state machine {machine}"
+        for machine in sorted(of_type(template, *STATE_MACHINE_TYPES))
+        if not alarms_on(template, "AWS/States", "ExecutionsFailed", "StateMachineArn", {"Ref": machine})
+    ]
+    missing += [
+        f"function {function}"
+        for function in sorted(of_type(template, *FUNCTION_TYPES))
+        if not alarms_on(template, "AWS/Lambda", "Errors", "FunctionName", {"Ref": function})
+    ]
+    return missing
+
+
+def dashboard_body(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    (dashboard,) = of_type(template, "AWS::CloudWatch::Dashboard").values()
+    text = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    # Placeholders keep their name so the test can tell which resource a metric points at.
+    parsed = json.loads(re.sub(r"\$\{([^}]+)\}", r"<\1>", text))
+    return text, parsed
+
+
+def dashboard_metrics(template: dict[str, Any]) -> set[tuple[str, ...]]:
+    _, body = dashboard_body(template)
+    return {
+        tuple(metric)
+        for widget in body["widgets"]
+        for metric in widget.get("properties", {}).get("metrics", [])
+    }
+
+
+# ---------------------------------------------------------------- alarms
+
+
+def test_the_template_has_what_must_be_watched(backbone: dict[str, Any]) -> None:
+    # If these were empty the checks below would pass vacuously.
+    assert dead_letter_queues(backbone) >= {"EventsDeadLetterQueue", "ConfigComplianceDeadLetterQueue"}
+    assert set(of_type(backbone, *STATE_MACHINE_TYPES)) >= {
+        "ModelPromotionStateMachine",
+        "ModelDeploymentStateMachine",
+        "AccountBaselineStateMachine",
+    }
+    assert len(of_type(backbone, *FUNCTION_TYPES)) >= 5
+
+
+def test_every_dead_letter_queue_state_machine_and_function_has_its_alarm(backbone: dict[str, Any]) -> None:
+    assert missing_alarms(backbone) == []
+
+
+def test_every_alarm_notifies_the_platform_topic(backbone: dict[str, Any]) -> None:
+    alarms = of_type(backbone, "AWS::CloudWatch::Alarm")
+    assert alarms
+    for name, alarm in alarms.items():
+        properties = alarm["Properties"]
+        assert properties["AlarmActions"] == [PLATFORM_TOPIC], name
+        assert properties.get("OKActions", [PLATFORM_TOPIC]) == [PLATFORM_TOPIC], name
+        assert properties.get("ActionsEnabled", True) is True, name
+        assert properties.get("AlarmDescription"), f"{name}: say what to do when it fires"
+
+
+def test_cloudwatch_may_publish_to_the_encrypted_platform_topic(backbone: dict[str, Any]) -> None:
+    topic = backbone["Resources"]["PlatformTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "GovernanceKey"}
+    key_policy = backbone["Resources"]["GovernanceKey"]["Properties"]["KeyPolicy"]["Statement"]
+    assert any(
+        "cloudwatch.amazonaws.com" in statement.get("Principal", {}).get("Service", [])
+        and {"kms:GenerateDataKey", "kms:Decrypt"} <= set(statement["Action"])
+        for statement in key_policy
+    )
+
+
+@pytest.mark.parametrize(
+    "removed",
+    [
+        "EventsDeadLetterQueueAlarm",
+        "ModelPromotionStateMachineFailedAlarm",
+        "RecordFailureFunctionErrorsAlarm",
+    ],
+)
+def test_a_missing_alarm_is_caught(backbone: dict[str, Any], removed: str) -> None:
+    mutated = copy.deepcopy(backbone)
+    del mutated["Resources"][removed]
+    assert len(missing_alarms(mutated)) == 1
+
+
+def test_an_alarm_that_needs_more_than_one_message_is_caught(backbone: dict[str, Any]) -> None:
+    mutated = copy.deepcopy(backbone)
+    mutated["Resources"]["EventsDeadLetterQueueAlarm"]["Properties"]["Threshold"] = 5
+    assert missing_alarms(mutated) == ["dead-letter queue EventsDeadLetterQueue"]
+
+
+def test_a_new_function_without_an_alarm_is_caught(backbone: dict[str, Any]) -> None:
+    mutated = copy.deepcopy(backbone)
+    mutated["Resources"]["AnotherFunction"] = copy.deepcopy(mutated["Resources"]["RecordFailureFunction"])
+    assert missing_alarms(mutated) == ["function AnotherFunction"]
+
+
+# ---------------------------------------------------------------- dashboard
+
+
+def test_dashboard_shows_queues_workflows_functions_and_decisions(backbone: dict[str, Any]) -> None:
+    metrics = dashboard_metrics(backbone)
+    for queue in dead_letter_queues(backbone):
+        assert (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "QueueName",
+            f"<{queue}.QueueName>",
+        ) in metrics
+    for machine in of_type(backbone, *STATE_MACHINE_TYPES):
+        for metric in ("ExecutionsFailed", "ExecutionsSucceeded"):
+            assert ("AWS/States", metric, "StateMachineArn", f"<{machine}>") in metrics
+    for function in of_type(backbone, *FUNCTION_TYPES):
+        for metric in ("Errors", "Throttles", "Duration"):
+            assert ("AWS/Lambda", metric, "FunctionName", f"<{function}>") in metrics
+    for name in DECISION_METRICS:
+        # Powertools Metrics adds the `service` dimension from POWERTOOLS_SERVICE_NAME.
+        assert ("MLGovernance", name, "service", "ml-governance-<Stage>") in metrics
+
+
+def test_dashboard_uses_the_powertools_namespace_and_service_of_the_functions(
+    backbone: dict[str, Any],
+) -> None:
+    variables = backbone["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "MLGovernance"
+    assert variables["POWERTOOLS_SERVICE_NAME"] == {"Fn::Sub": "ml-governance-${Stage}"}
+
+
+def test_dashboard_references_only_what_the_template_defines(backbone: dict[str, Any]) -> None:
+    text, _ = dashboard_body(backbone)
+    names = {match.split(".")[0] for match in re.findall(r"\$\{([^}]+)\}", text)}
+    known = set(backbone["Resources"]) | set(backbone["Parameters"]) | {"AWS::Region"}
+    assert names and names <= known, names - known
+
+
+def test_dashboard_url_is_an_output(backbone: dict[str, Any]) -> None:
+    url = backbone["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+    assert "#dashboards:name=${GovernanceDashboard}" in url

@@ -1,0 +1,75 @@
+"""The benchmark measures what it says: distinct valid events, every function with its real environment,
+and a cost model that counts index writes and prices each unit once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from bench import cost
+from bench.cold_start import functions_of_template, lambda_like_environment
+from bench.replay import config_events
+from govern.template import load_template
+from governance.events import ConfigComplianceChange, parse_event
+from tests.conftest import EVENTS_DIR, read_event
+
+
+def test_replay_events_are_distinct_valid_non_compliance_evaluations() -> None:
+    events = config_events(25)
+    parsed = [parse_event(event, ConfigComplianceChange) for event in events]
+    assert len({event["id"] for event in events}) == 25
+    assert len({change.detail.resourceId for change in parsed}) == 25
+    stamps = [
+        change.detail.newEvaluationResult.evaluationResultIdentifier.orderingTimestamp for change in parsed
+    ]
+    assert len(set(stamps)) == 25
+    for event, change in zip(events, parsed, strict=True):
+        qualifier = change.detail.newEvaluationResult.evaluationResultIdentifier.evaluationResultQualifier
+        assert qualifier.resourceId == change.detail.resourceId
+        assert change.detail.awsAccountId == event["account"]
+        assert change.detail.newEvaluationResult.complianceType == "NON_COMPLIANT"
+    # The sample itself is untouched, and the generated events keep its shape.
+    sample = read_event("config-s3-public-read")
+    assert set(events[0]) == set(sample) and set(events[0]["detail"]) == set(sample["detail"])
+
+
+def test_cold_start_covers_every_function_with_its_environment() -> None:
+    template = load_template(EVENTS_DIR.parent / "template.yaml")
+    expected = {lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    functions = functions_of_template()
+    assert {f.logical_id for f in functions} == expected
+    for function in functions:
+        assert (function.code_dir / f"{function.module}.py").exists()
+        environment = lambda_like_environment(function)
+        assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "MLGovernance"
+        assert environment["LEDGER_TABLE"].startswith("bench-")
+        assert environment["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == str(function.memory_mb)
+        assert all(isinstance(value, str) and "Fn::" not in value for value in environment.values())
+
+
+def test_cost_counts_index_writes_and_prices_each_unit() -> None:
+    invocation = cost.Invocation("RemediateConfigFunction", 512)
+    invocation.calls.update(
+        {("dynamodb", "PutItem"): 2, ("sns", "Publish"): 1, ("s3", "PutPublicAccessBlock"): 1}
+    )
+    invocation.dynamodb_tables += [("PutItem", "ledger"), ("PutItem", "idempotency"), ("GetItem", "ledger")]
+    profile = cost.EventProfile(
+        kind="k",
+        sample="s",
+        outcome="succeeded",
+        invocations=[invocation],
+        transitions=4,
+        sqs_deliveries=1,
+        gsi_count={"ledger": 2, "idempotency": 0},
+    )
+    usage = profile.usage()
+    assert usage["dynamodb_wru"] == 3 + 1
+    assert usage["dynamodb_rru"] == 1
+    assert usage["sns_publishes"] == 1
+    assert usage["sqs_requests"] == 3
+    assert usage["lambda_gb_seconds"] == pytest.approx(0.5 * (100 + 30 * 4) / 1000)
+    monthly = profile.monthly_cost()
+    assert monthly["step_functions"] == pytest.approx(4 * 0.025 / 1000 * 10_000)
+    assert monthly["total"] == pytest.approx(sum(v for k, v in monthly.items() if k != "total"))
+    assert Counter(invocation.calls)[("dynamodb", "PutItem")] == 2

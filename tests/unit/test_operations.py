@@ -1,0 +1,464 @@
+"""`govern ledger` and `govern redrive` against AWS through boto3, here on moto: the ledger is read back,
+dead-lettered events leave their queue and arrive where they failed, and a dry run moves nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from govern import cli, operations
+from govern.emulator import PROJECT_ROOT
+from govern.operations import (
+    OperationError,
+    execution_name,
+    governance_account,
+    ledger_listing,
+    redrive,
+    stack_output,
+)
+from govern.template import load_template
+from governance.failures import dead_letter
+from governance.ledger import LedgerEntry, record
+from governance.settings import settings
+from tests.conftest import read_event
+
+REGION = "us-east-1"
+TEMPLATE = load_template(PROJECT_ROOT / "template.yaml")
+
+
+@dataclass
+class Backbone:
+    """The parts of the deployed stack the operations touch, created as template.yaml creates them."""
+
+    account: str
+    ledger_table: str
+    events_dlq: str
+    config_queue: str
+    config_queue_arn: str
+    config_dlq: str
+    promotion_arn: str
+    baseline_arn: str
+
+    def sqs(self) -> Any:
+        return boto3.client("sqs", region_name=REGION)
+
+    def sfn(self) -> Any:
+        return boto3.client("stepfunctions", region_name=REGION)
+
+
+def _properties(logical_id: str) -> dict[str, Any]:
+    return TEMPLATE["Resources"][logical_id]["Properties"]  # type: ignore[no-any-return]
+
+
+def _queue(sqs: Any, name: str, **attributes: str) -> tuple[str, str]:
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+@pytest.fixture
+def backbone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backbone]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for name in ("AWS_REGION", "GOVERNANCE_ACCOUNT_ID", "LEDGER_TABLE", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        ledger = _properties("LedgerTable")
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName="ml-governance-dev-ledger",
+            AttributeDefinitions=ledger["AttributeDefinitions"],
+            KeySchema=ledger["KeySchema"],
+            GlobalSecondaryIndexes=ledger["GlobalSecondaryIndexes"],
+            BillingMode=ledger["BillingMode"],
+        )
+        sqs = boto3.client("sqs", region_name=REGION)
+        events_dlq, _ = _queue(sqs, "ml-governance-dev-events-dlq")
+        config_dlq, config_dlq_arn = _queue(sqs, "ml-governance-dev-config-compliance-dlq")
+        redrive_policy = _properties("ConfigComplianceQueue")["RedrivePolicy"]
+        config_queue, config_queue_arn = _queue(
+            sqs,
+            "ml-governance-dev-config-compliance",
+            RedrivePolicy=json.dumps(
+                {"deadLetterTargetArn": config_dlq_arn, "maxReceiveCount": redrive_policy["maxReceiveCount"]}
+            ),
+        )
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        role = "arn:aws:iam::123456789012:role/ml-governance/workflow"
+        definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+        promotion = sfn.create_state_machine(name="ModelPromotion", definition=definition, roleArn=role)
+        baseline = sfn.create_state_machine(name="AccountBaseline", definition=definition, roleArn=role)
+        account = boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
+        yield Backbone(
+            account=account,
+            ledger_table="ml-governance-dev-ledger",
+            events_dlq=events_dlq,
+            config_queue=config_queue,
+            config_queue_arn=config_queue_arn,
+            config_dlq=config_dlq,
+            promotion_arn=promotion["stateMachineArn"],
+            baseline_arn=baseline["stateMachineArn"],
+        )
+
+
+def messages_in(backbone: Backbone, queue_url: str) -> list[dict[str, Any]]:
+    """Every message of a queue, read and made visible again (the state, not consumed)."""
+    sqs = backbone.sqs()
+    seen: dict[str, dict[str, Any]] = {}
+    while True:
+        page = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        fresh = [m for m in page if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        seen.update({m["MessageId"]: m for m in fresh})
+    for message in seen.values():
+        sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return list(seen.values())
+
+
+def executions_of(backbone: Backbone, state_machine_arn: str) -> list[dict[str, Any]]:
+    sfn = backbone.sfn()
+    listed = sfn.list_executions(stateMachineArn=state_machine_arn)["executions"]
+    return [sfn.describe_execution(executionArn=e["executionArn"]) for e in listed]
+
+
+def eventbridge_dead_letter(backbone: Backbone, event: dict[str, Any], target_arn: str, rule: str) -> None:
+    """What EventBridge puts in a target's DLQ: the event as body, the failure as attributes."""
+    backbone.sqs().send_message(
+        QueueUrl=backbone.events_dlq,
+        MessageBody=json.dumps(event),
+        MessageAttributes={
+            "RULE_ARN": {
+                "DataType": "String",
+                "StringValue": f"arn:aws:events:{REGION}:{backbone.account}:rule/{rule}",
+            },
+            "TARGET_ARN": {"DataType": "String", "StringValue": target_arn},
+            "ERROR_CODE": {"DataType": "String", "StringValue": "SDK_CLIENT_ERROR"},
+            "ERROR_MESSAGE": {"DataType": "String", "StringValue": "Unable to invoke target: throttled"},
+        },
+    )
+
+
+def workflow_dead_letter(backbone: Backbone, event: dict[str, Any], flow: str) -> None:
+    """What RecordFailure puts in the events DLQ (governance.failures.dead_letter)."""
+    os.environ["DEAD_LETTER_QUEUE_URL"] = backbone.events_dlq
+    try:
+        with governance_account():
+            dead_letter(event, "detail.resourceId: Field required", flow=flow, source="workflow")
+    finally:
+        os.environ.pop("DEAD_LETTER_QUEUE_URL")
+
+
+# ---------------------------------------------------------------- govern ledger
+
+
+def _write_ledger(backbone: Backbone, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGER_TABLE", backbone.ledger_table)
+    monkeypatch.setenv("GOVERNANCE_ACCOUNT_ID", backbone.account)
+    settings.cache_clear()
+    bucket = "arn:aws:s3:::team-churn-public-data"
+    for event_id, action, status, target, account in (
+        ("e-1", "remediate", "done", bucket, "210987654321"),
+        ("e-1", "notify", "done", "arn:aws:sns:us-east-1:111111111111:security", "210987654321"),
+        ("e-2", "remediate", "skipped", bucket, "210987654321"),
+        ("e-3", "baseline_account", "done", "333333333333", "333333333333"),
+    ):
+        record(LedgerEntry(event_id, action, status, target, flow="test", account=account))  # type: ignore[arg-type]
+    monkeypatch.delenv("LEDGER_TABLE")
+    monkeypatch.delenv("GOVERNANCE_ACCOUNT_ID")
+    settings.cache_clear()
+
+
+def test_ledger_lists_the_decisions_about_a_resource_an_account_or_an_event(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_ledger(backbone, monkeypatch)
+    table = backbone.ledger_table
+    about_bucket = ledger_listing(subject="arn:aws:s3:::team-churn-public-data", table=table)
+    assert [(e.event_id, e.status) for e in about_bucket] == [("e-1", "done"), ("e-2", "skipped")]
+    assert [e.action for e in ledger_listing(account="210987654321", table=table)] == [
+        "remediate",
+        "notify",
+        "remediate",
+    ]
+    assert [e.action for e in ledger_listing(event_id="e-1", table=table)] == ["remediate", "notify"]
+    assert [e.target for e in ledger_listing(account="333333333333", table=table)] == ["333333333333"]
+    assert ledger_listing(event_id="never-seen", table=table) == []
+
+
+def test_ledger_listing_leaves_the_environment_as_it_was(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_ledger(backbone, monkeypatch)
+    ledger_listing(event_id="e-1", table=backbone.ledger_table)
+    assert "LEDGER_TABLE" not in os.environ and "GOVERNANCE_ACCOUNT_ID" not in os.environ
+
+
+def test_ledger_needs_exactly_one_selector_and_a_table(backbone: Backbone) -> None:
+    with pytest.raises(OperationError, match="exactly one"):
+        ledger_listing(table=backbone.ledger_table)
+    with pytest.raises(OperationError, match="exactly one"):
+        ledger_listing(subject="x", account="y", table=backbone.ledger_table)
+    with pytest.raises(OperationError, match="no ledger table"):
+        ledger_listing(subject="x", table="")
+    with pytest.raises(OperationError, match="does-not-exist"):
+        ledger_listing(subject="x", table="does-not-exist")
+
+
+def test_govern_ledger_prints_json(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_ledger(backbone, monkeypatch)
+    status = cli.main(["ledger", "--event-id", "e-1", "--table", backbone.ledger_table, "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert [entry["action"] for entry in document["entries"]] == ["remediate", "notify"]
+    assert document["entries"][0]["target"] == "arn:aws:s3:::team-churn-public-data"
+
+
+class DeployedStack:
+    """The backbone stack as CloudFormation describes it (the response shapes of DescribeStacks and
+    ListStackResources). moto's CloudFormation needs extras this project does not install."""
+
+    def __init__(self, outputs: dict[str, str], resources: dict[str, str]) -> None:
+        self.outputs = outputs
+        self.resources = resources
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:
+        outputs = [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]
+        return {"Stacks": [{"StackName": StackName, "StackStatus": "UPDATE_COMPLETE", "Outputs": outputs}]}
+
+    def get_paginator(self, operation: str) -> Any:
+        assert operation == "list_stack_resources"
+        summaries = [
+            {
+                "LogicalResourceId": logical,
+                "PhysicalResourceId": physical,
+                "ResourceStatus": "CREATE_COMPLETE",
+            }
+            for logical, physical in self.resources.items()
+        ]
+
+        class Pages:
+            def paginate(self, StackName: str) -> list[dict[str, Any]]:
+                return [{"StackResourceSummaries": summaries}]
+
+        return Pages()
+
+
+def deployed_stack(
+    monkeypatch: pytest.MonkeyPatch, outputs: dict[str, str], resources: dict[str, str]
+) -> None:
+    real_client = operations.client
+    stack = DeployedStack(outputs, resources)
+
+    def client(service: str, *args: Any, **kwargs: Any) -> Any:
+        return stack if service == "cloudformation" else real_client(service, *args, **kwargs)
+
+    monkeypatch.setattr(operations, "client", client)
+
+
+def test_govern_ledger_finds_the_table_in_the_stack_outputs(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_ledger(backbone, monkeypatch)
+    deployed_stack(monkeypatch, {"LedgerTableName": backbone.ledger_table}, {})
+    with governance_account():
+        assert stack_output("ml-governance-dev", "LedgerTableName") == backbone.ledger_table
+        with pytest.raises(OperationError, match="no output EventsDeadLetterQueueUrl"):
+            stack_output("ml-governance-dev", "EventsDeadLetterQueueUrl")
+    assert cli.main(["ledger", "--account", "333333333333", "--stack-name", "ml-governance-dev"]) == 0
+    assert "baseline_account" in capsys.readouterr().out
+
+
+def test_govern_redrive_finds_queue_and_flows_in_the_stack(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = read_event("malformed-model-approval")
+    workflow_dead_letter(backbone, event, "model-promotion")
+    deployed_stack(
+        monkeypatch,
+        {"EventsDeadLetterQueueUrl": backbone.events_dlq, "LedgerTableName": backbone.ledger_table},
+        {"ModelPromotionStateMachine": backbone.promotion_arn, "LedgerTable": backbone.ledger_table},
+    )
+
+    assert cli.main(["redrive", "--stack-name", "ml-governance-dev"]) == 0
+
+    assert f"moved      event {event['id']} -> {backbone.promotion_arn}" in capsys.readouterr().out
+    assert messages_in(backbone, backbone.events_dlq) == []
+    [execution] = executions_of(backbone, backbone.promotion_arn)
+    assert json.loads(execution["input"]) == event
+
+
+def test_govern_ledger_usage_errors(backbone: Backbone, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["ledger", "--event-id", "e-1"]) == cli.EXIT_USAGE
+    assert "--table or --stack-name" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["ledger", "--event-id", "e-1", "--account", "1", "--table", "t"])
+
+
+# ---------------------------------------------------------------- govern redrive
+
+
+def test_redrive_starts_the_state_machine_eventbridge_could_not_reach(backbone: Backbone) -> None:
+    event = read_event("model-approved-in-team-account")
+    eventbridge_dead_letter(backbone, event, backbone.promotion_arn, "TeamApproval")
+
+    [moved] = redrive(backbone.events_dlq, dry_run=False)
+
+    assert moved.status == "moved" and moved.destination == backbone.promotion_arn
+    assert moved.why_dead_lettered == "SDK_CLIENT_ERROR: Unable to invoke target: throttled"
+    assert messages_in(backbone, backbone.events_dlq) == []
+    [execution] = executions_of(backbone, backbone.promotion_arn)
+    assert execution["name"] == f"redrive-{event['id']}-1"
+    assert json.loads(execution["input"]) == event
+    assert moved.execution_arn == execution["executionArn"]
+    assert executions_of(backbone, backbone.baseline_arn) == []
+
+
+def test_a_second_redrive_of_the_same_event_is_a_new_numbered_execution(backbone: Backbone) -> None:
+    event = read_event("account-created")
+    eventbridge_dead_letter(backbone, event, backbone.baseline_arn, "AccountLifecycle")
+    redrive(backbone.events_dlq, dry_run=False)
+    [first] = executions_of(backbone, backbone.baseline_arn)
+    backbone.sfn().stop_execution(executionArn=first["executionArn"])  # it failed again, say
+    eventbridge_dead_letter(backbone, event, backbone.baseline_arn, "AccountLifecycle")
+
+    redrive(backbone.events_dlq, dry_run=False)
+
+    names = sorted(e["name"] for e in executions_of(backbone, backbone.baseline_arn))
+    assert names == [f"redrive-{event['id']}-1", f"redrive-{event['id']}-2"]
+    assert messages_in(backbone, backbone.events_dlq) == []
+
+
+def test_redrive_sends_a_queue_target_event_back_to_its_queue(backbone: Backbone) -> None:
+    event = read_event("config-s3-public-read")
+    eventbridge_dead_letter(backbone, event, backbone.config_queue_arn, "ConfigNonComplianceRule")
+
+    [moved] = redrive(backbone.events_dlq, dry_run=False)
+
+    assert moved.status == "moved"
+    assert messages_in(backbone, backbone.events_dlq) == []
+    [arrived] = messages_in(backbone, backbone.config_queue)
+    assert json.loads(arrived["Body"]) == event
+
+
+def test_redrive_sends_a_workflow_dead_letter_to_its_flow(backbone: Backbone) -> None:
+    event = read_event("malformed-model-approval")
+    workflow_dead_letter(backbone, event, "model-promotion")
+    unknown_flow = read_event("account-updated")
+    workflow_dead_letter(backbone, unknown_flow, "some-future-flow")
+
+    results = redrive(
+        backbone.events_dlq, dry_run=False, entry_points={"model-promotion": backbone.promotion_arn}
+    )
+
+    by_event = {result.event_id: result for result in results}
+    assert by_event[event["id"]].status == "moved"
+    assert by_event[event["id"]].why_dead_lettered == "detail.resourceId: Field required"
+    assert by_event[unknown_flow["id"]].status == "left"
+    assert "some-future-flow" in by_event[unknown_flow["id"]].note
+    [execution] = executions_of(backbone, backbone.promotion_arn)
+    assert json.loads(execution["input"]) == event
+    [kept] = messages_in(backbone, backbone.events_dlq)
+    assert json.loads(kept["Body"]) == unknown_flow
+
+
+def test_a_message_from_nowhere_stays_in_the_queue(backbone: Backbone) -> None:
+    backbone.sqs().send_message(QueueUrl=backbone.events_dlq, MessageBody="not even JSON")
+
+    [left] = redrive(backbone.events_dlq, dry_run=False)
+
+    assert left.status == "left" and left.destination == ""
+    assert [m["Body"] for m in messages_in(backbone, backbone.events_dlq)] == ["not even JSON"]
+
+
+def test_a_destination_that_refuses_leaves_the_message(backbone: Backbone) -> None:
+    event = read_event("account-created")
+    gone = backbone.baseline_arn.replace("AccountBaseline", "Deleted")
+    eventbridge_dead_letter(backbone, event, gone, "AccountLifecycle")
+
+    [left] = redrive(backbone.events_dlq, dry_run=False)
+
+    assert left.status == "left" and left.note.startswith("could not deliver")
+    assert len(messages_in(backbone, backbone.events_dlq)) == 1
+
+
+def test_dry_run_lists_everything_and_moves_nothing(backbone: Backbone) -> None:
+    for number in range(13):  # more than one ReceiveMessage page
+        event = {**read_event("account-created"), "id": f"dry-run-{number}"}
+        eventbridge_dead_letter(backbone, event, backbone.baseline_arn, "AccountLifecycle")
+
+    listed = redrive(backbone.events_dlq, dry_run=True)
+
+    assert sorted(r.event_id for r in listed) == sorted(f"dry-run-{n}" for n in range(13))
+    assert {r.status for r in listed} == {"would-move"}
+    assert {r.destination for r in listed} == {backbone.baseline_arn}
+    assert len(messages_in(backbone, backbone.events_dlq)) == 13
+    assert executions_of(backbone, backbone.baseline_arn) == []
+
+
+def test_config_compliance_dead_letters_go_back_to_their_source_queue(backbone: Backbone) -> None:
+    event = read_event("config-s3-public-read")
+    sqs = backbone.sqs()
+    sqs.send_message(
+        QueueUrl=backbone.config_queue,
+        MessageBody=json.dumps(event),
+        MessageAttributes={"origin": {"DataType": "String", "StringValue": "eventbridge"}},
+    )
+    # The function fails it maxReceiveCount times: SQS moves it to the queue's DLQ.
+    for _ in range(4):
+        for message in sqs.receive_message(QueueUrl=backbone.config_queue, VisibilityTimeout=0).get(
+            "Messages", []
+        ):
+            assert message["Body"]
+    assert len(messages_in(backbone, backbone.config_dlq)) == 1
+
+    assert [r.status for r in redrive(backbone.config_dlq, dry_run=True)] == ["would-move"]
+    assert len(messages_in(backbone, backbone.config_dlq)) == 1
+
+    [moved] = redrive(backbone.config_dlq, dry_run=False)
+
+    assert moved.destination == backbone.config_queue and moved.event_id == event["id"]
+    assert messages_in(backbone, backbone.config_dlq) == []
+    [back] = messages_in(backbone, backbone.config_queue)
+    assert json.loads(back["Body"]) == event
+    assert back["MessageAttributes"]["origin"]["StringValue"] == "eventbridge"
+
+
+def test_govern_redrive_json_and_exit_status(backbone: Backbone, capsys: pytest.CaptureFixture[str]) -> None:
+    eventbridge_dead_letter(
+        backbone, read_event("account-created"), backbone.baseline_arn, "AccountLifecycle"
+    )
+    backbone.sqs().send_message(QueueUrl=backbone.events_dlq, MessageBody="{}")
+
+    status = cli.main(["redrive", "--queue-url", backbone.events_dlq, "--dry-run", "--json"])
+    document = json.loads(capsys.readouterr().out)
+
+    assert status == 0  # a dry run fails nothing
+    assert document["summary"] == {"messages": 2, "moved": 0, "would_move": 1, "left": 1}
+    assert len(messages_in(backbone, backbone.events_dlq)) == 2
+
+    status = cli.main(["redrive", "--queue-url", backbone.events_dlq])
+    out = capsys.readouterr().out
+    assert status == 1  # one message could not be redriven
+    assert "moved" in out and "left" in out
+    assert len(messages_in(backbone, backbone.events_dlq)) == 1
+
+
+def test_execution_names_are_valid() -> None:
+    assert execution_name("a1b2-c3", 2) == "redrive-a1b2-c3-2"
+    long_name = execution_name("x" * 200, 12)
+    assert len(long_name) == 80 and long_name.endswith("-12")
+    assert execution_name("a:b/c d", 1) == "redrive-a-b-c-d-1"
