@@ -41,13 +41,14 @@ UNSCOPED_ACTIONS_ALLOWED: dict[str, str] = {
     "ec2:DescribeSecurityGroups": "remediation: open security groups",
     "ec2:DescribeSecurityGroupRules": "remediation: open security groups",
     "cloudtrail:DescribeTrails": "remediation: trails that stopped logging",
-    "tag:GetResources": "remediation: exemptions by tag",
     # Account baseline: account-level settings, there is no resource to scope them to.
     "s3:GetAccountPublicAccessBlock": "baseline: account public access block",
     "s3:PutAccountPublicAccessBlock": "baseline: account public access block",
     "ec2:GetEbsEncryptionByDefault": "baseline: EBS encryption by default",
     "ec2:EnableEbsEncryptionByDefault": "baseline: EBS encryption by default",
     "ec2:GetEbsDefaultKmsKeyId": "baseline: EBS encryption by default",
+    "iam:GetAccountPasswordPolicy": "baseline: prod account password policy",
+    "iam:UpdateAccountPasswordPolicy": "baseline: prod account password policy",
 }
 
 # Resource-based policies (key, queue, topic, bucket, bus) are not identity policies: their Resource

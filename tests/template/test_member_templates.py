@@ -216,13 +216,14 @@ def test_execution_role_covers_what_the_backbone_does(member: dict) -> None:
         "cloudtrail:ListTags",
         "cloudtrail:StartLogging",
         "config:StartConfigRulesEvaluation",
-        "tag:GetResources",
         # account baseline
         "s3:GetAccountPublicAccessBlock",
         "s3:PutAccountPublicAccessBlock",
         "ec2:GetEbsEncryptionByDefault",
         "ec2:EnableEbsEncryptionByDefault",
         "ec2:GetEbsDefaultKmsKeyId",
+        "iam:GetAccountPasswordPolicy",
+        "iam:UpdateAccountPasswordPolicy",
     }
     assert granted == needed, {"missing": needed - granted, "not asked for": granted - needed}
 

@@ -530,14 +530,7 @@ def execution_role_actions() -> set[str]:
     [
         baseline.S3_ACCOUNT_PUBLIC_ACCESS_BLOCK,
         baseline.EBS_ENCRYPTION_BY_DEFAULT,
-        pytest.param(
-            baseline.IAM_PASSWORD_POLICY,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="templates/member-account.yaml does not grant the prod password-policy actions yet; "
-                "drop this mark when it does",
-            ),
-        ),
+        baseline.IAM_PASSWORD_POLICY,
     ],
     ids=lambda control: control.name,
 )
