@@ -14,8 +14,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the Lambda runtime's interpreter, python3.13: on PATH, or through pyenv.
 # Not inside .venv: its pyvenv.cfg would make the linked python3.13 think it is the 3.11 venv.
 PY313_DIR := .py313/bin
-PY313 := $(shell command -v python3.13 2>/dev/null || \
-	(command -v pyenv >/dev/null 2>&1 && PYENV_VERSION=$$(pyenv version-name):3.13.0 pyenv which python3.13 2>/dev/null))
+# A pyenv shim answers `command -v python3.13` even when it cannot run 3.13, so each candidate must run.
+PY313 := $(shell for c in "$$(command -v python3.13)" \
+	"$$(pyenv root 2>/dev/null)/versions/$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.|$$)' | tail -n 1)/bin/python3.13"; do \
+	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
 # checkov pins packages the SAM CLI pins differently: it gets its own virtual environment.
 CHECKOV_VENV  := .venv-checkov
