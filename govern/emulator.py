@@ -7,10 +7,12 @@ real ones, run in process; AWS is moto, several accounts at once. Tests and `gov
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -44,6 +46,9 @@ WORKFLOW_TIMEOUT_SECONDS = 300.0
 # declared seconds, so a backoff of minutes replays in a blink while keeping its order and shape.
 WORKFLOW_TIME_SCALE = 0.01
 MAX_SQS_ROUNDS = 10_000
+# EventBridge's PutEvents limit (measured here on the event's UTF-8 JSON, a little stricter than AWS).
+MAX_EVENT_BYTES = 256 * 1024
+MAX_EVENT_ID_LENGTH = 256  # EventBridge's own ids are 36-character UUIDs
 
 # What the runtime sets for the functions, besides the template's own environment.
 RUNTIME_ENVIRONMENT = {
@@ -167,6 +172,8 @@ class _Delivery:
     result: EventResult
     executions: list[str] = field(default_factory=list)
     ledger_before: int = 0
+    # Dead-letter queue messages kept before this delivery began: they are not this delivery's doing.
+    kept_before: frozenset[str] = frozenset()
 
 
 class Organization:
@@ -412,6 +419,12 @@ class Organization:
                 )
         return kept
 
+    def _kept_message_ids(self) -> frozenset[str]:
+        """The ids of the messages in the dead-letter queues now (bodies left unread: this runs per event)."""
+        return frozenset(
+            message["MessageId"] for url in self._dead_letter_queues for message in self._peek(url)
+        )
+
     def executions(self, state_machine_logical_id: str) -> list[dict[str, Any]]:
         sfn = self._aws("stepfunctions")
         arns = [
@@ -469,8 +482,11 @@ class Organization:
         total = len(events)
         # Concurrent replays read the whole ledger once before and once after, not twice per event.
         before = None if sequential else self._ledger_by_event()
+        kept_before = None if sequential else self._kept_message_ids()
         for index, event in enumerate(events, start=1):
+            kept = self._kept_message_ids() if kept_before is None else kept_before
             delivery = self._start_delivery(event, seed=seed, ledger_before=before)
+            delivery.kept_before = kept
             deliveries.append(delivery)
             if sequential:
                 self._settle([delivery])
@@ -480,8 +496,9 @@ class Organization:
         if not sequential:
             self._settle(deliveries)
             after = self._ledger_by_event()
+            letters = self.dead_letters()
             for delivery in deliveries:
-                self._conclude(delivery, after.get(delivery.result.id, []))
+                self._conclude(delivery, after.get(delivery.result.id, []), letters)
         return [delivery.result for delivery in deliveries]
 
     def _ledger_by_event(self) -> dict[str, list[Any]]:
@@ -505,6 +522,17 @@ class Organization:
     def _start_delivery(
         self, event: Any, *, seed: bool, ledger_before: dict[str, list[Any]] | None = None
     ) -> _Delivery:
+        size = len(json.dumps(event, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        if size > MAX_EVENT_BYTES:
+            # PutEvents refuses it: the event never reaches a rule, a queue or a dead-letter queue.
+            result = EventResult(
+                id=str(event.get("id", "")) if isinstance(event, dict) else "",
+                detail_type=str(event.get("detail-type", "")) if isinstance(event, dict) else "",
+                rules=[],
+                outcome="failed",
+                error=f"event is {size // 1024} KB; EventBridge accepts at most {MAX_EVENT_BYTES // 1024} KB",
+            )
+            return _Delivery(event=event if isinstance(event, dict) else {}, result=result)
         if not isinstance(event, dict):
             result = EventResult(
                 id="",
@@ -513,15 +541,17 @@ class Organization:
                 outcome="dead-lettered",
                 error=f"event is a JSON {type(event).__name__}, not an object",
             )
+            self._keep_undeliverable(event, result.error or "")
             return _Delivery(event={}, result=result)
         result = EventResult(
             id=str(event.get("id", "")), detail_type=str(event.get("detail-type", "")), rules=[]
         )
         delivery = _Delivery(event=event, result=result)
-        missing = [key for key in ("id", "source", "detail-type", "account", "detail") if key not in event]
-        if missing:
+        problem = _envelope_problem(event)
+        if problem:
             result.outcome = "dead-lettered"
-            result.error = f"not an EventBridge event: missing {', '.join(missing)}"
+            result.error = f"not an EventBridge event: {problem}"
+            self._keep_undeliverable(event, result.error)
             return delivery
         if seed:
             try:
@@ -537,6 +567,18 @@ class Organization:
             for target in rule.targets:
                 self._deliver_to(target, event, delivery)
         return delivery
+
+    def _keep_undeliverable(self, event: Any, reason: str) -> None:
+        """EventBridge would have refused this at PutEvents; offline it came from a file, so it is kept where
+        dead-lettered events are kept, with the reason, rather than reported dead-lettered and dropped."""
+        self._aws("sqs").send_message(
+            QueueUrl=self.physical_id("EventsDeadLetterQueue"),
+            MessageBody=json.dumps(event),
+            MessageAttributes={
+                "error": {"DataType": "String", "StringValue": reason[:1024]},
+                "source": {"DataType": "String", "StringValue": "govern-runtime"},
+            },
+        )
 
     def bus_for(self, event: dict[str, Any]) -> str:
         """Where an event arrives: the governance account's own events on its default bus; every
@@ -662,7 +704,9 @@ class Organization:
             return []
         return self.ledger(event_id)
 
-    def _conclude(self, delivery: _Delivery, ledger_entries: list[Any]) -> None:
+    def _conclude(
+        self, delivery: _Delivery, ledger_entries: list[Any], letters: list[DeadLetter] | None = None
+    ) -> None:
         """Outcome and verified actions of one delivery, from the entries the ledger holds for its event."""
         result = delivery.result
         if result.outcome in ("dead-lettered", "failed") and result.error:
@@ -681,10 +725,12 @@ class Organization:
                     detail=entry.detail,
                 )
             )
+        # This delivery's own letters: the same event, kept since it began. Matching on the id alone
+        # blamed an event for another one sharing its id, or for an earlier delivery of itself.
         dead = [
             letter
-            for letter in self.dead_letters()
-            if isinstance(letter.event, dict) and letter.event.get("id") == result.id
+            for letter in (self.dead_letters() if letters is None else letters)
+            if letter.message_id not in delivery.kept_before and letter.event == delivery.event
         ]
         failed_executions = self._failed_executions(delivery)
         failed_entries = [entry for entry in entries if entry.status == "failed"]
@@ -818,6 +864,7 @@ class Organization:
             stack.enter_context(_patched(module, "DEFAULT_ACCOUNT_ID", self.governance_account))
         stack.enter_context(_patched(LambdaFunction, "invoke", invoke_in_process))
         self._compress_workflow_time(stack)
+        self._parse_each_definition_once(stack)
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
         stack.enter_context(
             _patched(ConfigResponse, "start_config_rules_evaluation", start_config_rules_evaluation)
@@ -842,6 +889,21 @@ class Organization:
         fast_time = types.SimpleNamespace(**{**vars(time), "sleep": scaled_sleep})
         stack.enter_context(_patched(retrier_decl, "time", fast_time))
         stack.enter_context(_patched(WaitFunction, "_wait_interval", scaled_wait))
+
+    @staticmethod
+    def _parse_each_definition_once(stack: contextlib.ExitStack) -> None:
+        """moto parses a state machine's definition with ANTLR at every execution start: about two thirds of
+        an execution's CPU offline. The parsed program is reused instead. Safe for the backbone's state types
+        (Task, Choice, Wait, Pass, Succeed, Fail): their components are not changed by an execution."""
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+        parse = functools.lru_cache(maxsize=64)(AmazonStateLanguageParser.parse)
+
+        def parsed_program(self: Any) -> Any:
+            return parse(self._evaluation_details.state_machine_details.definition)[0]
+
+        stack.enter_context(_patched(ExecutionWorker, "_get_evaluation_entrypoint", parsed_program))
 
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:
@@ -1164,6 +1226,21 @@ def _patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
             setattr(owner, name, original)
         else:
             delattr(owner, name)
+
+
+def _envelope_problem(event: dict[str, Any]) -> str | None:
+    """What makes `event` one EventBridge could not have delivered, or None. EventBridge gives every event
+    a UUID and the 12-digit account it came from; the backbone keys its ledger on both, so a file's event
+    with another kind of id or account is kept aside here rather than fed to the backbone."""
+    missing = [key for key in ("id", "source", "detail-type", "account", "detail") if key not in event]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    event_id, account = event["id"], event["account"]
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH:
+        return f"id must be a non-empty string of at most {MAX_EVENT_ID_LENGTH} characters"
+    if not isinstance(account, str) or not re.fullmatch(r"[0-9]{12}", account):
+        return "account must be a 12-digit AWS account id"
+    return None
 
 
 def _one_line(error: object) -> str:

@@ -25,7 +25,10 @@ ApprovalStatus = Literal["Approved", "Rejected", "PendingManualApproval"]
 
 
 class ModelPackageStateChangeDetail(_Open):
-    ModelPackageArn: str = Field(pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+/\d+$")
+    # [0-9], not \d: in these patterns \d also matches other scripts' digits, such as full-width ones.
+    ModelPackageArn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:model-package/.+/[0-9]+$"
+    )
     ModelPackageGroupName: str = Field(min_length=1)
     ModelPackageVersion: int = Field(ge=1)
     ModelApprovalStatus: ApprovalStatus
@@ -61,7 +64,7 @@ class ConfigComplianceChangeDetail(_Open):
     resourceId: str = Field(min_length=1)
     resourceType: str = Field(min_length=1)
     configRuleName: str = Field(min_length=1)
-    awsAccountId: str = Field(pattern=r"^\d{12}$")
+    awsAccountId: str = Field(pattern=r"^[0-9]{12}$")
     awsRegion: str = Field(min_length=1)
     messageType: str
     configRuleARN: str | None = None
@@ -84,7 +87,9 @@ class OrganizationalUnit(_Open):
 
 class ManagedAccount(_Open):
     accountName: str
-    accountId: str | None = None
+    # Absent when a creation failed, else an account id: a garbage id was waited on for ten role checks,
+    # then reported as a missing role.
+    accountId: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
 
 
 class ManagedAccountStatus(_Open):

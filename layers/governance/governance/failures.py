@@ -30,17 +30,31 @@ def explain(error: dict[str, Any]) -> tuple[str, str]:
     return error_type, first_line
 
 
+def _bounded_text(value: Any, limit: int) -> str:
+    """`value` as printable text of at most `limit` characters ("" for none): what a ledger key or a message
+    attribute can hold. A malformed event's id may be a number, a list or 100 KB of NULs; the event itself
+    is kept whole in the message body."""
+    if value is None:
+        return ""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(value)[:limit])
+
+
+def _attribute_text(value: Any, limit: int) -> str:
+    """A message attribute value SQS accepts: never empty."""
+    return _bounded_text(value, limit) or "-"
+
+
 def dead_letter(event: Any, reason: str, *, flow: str, source: str) -> None:
     """Keep an event that cannot be processed in the events DLQ, with the reason, for redrive."""
-    event_id = event.get("id", "") if isinstance(event, dict) else ""
+    event_id = event.get("id") if isinstance(event, dict) else None
     client("sqs").send_message(
         QueueUrl=settings().require("dead_letter_queue_url"),
         MessageBody=json.dumps(event, default=str),
         MessageAttributes={
-            "error": {"DataType": "String", "StringValue": reason[:1024]},
+            "error": {"DataType": "String", "StringValue": _attribute_text(reason, 1024)},
             "flow": {"DataType": "String", "StringValue": flow},
             "source": {"DataType": "String", "StringValue": source},
-            "event_id": {"DataType": "String", "StringValue": event_id or "-"},
+            "event_id": {"DataType": "String", "StringValue": _attribute_text(event_id, 256)},
         },
     )
 
@@ -50,8 +64,10 @@ def record_workflow_failure(
 ) -> dict[str, Any]:
     """Ledger, notify and, for a malformed event, dead-letter; returns what was decided."""
     error_type, message = explain(error)
-    event_id = str(event.get("id", "")) if isinstance(event, dict) else ""
-    account = str(event.get("account", "")) if isinstance(event, dict) else ""
+    # Both become ledger keys (DynamoDB: at most 2048 bytes) and message attributes; the catch-all must
+    # not fail on the very event it is catching, whatever that event's id or account holds.
+    event_id = _bounded_text(event.get("id"), 256) if isinstance(event, dict) else ""
+    account = _bounded_text(event.get("account"), 64) if isinstance(event, dict) else ""
     malformed = error_type in MALFORMED_ERRORS
     if malformed:
         dead_letter(event, message, flow=flow, source="workflow")
