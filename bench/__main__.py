@@ -31,6 +31,12 @@ def meets(metric: str, value: float | None) -> bool | None:
     return value <= target if direction == "<=" else value >= target
 
 
+def save(report: dict[str, Any], output: Path) -> None:
+    """Written after every phase, so an interrupted run keeps what it measured."""
+    report["meets_targets"] = {metric: meets(metric, report.get(metric)) for metric in TARGETS}
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -58,16 +64,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             },
         }
         report["cold_start_ratio_max"] = round(max(s.ratio for s in starts), 3)
+        save(report, args.output)
     if not args.skip_replay:
         print(f"replay: {args.events} events in a fresh interpreter...", file=sys.stderr)
         small = replay.run_in_subprocess(args.events)
+        report["replay"] = {"small": small}
+        report["replay_events_per_s"] = round(small["events_per_s"], 2)
+        save(report, args.output)
         print(f"replay: {args.scale_events} events in a fresh interpreter...", file=sys.stderr)
         large = replay.run_in_subprocess(args.scale_events)
-        report["replay"] = {"small": small, "large": large}
-        report["replay_events_per_s"] = round(small["events_per_s"], 2)
+        report["replay"]["large"] = large
         report["replay_scaling_ratio"] = round(large["seconds"] / small["seconds"], 3)
         report["replay_scaling_events"] = [args.events, args.scale_events]
         report["peak_rss_mb"] = round(large["peak_rss_mb"], 1)
+        save(report, args.output)
     if not args.skip_cost:
         print("cost: replaying one sample event of each kind...", file=sys.stderr)
         report["cost"] = {
@@ -77,7 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "formula": cost.FORMULA,
             "per_10k_events_a_month": cost.cost_table(cost.profile_events()),
         }
-    report["meets_targets"] = {metric: meets(metric, report.get(metric)) for metric in TARGETS}
+    save(report, args.output)
     return report
 
 
@@ -131,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report = run(args)
     report["bench_seconds"] = round(time.perf_counter() - started, 1)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    save(report, args.output)
     print_table(report)
     print(f"\nwritten to {args.output}")
     return 0
