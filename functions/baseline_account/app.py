@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from governance import metric_names
 from governance.baseline import (
     AccountFacts,
     apply_baseline,
@@ -58,7 +59,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise MalformedEvent(f"step {step!r} is not one of {', '.join(STEPS)}")
     result = run(event)
     if step == "report_baseline" and result.get("status") == "done":
-        metrics.add_metric(name="AccountsBaselined", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=metric_names.ACCOUNTS_BASELINED, unit=MetricUnit.Count, value=1)
     elif step == "notify_creation_failed":
-        metrics.add_metric(name="AccountCreationsFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=metric_names.ACCOUNT_CREATIONS_FAILED, unit=MetricUnit.Count, value=1)
     return result

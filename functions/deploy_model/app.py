@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from governance import deployment
+from governance import deployment, metric_names
 
 logger = Logger()
 metrics = Metrics()
@@ -35,7 +35,7 @@ def start_pipeline(payload: Payload) -> Payload:
         payload["decision"], owner=payload["execution"], event_id=_event_id(payload)
     )
     if started["state"] == "started":
-        metrics.add_metric(name="DeploymentsStarted", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=metric_names.DEPLOYMENTS_STARTED, unit=MetricUnit.Count, value=1)
     return started
 
 
@@ -48,7 +48,7 @@ def record_deployment(payload: Payload) -> Payload:
         payload["decision"], payload["pipeline"], event_id=_event_id(payload)
     )
     metrics.add_metric(
-        name="DeploymentsSucceeded" if recorded["deployed"] else "DeploymentsFailed",
+        name=metric_names.DEPLOYMENTS_SUCCEEDED if recorded["deployed"] else metric_names.DEPLOYMENTS_FAILED,
         unit=MetricUnit.Count,
         value=1,
     )
@@ -56,7 +56,7 @@ def record_deployment(payload: Payload) -> Payload:
 
 
 def record_rejection(payload: Payload) -> Payload:
-    metrics.add_metric(name="ModelsRejected", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=metric_names.MODELS_REJECTED, unit=MetricUnit.Count, value=1)
     return deployment.record_rejection(payload["decision"], event_id=_event_id(payload))
 
 

@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from governance import model_card, promotion
+from governance import metric_names, model_card, promotion
 from governance.promotion import CentralVersion, GateResult, SourceVersion
 
 logger = Logger()
@@ -35,7 +35,7 @@ def load(payload: Payload) -> Payload:
 
 def gate_failed(payload: Payload) -> Payload:
     gate = payload["gate"]
-    metrics.add_metric(name="ModelsStoppedAtGate", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=metric_names.MODELS_STOPPED_AT_GATE, unit=MetricUnit.Count, value=1)
     return promotion.report_gate_failure(
         SourceVersion.from_payload(payload["source"]),
         GateResult(False, gate["missing_metadata"], gate["missing_metrics"], gate["problems"]),
@@ -63,7 +63,7 @@ def register(payload: Payload) -> Payload:
         owner=payload["execution"],
         event_id=_event_id(payload),
     )
-    metrics.add_metric(name="ModelsReplicated", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=metric_names.MODELS_REPLICATED, unit=MetricUnit.Count, value=1)
     return {**central.to_payload(), "replicated": True}
 
 
@@ -74,12 +74,15 @@ def release_claim(payload: Payload) -> Payload:
 
 def write_card(payload: Payload) -> Payload:
     central = CentralVersion.from_payload(payload["central"])
-    return model_card.write_model_card(
+    card = model_card.write_model_card(
         promotion.describe_central_version(central.arn),
         event_id=_event_id(payload),
         flow=promotion.FLOW,
         account=payload["source"]["account"],
     )
+    if card["change"] in ("created", "updated"):
+        metrics.add_metric(name=metric_names.MODEL_CARDS_WRITTEN, unit=MetricUnit.Count, value=1)
+    return card
 
 
 def announce(payload: Payload) -> Payload:

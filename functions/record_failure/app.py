@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from governance import metric_names
 from governance.failures import record_workflow_failure
 
 logger = Logger()
+metrics = Metrics()
 
 
 @logger.inject_lambda_context(correlation_id_path="event.id")
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     decided = record_workflow_failure(
         flow=event["flow"],
@@ -21,5 +25,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         event=event.get("event"),
         error=event.get("error") or {},
     )
+    metrics.add_metric(name=metric_names.WORKFLOWS_FAILED, unit=MetricUnit.Count, value=1)
     logger.warning("workflow failed", extra=decided)
     return decided

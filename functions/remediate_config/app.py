@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from governance import metric_names
 from governance.events import ConfigComplianceChange, MalformedEvent, parse_event
 from governance.idempotency import register_lambda_context
 from governance.remediation.engine import record_rejection, remediate_evaluation
@@ -51,7 +52,7 @@ def remediate_record(record: SQSRecord) -> str:
         )
         raise
     metrics.add_metric(
-        name="Remediation" + decision.status.title().replace("-", ""), unit=MetricUnit.Count, value=1
+        name=metric_names.REMEDIATION_OUTCOMES[decision.status], unit=MetricUnit.Count, value=1
     )
     logger.info(
         "evaluation handled",

@@ -12,19 +12,13 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from governance import metric_names
+
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_TOPIC = {"Ref": "PlatformTopic"}
-# The Powertools metrics (namespace MLGovernance) each flow emits for its decisions.
-DECISION_METRICS = (
-    "replicated",
-    "cards_written",
-    "pipelines_started",
-    "accounts_baselined",
-    "remediated",
-    "exempted",
-    "dry_run",
-    "failed",
-)
+# The Powertools metrics (namespace MLGovernance) the handlers emit for their decisions; that they are
+# really emitted, one per decision, is tests/flows/test_metrics.py's part.
+DECISION_METRICS = sorted(metric_names.ALL)
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
 
@@ -209,6 +203,10 @@ def test_dashboard_shows_queues_workflows_functions_and_decisions(backbone: dict
     for name in DECISION_METRICS:
         # Powertools Metrics adds the `service` dimension from POWERTOOLS_SERVICE_NAME.
         assert ("MLGovernance", name, "service", "ml-governance-<Stage>") in metrics
+    plotted = {metric[1] for metric in metrics if metric[0] == "MLGovernance"}
+    assert plotted <= metric_names.ALL, (
+        f"the dashboard plots metrics nothing emits: {plotted - metric_names.ALL}"
+    )
 
 
 def test_dashboard_uses_the_powertools_namespace_and_service_of_the_functions(
