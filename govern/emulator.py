@@ -46,6 +46,11 @@ WORKFLOW_TIMEOUT_SECONDS = 300.0
 # declared seconds, so a backoff of minutes replays in a blink while keeping its order and shape.
 WORKFLOW_TIME_SCALE = 0.01
 MAX_SQS_ROUNDS = 10_000
+# A concurrent replay delivers its events this many at a time and lets each batch settle before the next.
+# moto's SQS scans a whole queue on every send and receive, so thousands of events queued at once made a
+# replay quadratic; batches of a few hundred keep it linear and still queue events together, as a burst of
+# Config evaluations arrives.
+CONCURRENT_BATCH = 100
 # EventBridge's PutEvents limit (measured here on the event's UTF-8 JSON, a little stricter than AWS).
 MAX_EVENT_BYTES = 256 * 1024
 MAX_EVENT_ID_LENGTH = 256  # EventBridge's own ids are 36-character UUIDs
@@ -201,7 +206,7 @@ class Organization:
         self.functions: dict[str, FunctionSpec] = {}  # by function name
         self.rules: list[Rule] = []
         self.state_machines: dict[str, str] = {}  # logical id -> ARN
-        self._topic_captures: dict[str, str] = {}  # topic ARN -> capture queue URL
+        self._topics: dict[str, int] = {}  # topic ARN -> how many of its messages were collected
         self._dead_letter_queues: list[str] = []
         self.config_evaluations: list[tuple[str, str, list[str]]] = []
         self.assume_role_attempts: dict[str, int] = {}
@@ -273,6 +278,7 @@ class Organization:
         sessions = sys.modules.get("governance.sessions")
         if sessions is not None:
             sessions.forget_sessions()
+        _drop_unflushed_metrics()
         for module in list(sys.modules.values()):
             reset = getattr(module, "reset_caches_for_tests", None)
             if callable(reset) and getattr(module, "__name__", "").startswith("governance"):
@@ -370,28 +376,28 @@ class Organization:
         return [notification for notification in self._captured if notification.topic_arn == topic_arn]
 
     def _collect_notifications(self) -> None:
-        """Move what the runtime's own subscriber queues received into memory (they are the runtime's,
-        not the backbone's, so consuming them changes nothing the backbone owns)."""
-        sqs = self._aws("sqs")
+        """Move what was published to the backbone's topics since the last call into memory. Read from moto's
+        own record of each topic's messages, as `_peek` reads a queue: a subscriber queue per topic made every
+        publish a queue write and every read a queue scan, for the same messages."""
+        from moto.sns.models import sns_backends
+
         with self._lock:
-            for topic_arn, capture_url in self._topic_captures.items():
-                while True:
-                    messages = sqs.receive_message(QueueUrl=capture_url, MaxNumberOfMessages=10).get(
-                        "Messages", []
+            for topic_arn in self._topics:
+                _, _, _, region, account, _ = topic_arn.split(":", 5)
+                sent = sns_backends[account][region].topics[topic_arn].sent_notifications
+                for message_id, message, subject, attributes, _group in sent[self._topics[topic_arn] :]:
+                    notification = _notification_from(
+                        topic_arn,
+                        {
+                            "MessageId": message_id,
+                            "Message": message,
+                            "Subject": subject or "",
+                            "MessageAttributes": attributes or {},
+                        },
                     )
-                    if not messages:
-                        break
-                    for message in messages:
-                        notification = _notification_from(topic_arn, json.loads(message["Body"]))
-                        self._captured.append(notification)
-                        self._captured_ids.add(notification.message_id)
-                    sqs.delete_message_batch(
-                        QueueUrl=capture_url,
-                        Entries=[
-                            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-                            for index, message in enumerate(messages)
-                        ],
-                    )
+                    self._captured.append(notification)
+                    self._captured_ids.add(notification.message_id)
+                self._topics[topic_arn] = len(sent)
 
     def ledger(self, event_id: str) -> list[Any]:
         from governance.ledger import entries_for_event
@@ -483,6 +489,7 @@ class Organization:
         # Concurrent replays read the whole ledger once before and once after, not twice per event.
         before = None if sequential else self._ledger_by_event()
         kept_before = None if sequential else self._kept_message_ids()
+        pending: list[_Delivery] = []
         for index, event in enumerate(events, start=1):
             kept = self._kept_message_ids() if kept_before is None else kept_before
             delivery = self._start_delivery(event, seed=seed, ledger_before=before)
@@ -490,11 +497,18 @@ class Organization:
             deliveries.append(delivery)
             if sequential:
                 self._settle([delivery])
+                self._collect_notifications()
                 self._conclude(delivery, self._ledger_entries(delivery.result.id))
+            else:
+                pending.append(delivery)
+                if len(pending) >= CONCURRENT_BATCH:
+                    self._settle(pending)
+                    pending = []
             if progress:
                 progress(index, total)
         if not sequential:
-            self._settle(deliveries)
+            self._settle(pending)  # also drains what tests put on the queues directly, with no events
+            self._collect_notifications()
             after = self._ledger_by_event()
             letters = self.dead_letters()
             for delivery in deliveries:
@@ -502,19 +516,22 @@ class Organization:
         return [delivery.result for delivery in deliveries]
 
     def _ledger_by_event(self) -> dict[str, list[Any]]:
-        """Every ledger entry, by event id, oldest first: one scan of the table."""
+        """Every ledger entry, by event id, oldest first. Read from moto's table, as `_peek` reads a queue:
+        moto's Scan walks past every earlier page to serve the next, so paging through the ledger grew with
+        the square of its size (20 s of a 5,000-event replay)."""
+        from boto3.dynamodb.types import TypeDeserializer
+        from moto.dynamodb.models import dynamodb_backends
+
         from governance.ledger import LedgerEntry
 
-        table = self.session().resource("dynamodb").Table(self.physical_id("LedgerTable"))
+        table = dynamodb_backends[self.governance_account][self.region].get_table(
+            self.physical_id("LedgerTable")
+        )
+        deserialize = TypeDeserializer().deserialize
         by_event: dict[str, list[Any]] = {}
-        arguments: dict[str, Any] = {}
-        while True:
-            page = table.scan(**arguments)
-            for item in page["Items"]:
-                by_event.setdefault(str(item["event_id"]), []).append(LedgerEntry.from_item(item))
-            if "LastEvaluatedKey" not in page:
-                break
-            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in table.all_items():
+            plain = {name: deserialize(value) for name, value in item.to_json()["Attributes"].items()}
+            by_event.setdefault(str(plain["event_id"]), []).append(LedgerEntry.from_item(plain))
         for entries in by_event.values():
             entries.sort(key=lambda entry: entry.recorded_at)
         return by_event
@@ -658,9 +675,7 @@ class Organization:
 
     def _run_sqs_batch(self, function: FunctionSpec, queue_url: str, messages: list[dict[str, Any]]) -> None:
         sqs = self._aws("sqs")
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        queue_arn = self._queue_arn_from_url(queue_url)
         records = [
             {
                 "messageId": message["MessageId"],
@@ -689,6 +704,7 @@ class Organization:
             failed_ids = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
         except Exception:
             failed_ids = {message["MessageId"] for message in messages}
+        done: list[dict[str, str]] = []
         for message in messages:
             if message["MessageId"] in failed_ids:
                 # Visible again at once: the emulation does not wait out the visibility timeout.
@@ -696,7 +712,9 @@ class Organization:
                     QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
             else:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
+        if done:  # as Lambda's event source mapping does: one DeleteMessageBatch per batch
+            sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
 
     # ------------------------------------------------------------------ outcomes
     def _ledger_entries(self, event_id: str) -> list[Any]:
@@ -711,7 +729,6 @@ class Organization:
         result = delivery.result
         if result.outcome in ("dead-lettered", "failed") and result.error:
             return
-        self._collect_notifications()
         entries = ledger_entries[delivery.ledger_before :]
         for entry in entries:
             if entry.action == "dead_letter":
@@ -797,7 +814,11 @@ class Organization:
     def _invoke(self, function: FunctionSpec, payload: Any) -> Any:
         context = LambdaContext.for_function(function.name, function.arn, function.memory, function.timeout)
         handler = function.entrypoint()
-        return handler(payload, context)
+        try:
+            return handler(payload, context)
+        finally:
+            if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
+                _drop_unflushed_metrics()
 
     def _install_patches(self, stack: contextlib.ExitStack) -> None:
         from moto.awslambda.models import LambdaFunction
@@ -865,6 +886,7 @@ class Organization:
         stack.enter_context(_patched(LambdaFunction, "invoke", invoke_in_process))
         self._compress_workflow_time(stack)
         self._parse_each_definition_once(stack)
+        self._check_retention_without_scanning(stack)
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
         stack.enter_context(
             _patched(ConfigResponse, "start_config_rules_evaluation", start_config_rules_evaluation)
@@ -904,6 +926,22 @@ class Organization:
             return parse(self._evaluation_details.state_machine_details.definition)[0]
 
         stack.enter_context(_patched(ExecutionWorker, "_get_evaluation_entrypoint", parsed_program))
+
+    @staticmethod
+    def _check_retention_without_scanning(stack: contextlib.ExitStack) -> None:
+        """moto checks each received message against the queue's retention period by building every queue
+        attribute, approximate message counts included: a scan of the queue per message received. The same
+        check, reading the one attribute it needs."""
+        from moto.core.utils import unix_time
+        from moto.sqs.models import Message, SQSBackend
+
+        def within_retention(self: SQSBackend, queue_name: str, message: Message) -> bool:
+            retention_period = int(self.get_queue(queue_name).message_retention_period)  # type: ignore[attr-defined]
+            return bool(retention_period + (message.sent_timestamp or 0) / 1000 > unix_time())
+
+        stack.enter_context(
+            _patched(SQSBackend, "is_message_valid_based_on_retention_period", within_retention)
+        )
 
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:
@@ -994,17 +1032,9 @@ class Organization:
         return {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
 
     def _create_topic(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
-        sns = self._aws("sns")
-        sqs = self._aws("sqs")
         name = properties.get("TopicName") or f"{STACK_NAME}-{logical_id}"
-        arn = sns.create_topic(Name=name)["TopicArn"]
-        # A subscriber that keeps every message, so the runtime can show and verify notifications.
-        capture = sqs.create_queue(QueueName=f"govern-capture-{name}")["QueueUrl"]
-        capture_arn = sqs.get_queue_attributes(QueueUrl=capture, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=capture_arn)
-        self._topic_captures[arn] = capture
+        arn = self._aws("sns").create_topic(Name=name)["TopicArn"]
+        self._topics[arn] = 0
         return {"Ref": arn, "Arn": arn, "TopicArn": arn, "TopicName": name}
 
     def _create_table(self, logical_id: str, properties: dict[str, Any]) -> dict[str, Any]:
@@ -1198,7 +1228,7 @@ _AUDIENCE_TOPICS = {
 
 
 def _notification_from(topic_arn: str, envelope: dict[str, Any]) -> Notification:
-    """A notification as the SNS -> SQS envelope carries it."""
+    """A notification from the fields an SNS envelope carries (attributes as {"Type", "Value"})."""
     try:
         body = json.loads(envelope.get("Message", "{}"))
     except json.JSONDecodeError:
@@ -1226,6 +1256,16 @@ def _patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
             setattr(owner, name, original)
         else:
             delattr(owner, name)
+
+
+def _drop_unflushed_metrics() -> None:
+    """Powertools keeps the metrics of every Metrics instance in one shared set and, when metrics are
+    disabled (as the runtime runs them), never clears it. Cleared after each invocation and at each new
+    deployment, as a fresh execution environment would be: else a later run with metrics on (a test
+    reading EMF) prints every count since the process started."""
+    module = sys.modules.get("aws_lambda_powertools.metrics")
+    if module is not None:
+        module.Metrics().clear_metrics()
 
 
 def _envelope_problem(event: dict[str, Any]) -> str | None:
