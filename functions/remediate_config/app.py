@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -19,6 +20,8 @@ from governance.remediation.policy import PolicyError
 
 logger = Logger()
 metrics = Metrics()
+# A batch of only rejected records has no metric to emit; Powertools documents this filter for that case.
+warnings.filterwarnings("ignore", "No application metrics to publish*")
 # A failed record goes back to the queue alone (ReportBatchItemFailures) and, after its last receive,
 # to the queue's DLQ. A batch whose every record failed is answered the same way rather than with an
 # exception, so the response always names exactly the records to retry.

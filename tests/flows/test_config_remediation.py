@@ -16,8 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from govern.emulator import PROJECT_ROOT, Organization
+from govern.faults import Fault, inject_api_faults
 from governance.events import ConfigComplianceChange, parse_event
-from governance.remediation.engine import remediate_evaluation
+from governance.remediation.engine import ALREADY_REQUESTED, remediate_evaluation
 from governance.remediation.policy import POLICY_FILE_VARIABLE, base_rule_names, packaged_policy_path
 
 MEMBER = "210987654321"
@@ -797,3 +798,57 @@ def test_govern_replay_json_reports_each_control_done_verified_and_notified() ->
         assert (actions["remediate"]["status"], actions["remediate"]["verified"]) == ("done", True), event
         assert (actions["notify"]["status"], actions["notify"]["verified"]) == ("done", True), event
         assert actions["notify"]["target"].endswith(":ml-governance-dev-security")
+
+
+# --------------------------------------------------------------------------- re-evaluation requests
+
+
+def another_bucket(event: dict[str, Any], bucket: str, *, event_id: str) -> dict[str, Any]:
+    moved = json.loads(json.dumps(event).replace("team-churn-public-data", bucket))
+    moved["id"] = event_id
+    return moved
+
+
+def test_a_burst_of_one_rule_asks_config_to_reevaluate_once(
+    org: Organization, load_event: EventLoader
+) -> None:
+    first = load_event("config-s3-public-read")
+    second = another_bucket(
+        first, "team-churn-public-data-2", event_id="7b0cf7f4-4d3c-4c59-9c1e-2a1f6a0d2b11"
+    )
+    for event in (first, second):
+        org.seed(event)
+
+    results = org.replay([first, second], sequential=False)
+
+    assert [result.outcome for result in results] == ["succeeded", "succeeded"]
+    for bucket in ("team-churn-public-data", "team-churn-public-data-2"):
+        assert bucket_state(org, MEMBER, bucket)["public_access_block"]
+    reevaluations = sorted(
+        remediations(org, event["id"])[0].detail["reevaluation"] for event in (first, second)
+    )
+    assert reevaluations == [ALREADY_REQUESTED, "requested"]
+    # Config was asked once: a second request within the minute would be refused (LimitExceededException).
+    assert org.config_evaluations == [(MEMBER, REGION, ["s3-bucket-public-read-prohibited"])]
+
+
+def test_a_refused_reevaluation_request_leaves_the_verified_fix_done(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    refused = Fault("config", "StartConfigRulesEvaluation", "LimitExceededException", 400)
+
+    with inject_api_faults(org, [refused]):
+        [result] = org.replay([event])
+
+    assert result.outcome == "succeeded"
+    assert refused.hits == 1
+    [entry] = remediations(org, event["id"])
+    assert (entry.status, entry.detail["verified"], entry.detail["reevaluation"]) == (
+        "done",
+        True,
+        ALREADY_REQUESTED,
+    )
+    assert bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"]
+    assert org.config_evaluations == []

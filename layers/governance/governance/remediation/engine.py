@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -440,19 +441,46 @@ def _failed(decision: Decision, reason: str) -> Decision:
     )
 
 
+# Config accepts one StartConfigRulesEvaluation per rule a minute, and none while the rule's evaluation runs
+# (LimitExceededException). A burst of findings of one rule in one account (ten buckets made public by one
+# template) asks once; the others say the request is already made.
+REEVALUATION_INTERVAL_SECONDS = 60.0
+ALREADY_REQUESTED = "already requested for this rule within the minute (Config takes one request a minute)"
+_reevaluations_requested: dict[tuple[str, str, str], float] = {}
+
+
 def request_reevaluation(evaluation: Evaluation) -> str:
     """Ask Config to evaluate the rule again, so compliance turns green without waiting for its schedule.
     Best effort: the fix is already verified, so a refused request is reported, not treated as a failure."""
+    key = (evaluation.account, evaluation.region, evaluation.rule)
+    now = time.monotonic()
+    last = _reevaluations_requested.get(key)
+    if last is not None and now - last < REEVALUATION_INTERVAL_SECONDS:
+        return ALREADY_REQUESTED
     try:
         client("config", evaluation.account, evaluation.region).start_config_rules_evaluation(
             ConfigRuleNames=[evaluation.rule]
         )
-    except (ClientError, BotoCoreError, RoleAssumptionError) as error:
-        logger.warning(
-            "re-evaluation not requested", extra={"rule": evaluation.rule, "error": _one_line(error)}
-        )
-        return f"not requested: {_one_line(error)}"
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "LimitExceededException":
+            # Another function asked (or the evaluation is running): the rule is being evaluated again.
+            _reevaluations_requested[key] = now
+            return ALREADY_REQUESTED
+        return _not_requested(evaluation, error)
+    except (BotoCoreError, RoleAssumptionError) as error:
+        return _not_requested(evaluation, error)
+    _reevaluations_requested[key] = now
     return "requested"
+
+
+def _not_requested(evaluation: Evaluation, error: Exception) -> str:
+    logger.warning("re-evaluation not requested", extra={"rule": evaluation.rule, "error": _one_line(error)})
+    return f"not requested: {_one_line(error)}"
+
+
+def reset_caches_for_tests() -> None:
+    """A new execution environment (the offline runtime's fresh deployment) remembers no requests."""
+    _reevaluations_requested.clear()
 
 
 def _record_duplicate(evaluation: Evaluation, first: Decision) -> Decision:
