@@ -23,7 +23,7 @@ from governance.baseline import (
     verify_baseline,
     wait_for_role,
 )
-from governance.events import MalformedEvent
+from governance.errors import MalformedEvent
 
 logger = Logger()
 metrics = Metrics()

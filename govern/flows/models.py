@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from governance import model_card
 from governance.deployment import PIPELINE_VARIABLE, deployment_record
-from governance.events import MalformedEvent
+from governance.errors import MalformedEvent
 from governance.naming import central_group_name
 from governance.promotion import (
     LINEAGE_SOURCE_ACCOUNT,

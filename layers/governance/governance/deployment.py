@@ -10,7 +10,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from governance import model_card
-from governance.events import ModelPackageStateChange, parse_event
 from governance.ledger import LedgerEntry, record
 from governance.notifier import Severity, notify
 from governance.promotion import (
@@ -84,6 +83,9 @@ def check_backoff_seconds(attempt: int) -> int:
 
 def load_decision(event: dict[str, Any]) -> dict[str, Any]:
     """Parse the central registry's event and read the version's current decision from the registry."""
+    # Only this step parses an event: the models (pydantic) load here, not when a pipeline check starts.
+    from governance.events import ModelPackageStateChange, parse_event
+
     change = parse_event(event, ModelPackageStateChange)
     arn = change.detail.ModelPackageArn
     parse_model_package_arn(arn)

@@ -8,9 +8,7 @@ from typing import Any, Literal, TypeVar
 from aws_lambda_powertools.utilities.parser.models.event_bridge import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-
-class MalformedEvent(ValueError):
-    """The event cannot be acted on; the message says which fields are wrong, in one line."""
+from governance.errors import MalformedEvent as MalformedEvent  # re-exported: raised by parse_event
 
 
 class _Open(BaseModel):

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from governance.events import MalformedEvent, ModelPackageStateChange, parse_event
+from governance.errors import MalformedEvent
 from governance.ledger import LedgerEntry, record
 from governance.naming import central_group_name
 from governance.notifier import notify
@@ -135,6 +135,9 @@ def _json_safe(value: Any) -> Any:
 
 def load_source_version(event: dict[str, Any]) -> SourceVersion:
     """Parse the approval event; describe the version in its own account, through GovernanceExecutionRole."""
+    # Only this step parses an event: the models (pydantic) load here, not when any other step starts.
+    from governance.events import ModelPackageStateChange, parse_event
+
     approval = parse_event(event, ModelPackageStateChange)
     region, account, _, version = parse_model_package_arn(approval.detail.ModelPackageArn)
     response = (
