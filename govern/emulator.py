@@ -207,6 +207,7 @@ class Organization:
         self.rules: list[Rule] = []
         self.state_machines: dict[str, str] = {}  # logical id -> ARN
         self._topics: dict[str, int] = {}  # topic ARN -> how many of its messages were collected
+        self._outbox: dict[str, list[str]] = {}  # queue URL -> events delivered to it, not yet sent
         self._dead_letter_queues: list[str] = []
         self.config_evaluations: list[tuple[str, str, list[str]]] = []
         self.assume_role_attempts: dict[str, int] = {}
@@ -611,9 +612,9 @@ class Organization:
 
     def _deliver_to(self, target: Target, event: dict[str, Any], delivery: _Delivery) -> None:
         if target.kind == "sqs":
-            self._aws("sqs").send_message(
-                QueueUrl=self._queue_url_from_arn(target.arn), MessageBody=json.dumps(event)
-            )
+            # Sent when the deliveries settle, ten to a request: the queue ends up holding the same messages
+            # EventBridge's one-by-one delivery would put there, at a tenth of the emulated API calls.
+            self._outbox.setdefault(self._queue_url_from_arn(target.arn), []).append(json.dumps(event))
         elif target.kind == "statemachine":
             # EventBridge names executions at random; moto needs a name, and a random one keeps
             # every delivery (duplicates included) its own execution, as in AWS.
@@ -632,11 +633,35 @@ class Organization:
 
     def _settle(self, deliveries: list[_Delivery]) -> None:
         """Run SQS event sources and wait for executions until nothing is left in flight."""
+        self._send_outbox()
         for _ in range(MAX_SQS_ROUNDS):
             consumed = self._poll_event_sources()
             running = self._wait_for_executions(deliveries)
             if not consumed and not running:
                 return
+
+    def _send_outbox(self) -> None:
+        """Put the events delivered to queue targets on their queues: batches of at most ten messages and
+        SQS's request size limit (an event near the limit goes alone)."""
+        sqs = self._aws("sqs")
+        outbox, self._outbox = self._outbox, {}
+        for queue_url, bodies in outbox.items():
+            batch: list[str] = []
+            for body in [*bodies, None]:
+                size = sum(len(text.encode("utf-8", "surrogatepass")) for text in batch)
+                full = len(batch) == 10 or (
+                    body is not None and size + len(body.encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES
+                )
+                if batch and (body is None or full):
+                    response = sqs.send_message_batch(
+                        QueueUrl=queue_url,
+                        Entries=[{"Id": str(index), "MessageBody": text} for index, text in enumerate(batch)],
+                    )
+                    if response.get("Failed"):
+                        raise RuntimeError(f"could not queue events on {queue_url}: {response['Failed'][0]}")
+                    batch = []
+                if body is not None:
+                    batch.append(body)
 
     def _wait_for_executions(self, deliveries: list[_Delivery]) -> bool:
         sfn = self._aws("stepfunctions")
