@@ -643,25 +643,27 @@ class Organization:
     def _send_outbox(self) -> None:
         """Put the events delivered to queue targets on their queues: batches of at most ten messages and
         SQS's request size limit (an event near the limit goes alone)."""
-        sqs = self._aws("sqs")
         outbox, self._outbox = self._outbox, {}
         for queue_url, bodies in outbox.items():
             batch: list[str] = []
-            for body in [*bodies, None]:
-                size = sum(len(text.encode("utf-8", "surrogatepass")) for text in batch)
-                full = len(batch) == 10 or (
-                    body is not None and size + len(body.encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES
-                )
-                if batch and (body is None or full):
-                    response = sqs.send_message_batch(
-                        QueueUrl=queue_url,
-                        Entries=[{"Id": str(index), "MessageBody": text} for index, text in enumerate(batch)],
-                    )
-                    if response.get("Failed"):
-                        raise RuntimeError(f"could not queue events on {queue_url}: {response['Failed'][0]}")
-                    batch = []
-                if body is not None:
-                    batch.append(body)
+            size = 0
+            for body in bodies:
+                length = len(body.encode("utf-8", "surrogatepass"))
+                if batch and (len(batch) == 10 or size + length > MAX_EVENT_BYTES):
+                    self._send_batch(queue_url, batch)
+                    batch, size = [], 0
+                batch.append(body)
+                size += length
+            if batch:
+                self._send_batch(queue_url, batch)
+
+    def _send_batch(self, queue_url: str, bodies: list[str]) -> None:
+        response = self._aws("sqs").send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(index), "MessageBody": body} for index, body in enumerate(bodies)],
+        )
+        if response.get("Failed"):
+            raise RuntimeError(f"could not queue events on {queue_url}: {response['Failed'][0]}")
 
     def _wait_for_executions(self, deliveries: list[_Delivery]) -> bool:
         sfn = self._aws("stepfunctions")

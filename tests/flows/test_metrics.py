@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from govern.emulator import Organization
 from govern.faults import access_denied, inject_api_faults
 from governance import metric_names
+from governance.remediation.engine import Outcome
 from tests.conftest import EVENTS_DIR, read_event
 
 MEMBER = "210987654321"
@@ -147,3 +148,8 @@ def _public_access_block(s3: Any, bucket: str) -> dict[str, Any]:
         return dict(s3.get_public_access_block(Bucket=bucket))
     except s3.exceptions.ClientError:
         return {}
+
+
+def test_every_remediation_outcome_has_its_metric() -> None:
+    # The handler looks the metric up by outcome: a new outcome without one would fail every such record.
+    assert set(metric_names.REMEDIATION_OUTCOMES) == set(get_args(Outcome))
