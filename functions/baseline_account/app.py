@@ -32,11 +32,11 @@ warnings.filterwarnings("ignore", "No application metrics to publish*")
 
 
 def _facts(payload: dict[str, Any]) -> AccountFacts:
-    return AccountFacts.model_validate(payload["account"])
+    return AccountFacts.from_payload(payload.get("account"))
 
 
 STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "describe": lambda payload: describe_lifecycle_event(payload["event"]).model_dump(),
+    "describe": lambda payload: describe_lifecycle_event(payload["event"]).to_payload(),
     "notify_creation_failed": lambda payload: notify_creation_failed(_facts(payload)),
     "notify_not_governed": lambda payload: notify_not_governed(_facts(payload)),
     "wait_for_role": lambda payload: wait_for_role(_facts(payload), int(payload["attempt"])),

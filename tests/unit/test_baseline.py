@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,7 +165,7 @@ def ebs_encryption_by_default(region: str, account: str = NEW_ACCOUNT) -> bool:
 
 
 def facts_of(name: str, **changes: Any) -> AccountFacts:
-    return baseline.describe_lifecycle_event(load_event(name)).model_copy(update=changes)
+    return dataclasses.replace(baseline.describe_lifecycle_event(load_event(name)), **changes)
 
 
 def baseline_account(facts: AccountFacts) -> dict[str, Any]:
@@ -503,10 +505,26 @@ def test_accounts_on_an_older_baseline_are_found(aws: dict[str, str]) -> None:
 def test_facts_survive_the_round_trip_through_the_state_machine(aws: dict[str, str]) -> None:
     facts = facts_of("account-created.json")
 
-    dumped = json.loads(json.dumps(facts.model_dump()))
+    dumped = json.loads(json.dumps(facts.to_payload()))
 
     assert dumped["governed"] is True
-    assert AccountFacts.model_validate(copy.deepcopy(dumped)) == facts
+    assert AccountFacts.from_payload(copy.deepcopy(dumped)) == facts
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (None, "account: expected an object, got NoneType"),
+        ({"event_id": "e"}, "account.event_name: missing"),
+        (
+            {"event_id": "e", "event_name": "n", "state": 3, "change": "c", "lifecycle_at": "t"},
+            "account.state: expected a string, got int",
+        ),
+    ],
+)
+def test_facts_that_are_not_the_workflows_own_are_refused_by_name(payload: Any, reason: str) -> None:
+    with pytest.raises(MalformedEvent, match=f"^{re.escape(reason)}$"):
+        AccountFacts.from_payload(payload)
 
 
 # --- what the member role must allow -----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -9,9 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, computed_field
 
-from governance.events import ControlTowerLifecycle, MalformedEvent, parse_event
+from governance.errors import MalformedEvent
 from governance.ledger import LedgerEntry, Status, record
 from governance.notifier import notify
 from governance.sessions import RoleAssumptionError, client, forget_sessions, role_arn_in, session_for
@@ -55,10 +55,12 @@ class BaselineConfigurationError(ValueError):
 # --- what the event says ---------------------------------------------------------------------------
 
 
-class AccountFacts(BaseModel):
-    """What the workflow knows about the account, passed from step to step in the state machine."""
+@dataclass(frozen=True)
+class AccountFacts:
+    """What the workflow knows about the account, passed from step to step in the state machine.
 
-    model_config = ConfigDict(frozen=True)
+    A dataclass, not a model: only the describe step reads an event, so the other steps of the workflow
+    start without pydantic (`make bench` measures the cold start)."""
 
     event_id: str
     event_name: str
@@ -75,11 +77,31 @@ class AccountFacts(BaseModel):
     environment: str = ""
     team: str = UNASSIGNED_TEAM
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def governed(self) -> bool:
         """Only accounts of an OU in OU_ENVIRONMENT_MAP are baselined: the member role is deployed there."""
         return bool(self.environment)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The state machine's `account`: every fact, and `governed` for its Choice state."""
+        return {**dataclasses.asdict(self), "governed": self.governed}
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> AccountFacts:
+        """The facts back from a step's input; MalformedEvent names what is missing or not a string."""
+        if not isinstance(payload, dict):
+            raise MalformedEvent(f"account: expected an object, got {type(payload).__name__}")
+        values: dict[str, str] = {}
+        for field in dataclasses.fields(cls):
+            if field.name not in payload:
+                if field.default is dataclasses.MISSING:
+                    raise MalformedEvent(f"account.{field.name}: missing")
+                continue
+            value = payload[field.name]
+            if not isinstance(value, str):
+                raise MalformedEvent(f"account.{field.name}: expected a string, got {type(value).__name__}")
+            values[field.name] = value
+        return cls(**values)
 
 
 def ou_environment_map() -> dict[str, str]:
@@ -133,6 +155,8 @@ def describe_lifecycle_event(event: Any) -> AccountFacts:
             change=str(event.get("detail", {}).get("eventID") or event.get("id", "")),
             lifecycle_at=str(event.get("time", "")),
         )
+    from governance.events import ControlTowerLifecycle, parse_event  # pydantic: this step only
+
     lifecycle = parse_event(event, ControlTowerLifecycle)
     status = lifecycle.detail.status
     mapping = ou_environment_map()
