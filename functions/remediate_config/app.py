@@ -15,8 +15,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from governance import metric_names
 from governance.events import ConfigComplianceChange, MalformedEvent, parse_event
 from governance.idempotency import register_lambda_context
-from governance.remediation.engine import record_rejection, remediate_evaluation
+from governance.remediation.engine import record_dead_letter, record_rejection, remediate_evaluation
 from governance.remediation.policy import PolicyError
+from governance.settings import settings
 
 logger = Logger()
 metrics = Metrics()
@@ -40,6 +41,8 @@ def _event_in(record: SQSRecord) -> Any:
 def remediate_record(record: SQSRecord) -> str:
     """One record: its body is the EventBridge event the governance bus rule put on the queue."""
     body: Any = record.body
+    change: ConfigComplianceChange | None = None
+    receive_count = int(record.attributes.get("ApproximateReceiveCount") or 1)
     logger.set_correlation_id(record.message_id)  # until the event's own id is known
     try:
         body = _event_in(record)
@@ -50,9 +53,17 @@ def remediate_record(record: SQSRecord) -> str:
     except (MalformedEvent, PolicyError) as error:
         # Retrying cannot fix these; raising still hands the record back to SQS, so it ends in the DLQ.
         logger.error("record rejected", extra={"message_id": record.message_id, "error": str(error)})
-        record_rejection(
-            body, error, receive_count=int(record.attributes.get("ApproximateReceiveCount") or 1)
-        )
+        record_rejection(body, error, receive_count=receive_count)
+        raise
+    except Exception as error:
+        # A transient AWS error (or a defect): the queue redelivers the record. After the last delivery SQS
+        # moves it to the DLQ, so that delivery first tells the ledger and the security team.
+        if change is not None and receive_count >= settings().compliance_max_receives:
+            logger.error("last delivery failed; dead-lettering", extra={"error": str(error)})
+            record_dead_letter(change, error, deliveries=receive_count)
+            metrics.add_metric(
+                name=metric_names.REMEDIATION_OUTCOMES["failed"], unit=MetricUnit.Count, value=1
+            )
         raise
     metrics.add_metric(
         name=metric_names.REMEDIATION_OUTCOMES[decision.status], unit=MetricUnit.Count, value=1

@@ -852,3 +852,24 @@ def test_a_refused_reevaluation_request_leaves_the_verified_fix_done(
     )
     assert bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"]
     assert org.config_evaluations == []
+
+
+def test_the_function_knows_which_delivery_the_queue_dead_letters_after(org: Organization) -> None:
+    """The last delivery is ledgered and notified before SQS moves the record aside; it must be the
+    queue's own maxReceiveCount, whatever ComplianceMaxReceives is deployed with."""
+    sqs = org.session().client("sqs")
+    url = sqs.get_queue_url(QueueName="ml-governance-dev-config-compliance")["QueueUrl"]
+    redrive = json.loads(
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"][
+            "RedrivePolicy"
+        ]
+    )
+    functions = org.session().client("lambda").list_functions()["Functions"]
+    [remediate] = [f for f in functions if f["FunctionName"].endswith("RemediateConfigFunction")]
+
+    assert redrive["deadLetterTargetArn"].endswith(":ml-governance-dev-config-compliance-dlq")
+    assert (
+        int(remediate["Environment"]["Variables"]["COMPLIANCE_MAX_RECEIVES"])
+        == int(redrive["maxReceiveCount"])
+        == 3
+    )

@@ -415,6 +415,15 @@ def test_config_throttling_that_never_ends_keeps_the_event_in_the_queues_dlq(org
     [kept] = org.dead_letters()
     assert kept.queue.endswith("config-compliance-dlq") and kept.event == event
     assert flow.nothing_changed(org, event)
+    # The last delivery told the ledger, under the bucket, and the security team that the violation stands.
+    [entry] = [entry for entry in org.ledger(event["id"]) if entry.action != "notify"]
+    assert (entry.action, entry.status) == ("dead_letter", "failed")
+    assert entry.target.endswith(f":{event['detail']['resourceId']}")
+    assert entry.detail["deliveries"] == 3 and entry.detail["error_type"] == "TransientRemediationError"
+    assert "SlowDown" in entry.detail["error"] or "Throttl" in entry.detail["error"], entry.detail["error"]
+    [notice] = notices_about(org, event["id"], "security")
+    assert notice.subject.endswith("NOT remediated, dead-lettered")
+    assert notice.message["outcome"] == "failed" and "govern redrive" in notice.message["reason"]
 
 
 def test_a_workflow_whose_retries_run_out_ends_in_its_catch_notified(org: Organization) -> None:

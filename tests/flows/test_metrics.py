@@ -11,7 +11,7 @@ from typing import Any, get_args
 import pytest
 
 from govern.emulator import Organization
-from govern.faults import access_denied, inject_api_faults
+from govern.faults import access_denied, inject_api_faults, throttling
 from governance import metric_names
 from governance.remediation.engine import Outcome
 from tests.conftest import EVENTS_DIR, read_event
@@ -153,3 +153,19 @@ def _public_access_block(s3: Any, bucket: str) -> dict[str, Any]:
 def test_every_remediation_outcome_has_its_metric() -> None:
     # The handler looks the metric up by outcome: a new outcome without one would fail every such record.
     assert set(metric_names.REMEDIATION_OUTCOMES) == set(get_args(Outcome))
+
+
+def test_an_evaluation_dead_lettered_after_its_last_delivery_counts_as_a_failed_remediation(
+    org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = read_event("config-s3-public-read")
+    org.seed(event)
+    capsys.readouterr()
+
+    with inject_api_faults(org, [throttling("s3", "PutPublicAccessBlock", times=99, account=MEMBER)]):
+        [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "dead-lettered"
+    assert ledger_statuses(org, [event], "dead_letter") == Counter({"failed": 1})
+    # Counted once, at the last delivery, not at each of the three.
+    assert emitted(capsys.readouterr().out)["RemediationsFailed"] == 1

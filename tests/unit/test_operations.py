@@ -82,12 +82,16 @@ def backbone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backbone]:
         sqs = boto3.client("sqs", region_name=REGION)
         events_dlq, _ = _queue(sqs, "ml-governance-dev-events-dlq")
         config_dlq, config_dlq_arn = _queue(sqs, "ml-governance-dev-config-compliance-dlq")
-        redrive_policy = _properties("ConfigComplianceQueue")["RedrivePolicy"]
+        max_receives = _properties("ConfigComplianceQueue")["RedrivePolicy"]["maxReceiveCount"]
+        assert max_receives == {"Ref": "ComplianceMaxReceives"}
         config_queue, config_queue_arn = _queue(
             sqs,
             "ml-governance-dev-config-compliance",
             RedrivePolicy=json.dumps(
-                {"deadLetterTargetArn": config_dlq_arn, "maxReceiveCount": redrive_policy["maxReceiveCount"]}
+                {
+                    "deadLetterTargetArn": config_dlq_arn,
+                    "maxReceiveCount": TEMPLATE["Parameters"]["ComplianceMaxReceives"]["Default"],
+                }
             ),
         )
         sfn = boto3.client("stepfunctions", region_name=REGION)

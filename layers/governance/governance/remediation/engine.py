@@ -527,6 +527,41 @@ def record_rejection(body: Any, error: Exception, *, receive_count: int) -> None
     )
 
 
+def record_dead_letter(change: ConfigComplianceChange, error: Exception, *, deliveries: int) -> Decision:
+    """The last delivery of an evaluation failed too (a member-account API kept refusing, or a defect), and
+    the queue now moves it to its DLQ: the ledger and the security team learn that the violation stands and
+    why, under the resource, not only the platform team through the DLQ alarm."""
+    evaluation = Evaluation.from_change(change)
+    control = current_policy().control_for(evaluation.rule)
+    decision = Decision(
+        status="failed",
+        headline="NOT remediated, dead-lettered",
+        reason=(
+            f"gave up after {deliveries} deliveries: {_one_line(error)}; the event is kept in the compliance "
+            "DLQ, to redrive (govern redrive) once the cause is fixed"
+        ),
+        evaluation=asdict(evaluation),
+        mode=effective_mode(control),
+        severity=max(control.severity if control else "HIGH", "HIGH", key=_SEVERITY_ORDER.index),
+        control=control.id if control else None,
+        action=control.action if control else NO_ACTION,
+        parameters=dict(control.parameters) if control else {},
+    )
+    record(
+        LedgerEntry(
+            event_id=evaluation.event_id,
+            action="dead_letter",
+            status="failed",
+            target=evaluation.target,
+            flow=FLOW,
+            account=evaluation.account,
+            detail={**decision.ledger_detail(), "error_type": type(error).__name__, "deliveries": deliveries},
+        )
+    )
+    notify_security(evaluation, decision)
+    return decision
+
+
 # --------------------------------------------------------------------------- telling the security team
 
 
