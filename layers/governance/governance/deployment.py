@@ -149,9 +149,17 @@ def _claim_start(version_arn: str, pipeline: str, owner: str) -> bool:
                 "claimed_at": now,
                 "status": "Starting",
             },
-            ConditionExpression="attribute_not_exists(pk) OR (#status = :starting AND claimed_at < :stale)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":starting": "Starting", ":stale": now - START_LEASE_SECONDS},
+            # The execution's own retry of this step (its start failed after the claim) takes the claim again;
+            # the client request token keeps CodePipeline from starting twice if the first start went through.
+            ConditionExpression=(
+                "attribute_not_exists(pk) OR (#status = :starting AND (#owner = :me OR claimed_at < :stale))"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
+            ExpressionAttributeValues={
+                ":starting": "Starting",
+                ":me": owner,
+                ":stale": now - START_LEASE_SECONDS,
+            },
         )
     except ClientError as error:
         if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
