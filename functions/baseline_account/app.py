@@ -23,7 +23,7 @@ from governance.baseline import (
     verify_baseline,
     wait_for_role,
 )
-from governance.errors import MalformedEvent
+from governance.errors import MalformedEvent, transient_errors_retried_by_the_workflow
 
 logger = Logger()
 metrics = Metrics()
@@ -52,6 +52,7 @@ STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 @logger.inject_lambda_context(correlation_id_path="event.id || account.event_id")
 @metrics.log_metrics
+@transient_errors_retried_by_the_workflow
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = event.get("step") if isinstance(event, dict) else None
     run = STEPS.get(str(step))

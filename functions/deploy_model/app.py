@@ -13,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from governance import deployment, metric_names
+from governance.errors import transient_errors_retried_by_the_workflow
 
 logger = Logger()
 metrics = Metrics()
@@ -71,6 +72,7 @@ STEPS: dict[str, Callable[[Payload], Payload]] = {
 
 @logger.inject_lambda_context(correlation_id_path="event.id")
 @metrics.log_metrics
+@transient_errors_retried_by_the_workflow
 def lambda_handler(event: Payload, context: LambdaContext) -> Payload:
     step = event.get("step")
     if step not in STEPS:

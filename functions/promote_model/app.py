@@ -13,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from governance import metric_names, model_card, promotion
+from governance.errors import transient_errors_retried_by_the_workflow
 from governance.promotion import CentralVersion, GateResult, SourceVersion
 
 logger = Logger()
@@ -108,6 +109,7 @@ STEPS: dict[str, Callable[[Payload], Payload]] = {
 
 @logger.inject_lambda_context(correlation_id_path="event.id")
 @metrics.log_metrics
+@transient_errors_retried_by_the_workflow
 def lambda_handler(event: Payload, context: LambdaContext) -> Payload:
     step = event.get("step")
     if step not in STEPS:

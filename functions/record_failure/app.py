@@ -9,6 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from governance import metric_names
+from governance.errors import transient_errors_retried_by_the_workflow
 from governance.failures import record_workflow_failure
 
 logger = Logger()
@@ -17,6 +18,7 @@ metrics = Metrics()
 
 @logger.inject_lambda_context(correlation_id_path="event.id")
 @metrics.log_metrics
+@transient_errors_retried_by_the_workflow
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     decided = record_workflow_failure(
         flow=event["flow"],

@@ -426,6 +426,29 @@ def test_config_throttling_that_never_ends_keeps_the_event_in_the_queues_dlq(org
     assert notice.message["outcome"] == "failed" and "govern redrive" in notice.message["reason"]
 
 
+WORKFLOWS = [pytest.param(flow, id=flow.name) for flow in FLOWS if flow.name != "config-remediation"]
+WORKFLOW_TRANSIENT_RETRIES = 4  # the TransientAwsError retrier of every Lambda task (statemachines/)
+
+
+@pytest.mark.parametrize("flow", WORKFLOWS)
+def test_workflow_throttling_that_outlasts_botocore_is_retried_by_the_state_machine(
+    org: Organization, flow: Flow
+) -> None:
+    event = read_event(flow.event)
+    org.seed(event)
+    # Seven failures: botocore's five attempts fail the step once, the state machine's Retry runs it again.
+    fault = flow.throttled(7)
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([event], seed=False)
+
+    assert fault.hits == 7
+    assert result.outcome == "succeeded", result.error
+    assert flow.effect_landed_once(org, event)
+    assert [entry for entry in org.ledger(event["id"]) if entry.status == "failed"] == []
+    assert org.dead_letters() == []
+
+
 def test_a_workflow_whose_retries_run_out_ends_in_its_catch_notified(org: Organization) -> None:
     flow = BY_NAME["model-deployment"]
     event = read_event(flow.event)
@@ -435,7 +458,8 @@ def test_a_workflow_whose_retries_run_out_ends_in_its_catch_notified(org: Organi
     with inject_api_faults(org, [fault]):
         [result] = org.replay([event], seed=False)
 
-    assert fault.hits == 5, "botocore's five attempts, then the step failed"
+    # botocore's five attempts, in the first run of the step and in each of the workflow's four retries.
+    assert fault.hits == 5 * (1 + WORKFLOW_TRANSIENT_RETRIES)
     assert result.outcome == "failed" and result.error and "ThrottlingException" in result.error
     [execution] = org.executions("ModelDeploymentStateMachine")
     assert execution["status"] == "FAILED"
@@ -505,7 +529,8 @@ def test_model_promotion_batch_with_faults_loses_no_event(org: Organization) -> 
     faults = [
         throttling("sagemaker", "CreateModelPackage", times=2, request_contains="churn-prediction"),
         access_denied("sagemaker", "DescribeModelPackage", times=PERSISTENT, account=OTHER_TEAM),
-        # Copying the team's artifacts is throttled for longer than botocore retries: a caught failure.
+        # Copying the team's artifacts is throttled for longer than botocore and the workflow retry: a caught
+        # failure.
         throttling("s3", "GetObject", times=PERSISTENT, account=TEAM, request_contains="churn-retrain"),
     ]
 
@@ -526,7 +551,8 @@ def test_model_promotion_batch_with_faults_loses_no_event(org: Organization) -> 
         },
     )
     assert accounting.totals() == {"succeeded/ignored": 4, "failed": 2, "dead-lettered": 1}
-    assert faults[0].hits == 2 and faults[1].hits == 1 and faults[2].hits == 5
+    assert faults[0].hits == 2 and faults[1].hits == 1
+    assert faults[2].hits == 5 * (1 + WORKFLOW_TRANSIENT_RETRIES)
     assert len(central_versions_from(org, approved["detail"]["ModelPackageArn"])) == 1
     assert central_versions_from(org, denied["detail"]["ModelPackageArn"]) == []
     assert central_versions_from(org, exhausted["detail"]["ModelPackageArn"]) == []
@@ -572,7 +598,7 @@ def test_model_deployment_batch_with_faults_loses_no_event(org: Organization) ->
         },
     )
     assert accounting.totals() == {"succeeded/ignored": 2, "failed": 2, "dead-lettered": 1}
-    assert [fault.hits for fault in faults] == [2, 2, 1, 5]
+    assert [fault.hits for fault in faults] == [2, 2, 1, 5 * (1 + WORKFLOW_TRANSIENT_RETRIES)]
     assert len(pipeline_runs(org, approved)) == 1
     assert pipeline_runs(org, denied) == []
     # The rejection reached its card despite the 5xx.

@@ -8,9 +8,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 from moto import mock_aws
 
+from govern.emulator import PROJECT_ROOT
 from governance import sessions
+from governance.errors import TransientAwsError, is_transient, transient_errors_retried_by_the_workflow
 from governance.events import (
     ConfigComplianceChange,
     ControlTowerLifecycle,
@@ -283,3 +286,66 @@ def test_names_fit_sagemaker_limits() -> None:
     assert len(long_group) <= 63
     card = model_card_name(long_group, 12)
     assert card.endswith("-v12") and len(card) <= 63
+
+
+# --- transient AWS errors: what the workflows retry ------------------------------------------------
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": f"{code}\nsecond line"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "StartPipelineExecution",
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (_client_error("ThrottlingException", 400), True),
+        (_client_error("SlowDown", 503), True),
+        (_client_error("SomethingNew", 500), True),  # a 5xx whatever its code
+        (_client_error("SomethingNew", 429), True),
+        (_client_error("AccessDeniedException", 400), False),
+        (_client_error("ValidationException", 400), False),
+        (EndpointConnectionError(endpoint_url="https://codepipeline.us-east-1.amazonaws.com"), True),
+        (ReadTimeoutError(endpoint_url="https://codepipeline.us-east-1.amazonaws.com"), True),
+        (ParamValidationError(report="Missing required parameter"), False),
+        (ValueError("a defect"), False),
+    ],
+)
+def test_only_errors_a_later_call_can_fix_are_transient(error: Exception, transient: bool) -> None:
+    assert is_transient(error) is transient
+
+
+def test_a_workflow_step_raises_a_transient_error_by_the_name_its_retry_matches() -> None:
+    throttled = _client_error("ThrottlingException", 400)
+
+    @transient_errors_retried_by_the_workflow
+    def step(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["fail"]:
+            raise event["fail"]
+        return {"ok": True}
+
+    assert step({"fail": None}, None) == {"ok": True}
+    with pytest.raises(TransientAwsError) as raised:
+        step({"fail": throttled}, None)
+    assert type(raised.value).__name__ == "TransientAwsError"  # the ErrorEquals of statemachines/
+    assert raised.value.__cause__ is throttled
+    assert "ThrottlingException" in str(raised.value) and "\n" not in str(raised.value)
+    denied = _client_error("AccessDeniedException", 400)
+    with pytest.raises(ClientError):  # not transient: straight to the workflow's Catch
+        step({"fail": denied}, None)
+
+
+def test_every_lambda_task_retries_transient_errors_by_that_name() -> None:
+    for path in sorted((PROJECT_ROOT / "statemachines").glob("*.asl.json")):
+        states = json.loads(path.read_text())["States"]
+        for name, state in states.items():
+            if state["Type"] != "Task":
+                continue
+            retriers = [r for r in state.get("Retry", []) if r["ErrorEquals"] == [TransientAwsError.__name__]]
+            assert len(retriers) == 1, f"{path.name}: {name} does not retry {TransientAwsError.__name__}"
+            assert retriers[0]["MaxAttempts"] >= 3 and retriers[0]["BackoffRate"] >= 2, (path.name, name)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from governance.errors import TransientAwsError, is_transient
+from governance.errors import one_line as _one_line
 from governance.events import ConfigComplianceChange
 from governance.idempotency import idempotent_on
 from governance.ledger import LedgerEntry, record
@@ -34,21 +36,6 @@ SUBJECT_LIMIT = 100  # what SNS (and so an e-mail subscriber) keeps of a subject
 
 Outcome = Literal["done", "dry-run", "exempt", "notify-only", "failed", "skipped", "ignored"]
 
-# Errors worth retrying through the queue: the same call may well succeed in a minute.
-_TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "InternalFailure",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
 _SEVERITY_ORDER: tuple[Severity, ...] = ("INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 _KINDS: dict[str, str] = {
     "done": "remediation",
@@ -59,7 +46,7 @@ _KINDS: dict[str, str] = {
 }
 
 
-class TransientRemediationError(RuntimeError):
+class TransientRemediationError(TransientAwsError):
     """A member-account call failed in a way that retrying later can fix; the queue redelivers the record."""
 
 
@@ -414,7 +401,7 @@ def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
     except RemediationNotReady as error:
         raise TransientRemediationError(str(error)) from error
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES:
+        if is_transient(error):
             raise TransientRemediationError(_one_line(error)) from error
         return _failed(decision, f"{action.name} failed: {_one_line(error)}")
     except BotoCoreError as error:
@@ -615,7 +602,3 @@ def notify_security(evaluation: Evaluation, decision: Decision) -> str:
         event_id=evaluation.event_id,
         flow=FLOW,
     )
-
-
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
