@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,9 +129,14 @@ def print_story(results: list[EventResult], events: list[Any], labels: list[str]
 
 
 @contextlib.contextmanager
-def _handler_output_to_stderr() -> Iterator[None]:
-    """Handlers log to stdout as in Lambda; keep stdout for the report."""
-    with contextlib.redirect_stdout(sys.stderr):
+def _handler_output(quiet: bool) -> Iterator[None]:
+    """Handlers log to stdout as in Lambda; keep stdout for the report: their logs go to stderr, or
+    nowhere with --quiet."""
+    if not quiet:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    with open(os.devnull, "w", encoding="utf-8") as discard, contextlib.redirect_stdout(discard):
         yield
 
 
@@ -155,7 +161,7 @@ def run_replay(args: argparse.Namespace) -> int:
         loaded = read_events(Path(name))
         events.extend(loaded)
         labels.extend([Path(name).name] * len(loaded))
-    with _handler_output_to_stderr(), Organization(args.governance_account, args.management_account) as org:
+    with _handler_output(args.quiet), Organization(args.governance_account, args.management_account) as org:
         results = org.replay(events, progress=_progress_printer(sys.stderr))
     if args.json:
         document = {"events": [result.to_json() for result in results], "summary": summarize(results)}
@@ -192,7 +198,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "machines of statemachines/ and the real Lambda handlers, on moto.",
         file=out,
     )
-    with _handler_output_to_stderr(), Organization(args.governance_account, args.management_account) as org:
+    with _handler_output(args.quiet), Organization(args.governance_account, args.management_account) as org:
         results = org.replay(events)
     print_story(results, events, [path.name for path in files], out)
     summary = summarize(results)
@@ -311,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--governance-account", default=DEFAULT_GOVERNANCE_ACCOUNT, metavar="ID")
     common.add_argument("--management-account", default=DEFAULT_MANAGEMENT_ACCOUNT, metavar="ID")
+    common.add_argument(
+        "--quiet", action="store_true", help="drop the handlers' JSON logs (by default printed on stderr)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", parents=[common], help="replay every event in events/ as a story")
     replay = commands.add_parser("replay", parents=[common], help="replay events from files")

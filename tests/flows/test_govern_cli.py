@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +107,26 @@ def test_the_demo_tells_every_sample_event_and_exits_0(capsys: pytest.CaptureFix
         if path.name != "expected-outcomes.json":
             assert path.name in out
     assert "summary:" in out
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_drops_the_handlers_logs_and_keeps_the_report(quiet: bool) -> None:
+    # A process of its own: Powertools binds a logger to the stdout of the moment it is first made.
+    # The runtime logs at ERROR: a malformed record is what a handler logs about.
+    arguments = [
+        "replay",
+        *(["--quiet"] if quiet else []),
+        str(EVENTS_DIR / "malformed-config-evaluation.json"),
+    ]
+    completed = subprocess.run(
+        [sys.executable, "-c", f"from govern.cli import main; raise SystemExit(main({arguments!r}))"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 1, completed.stderr[-2000:]  # 1: an event was dead-lettered
+    assert "malformed-config-evaluation.json" in completed.stdout and "summary:" in completed.stdout
+    handler_logs = [line for line in completed.stderr.splitlines() if line.startswith('{"level":')]
+    assert bool(handler_logs) is not quiet, completed.stderr[-2000:]
