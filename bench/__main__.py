@@ -67,24 +67,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         save(report, args.output)
     if not args.skip_replay:
         # This machine's speed drifts by 10 to 15 % from one minute to the next (a shared VM): the throughput
-        # is the median of several runs, each in a fresh interpreter, as the cold start is a median.
-        runs = []
-        for number in range(1, args.replay_runs + 1):
+        # is the median of several runs, each in a fresh interpreter, as the cold start is a median. The
+        # runs bracket the large one (one before, the rest after), so the scaling ratio compares runs made
+        # under the same drift rather than a large run made after all the small ones.
+        def small_run(number: int) -> dict[str, Any]:
             print(
                 f"replay: {args.events} events in a fresh interpreter ({number}/{args.replay_runs})...",
                 file=sys.stderr,
             )
-            runs.append(replay.run_in_subprocess(args.events))
+            return replay.run_in_subprocess(args.events)
+
+        runs = [small_run(1)]
+        print(f"replay: {args.scale_events} events in a fresh interpreter...", file=sys.stderr)
+        large = replay.run_in_subprocess(args.scale_events)
+        runs += [small_run(number) for number in range(2, args.replay_runs + 1)]
         small = sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
         report["replay"] = {
             "small": small,
             "small_runs_events_per_s": [round(r["events_per_s"], 2) for r in runs],
+            "large": large,
+            "order": ["small", "large"] + ["small"] * (args.replay_runs - 1),
         }
         report["replay_events_per_s"] = round(small["events_per_s"], 2)
-        save(report, args.output)
-        print(f"replay: {args.scale_events} events in a fresh interpreter...", file=sys.stderr)
-        large = replay.run_in_subprocess(args.scale_events)
-        report["replay"]["large"] = large
         report["replay_scaling_ratio"] = round(large["seconds"] / small["seconds"], 3)
         report["replay_scaling_events"] = [args.events, args.scale_events]
         report["peak_rss_mb"] = round(large["peak_rss_mb"], 1)
