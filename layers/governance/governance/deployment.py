@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from governance import model_card
+from governance.claims import state_table, take_claim
 from governance.ledger import LedgerEntry, record
 from governance.notifier import Severity, notify
 from governance.promotion import (
@@ -55,21 +55,13 @@ def _governance(service: str) -> Any:
     return session_for(settings().require("governance_account_id")).client(service)
 
 
-def _state_table() -> Any:
-    return (
-        session_for(settings().require("governance_account_id"))
-        .resource("dynamodb")
-        .Table(settings().require("state_table"))
-    )
-
-
 def _deployment_key(version_arn: str) -> dict[str, str]:
     return {"pk": f"model-deployment#{version_arn}", "sk": "pipeline"}
 
 
 def deployment_record(version_arn: str) -> dict[str, Any]:
     """What the backbone started for this exact version (empty when nothing was started)."""
-    item = _state_table().get_item(Key=_deployment_key(version_arn), ConsistentRead=True).get("Item")
+    item = state_table().get_item(Key=_deployment_key(version_arn), ConsistentRead=True).get("Item")
     return dict(item or {})
 
 
@@ -138,34 +130,15 @@ def resolve_pipeline(group: str) -> str:
 
 
 def _claim_start(version_arn: str, pipeline: str, owner: str) -> bool:
-    now = int(time.time())
-    try:
-        _state_table().put_item(
-            Item={
-                **_deployment_key(version_arn),
-                "version_arn": version_arn,
-                "pipeline": pipeline,
-                "owner": owner,
-                "claimed_at": now,
-                "status": "Starting",
-            },
-            # The execution's own retry of this step (its start failed after the claim) takes the claim again;
-            # the client request token keeps CodePipeline from starting twice if the first start went through.
-            ConditionExpression=(
-                "attribute_not_exists(pk) OR (#status = :starting AND (#owner = :me OR claimed_at < :stale))"
-            ),
-            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
-            ExpressionAttributeValues={
-                ":starting": "Starting",
-                ":me": owner,
-                ":stale": now - START_LEASE_SECONDS,
-            },
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    # The execution's own retry of this step (its start failed after the claim) takes the claim again; the
+    # client request token keeps CodePipeline from starting twice if the first start went through.
+    return take_claim(
+        _deployment_key(version_arn),
+        status="Starting",
+        owner=owner,
+        lease_seconds=START_LEASE_SECONDS,
+        attributes={"version_arn": version_arn, "pipeline": pipeline},
+    )
 
 
 def start_pipeline(decision: dict[str, Any], *, owner: str, event_id: str) -> dict[str, Any]:
@@ -204,7 +177,7 @@ def start_pipeline(decision: dict[str, Any], *, owner: str, event_id: str) -> di
         clientRequestToken=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{pipeline}|{version_arn}")),
     )
     execution_id = str(response["pipelineExecutionId"])
-    _state_table().update_item(
+    state_table().update_item(
         Key=_deployment_key(version_arn),
         UpdateExpression="SET execution_id = :id, #status = :running, started_at = :now",
         ExpressionAttributeNames={"#status": "status"},
@@ -288,7 +261,7 @@ def record_deployment(decision: dict[str, Any], pipeline: dict[str, Any], *, eve
     finished_at = _now()
     version_arn = decision["version_arn"]
     try:
-        _state_table().update_item(
+        state_table().update_item(
             Key=_deployment_key(version_arn),
             UpdateExpression="SET #status = :status, finished_at = :now, summary = :summary",
             ConditionExpression="execution_id = :id AND attribute_not_exists(finished_at)",

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from governance.claims import state_table, take_claim
 from governance.errors import MalformedEvent
 from governance.ledger import LedgerEntry, record
 from governance.naming import central_group_name
@@ -403,14 +404,6 @@ def _replica_key(source_arn: str) -> dict[str, str]:
     return {"pk": f"model-replica#{source_arn}", "sk": "central-version"}
 
 
-def _state_table() -> Any:
-    return (
-        session_for(settings().require("governance_account_id"))
-        .resource("dynamodb")
-        .Table(settings().require("state_table"))
-    )
-
-
 @dataclass(frozen=True)
 class CentralVersion:
     """The central registry's copy of a source version."""
@@ -428,7 +421,7 @@ class CentralVersion:
 
 
 def _replica_item(source_arn: str) -> dict[str, Any]:
-    return dict(_state_table().get_item(Key=_replica_key(source_arn), ConsistentRead=True).get("Item") or {})
+    return dict(state_table().get_item(Key=_replica_key(source_arn), ConsistentRead=True).get("Item") or {})
 
 
 def find_replica(source_arn: str) -> CentralVersion | None:
@@ -444,7 +437,7 @@ def _registered(item: dict[str, Any]) -> CentralVersion | None:
 
 def remember_replica(source_arn: str, central: CentralVersion, artifacts: list[dict[str, Any]]) -> None:
     """Record a registration in the index unconditionally (used when the central version already exists)."""
-    _state_table().put_item(
+    state_table().put_item(
         Item={
             **_replica_key(source_arn),
             "status": "registered",
@@ -468,31 +461,14 @@ def claim_replication(source: SourceVersion, *, owner: str, attempt: int, event_
 
     Returns `{"state": "claimed"}`, `{"state": "registered", "central": ...}` (an earlier delivery did it;
     the duplicate is ledgered `skipped`) or `{"state": "in-progress", "wait_seconds": n}` (wait, retry)."""
-    now = int(time.time())
-    table = _state_table()
-    try:
-        table.put_item(
-            Item={
-                **_replica_key(source.arn),
-                "status": "claimed",
-                "owner": owner,
-                "claimed_at": now,
-                "source_arn": source.arn,
-            },
-            ConditionExpression=(
-                "attribute_not_exists(pk) OR (#status = :claimed AND (#owner = :me OR claimed_at < :stale))"
-            ),
-            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
-            ExpressionAttributeValues={
-                ":claimed": "claimed",
-                ":me": owner,
-                ":stale": now - CLAIM_LEASE_SECONDS,
-            },
-        )
+    if take_claim(
+        _replica_key(source.arn),
+        status="claimed",
+        owner=owner,
+        lease_seconds=CLAIM_LEASE_SECONDS,
+        attributes={"source_arn": source.arn},
+    ):
         return {"state": "claimed", "attempt": attempt, "wait_seconds": 0, "central": {}}
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
     item = _replica_item(source.arn)
     central = _registered(item)
     if central is not None:
@@ -533,7 +509,7 @@ def claim_replication(source: SourceVersion, *, owner: str, attempt: int, event_
 def release_claim(source_arn: str, *, owner: str) -> bool:
     """Give up this execution's claim after a failure, so a retry or a redelivery can take it at once."""
     try:
-        _state_table().delete_item(
+        state_table().delete_item(
             Key=_replica_key(source_arn),
             ConditionExpression="#status = :claimed AND #owner = :me",
             ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
@@ -694,7 +670,7 @@ def register_central_version(
     central_arn = str(response["ModelPackageArn"])
     central = CentralVersion(central_arn, central_group, int(central_arn.rsplit("/", 1)[1]))
     try:
-        _state_table().update_item(
+        state_table().update_item(
             Key=_replica_key(source.arn),
             UpdateExpression=(
                 "SET #status = :registered, central_arn = :arn, central_group = :group, "
@@ -787,7 +763,7 @@ def once(marker: str) -> bool:
     what keeps a duplicate delivery or a retried step from notifying twice. Markers expire after 90 days."""
     now = int(time.time())
     try:
-        _state_table().put_item(
+        state_table().put_item(
             Item={"pk": marker, "sk": "once", "first_seen": now, "expires_at": now + ONCE_RETENTION_SECONDS},
             ConditionExpression="attribute_not_exists(pk)",
         )
@@ -804,5 +780,5 @@ def forgotten_on_failure(marker: str) -> Iterator[None]:
     try:
         yield
     except Exception:
-        _state_table().delete_item(Key={"pk": marker, "sk": "once"})
+        state_table().delete_item(Key={"pk": marker, "sk": "once"})
         raise
