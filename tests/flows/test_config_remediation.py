@@ -614,6 +614,35 @@ def test_past_the_hourly_cap_an_account_is_notified_not_changed(
     assert int(counter["expires_at"]["N"]) > datetime.now(UTC).timestamp()
 
 
+def test_deliveries_that_changed_nothing_give_their_cap_slot_back(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """A throttled member account must not use up its hourly cap on the queue's redeliveries."""
+    org.configure(MAX_ACTIONS_PER_ACCOUNT_PER_HOUR="2")
+    throttled, tls, ebs = (
+        load_event(name)
+        for name in ("config-s3-public-read", "config-s3-tls-required", "config-ebs-encryption-default")
+    )
+    for event in (throttled, tls, ebs):
+        org.seed(event)
+
+    with inject_api_faults(org, [Fault("s3", "PutPublicAccessBlock", "SlowDown", status=503, times=99)]):
+        [dead] = org.replay([throttled])
+    counter_key = {
+        "pk": {"S": f"remediation-cap#{MEMBER}"},
+        "sk": {"S": datetime.now(UTC).strftime("%Y-%m-%dT%H")},
+    }
+    counter = aws(org, GOVERNANCE, "dynamodb").get_item(
+        TableName=org.physical_id("StateTable"), Key=counter_key
+    )["Item"]
+    results = org.replay([tls, ebs])
+
+    assert dead.outcome == "dead-lettered"
+    assert counter["count"] == {"N": "0"}, "three deliveries took a slot each and gave it back"
+    # The cap of 2 is still whole: both later findings in the account are fixed.
+    assert [[a.status for a in r.actions if a.type == "remediate"] for r in results] == [["done"], ["done"]]
+
+
 def test_a_rule_no_control_covers_is_notify_only(org: Organization, load_event: EventLoader) -> None:
     event = load_event("config-unknown-rule")
     org.seed(event)

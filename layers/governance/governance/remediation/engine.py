@@ -108,6 +108,8 @@ class Decision:
     notes: list[str] = field(default_factory=list)
     reevaluation: str = "not requested"
     attempt: str = ""
+    # The hour whose cap slot this decision took (`2026-11-27T04`), to give it back if nothing was fixed.
+    cap_hour: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:
@@ -186,7 +188,12 @@ def _decide_and_act(evaluation: dict[str, Any]) -> dict[str, Any]:
         facts, current_policy(), mode=str(evaluation["mode"]), attempt=str(evaluation["attempt"])
     )
     if decision.status == "done":
-        decision = carry_out(facts, decision)
+        try:
+            decision = carry_out(facts, decision)
+        except TransientRemediationError:
+            # Nothing was changed and the queue redelivers: the next delivery takes its own slot.
+            _give_back_action_slot(facts.account, decision.cap_hour)
+            raise
     record(
         LedgerEntry(
             event_id=facts.event_id,
@@ -299,7 +306,8 @@ def decide(evaluation: Evaluation, policy: Policy, *, mode: str, attempt: str = 
             notes=notes,
         )
     limit = settings().max_actions_per_account_per_hour
-    if not _take_action_slot(evaluation.account, limit):
+    cap_hour = _take_action_slot(evaluation.account, limit)
+    if cap_hour is None:
         return replace(
             base,
             headline="not remediated (hourly cap reached)",
@@ -309,7 +317,7 @@ def decide(evaluation: Evaluation, policy: Policy, *, mode: str, attempt: str = 
             ),
             notes=notes,
         )
-    return replace(base, status="done", headline="remediated", reason=summary, notes=notes)
+    return replace(base, status="done", headline="remediated", reason=summary, notes=notes, cap_hour=cap_hour)
 
 
 def _exempt(base: Decision, exemption: dict[str, Any]) -> Decision:
@@ -360,15 +368,21 @@ def _tag_exemption(evaluation: Evaluation, today: date) -> tuple[dict[str, Any] 
     return {"source": "tag", "reason": reason, "owner": owner, "expires": expires.isoformat()}, []
 
 
-def _take_action_slot(account: str, limit: int) -> bool:
-    """Count one action against the account's hourly cap; False when the cap is already reached."""
+def _cap_key(account: str, hour: str) -> dict[str, Any]:
+    return {"pk": {"S": f"{CAP_KEY_PREFIX}{account}"}, "sk": {"S": hour}}
+
+
+def _take_action_slot(account: str, limit: int) -> str | None:
+    """Count one action against the account's hourly cap: the hour counted in, or None when the cap is
+    already reached."""
     now = datetime.now(UTC)
+    hour = now.strftime("%Y-%m-%dT%H")
     current = settings()
     table = session_for(current.require("governance_account_id")).client("dynamodb")
     try:
         table.update_item(
             TableName=current.require("state_table"),
-            Key={"pk": {"S": f"{CAP_KEY_PREFIX}{account}"}, "sk": {"S": now.strftime("%Y-%m-%dT%H")}},
+            Key=_cap_key(account, hour),
             # One atomic conditional ADD: concurrent functions cannot both take the last slot.
             UpdateExpression="ADD #count :one SET expires_at = :expires",
             ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
@@ -381,9 +395,26 @@ def _take_action_slot(account: str, limit: int) -> bool:
         )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
+            return None
         raise
-    return True
+    return hour
+
+
+def _give_back_action_slot(account: str, hour: str) -> None:
+    """Uncount an action that changed nothing (its redelivery counts itself), so a throttled account does
+    not use up its cap on retries. Best effort: a slot not given back only makes the cap stricter."""
+    current = settings()
+    try:
+        session_for(current.require("governance_account_id")).client("dynamodb").update_item(
+            TableName=current.require("state_table"),
+            Key=_cap_key(account, hour),
+            UpdateExpression="ADD #count :minus_one",
+            ConditionExpression="#count > :zero",
+            ExpressionAttributeNames={"#count": "count"},
+            ExpressionAttributeValues={":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
+        )
+    except (ClientError, BotoCoreError) as error:
+        logger.warning("cap slot not given back", extra={"account": account, "error": _one_line(error)})
 
 
 # --------------------------------------------------------------------------- acting
