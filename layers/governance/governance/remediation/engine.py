@@ -15,7 +15,7 @@ from governance.errors import TransientAwsError, is_transient
 from governance.errors import one_line as _one_line
 from governance.events import ConfigComplianceChange
 from governance.idempotency import idempotent_on
-from governance.ledger import LedgerEntry, record
+from governance.ledger import LedgerEntry, Status, record
 from governance.notifier import Severity, notify
 from governance.remediation import resources
 from governance.remediation.controls import ACTIONS, NO_ACTION, RemediationFailed, RemediationNotReady
@@ -87,6 +87,20 @@ class Evaluation:
     @property
     def target(self) -> str:
         return resources.target(self.resource_type, self.resource_id, self.account, self.region)
+
+    def record_entry(self, action: str, status: Status, detail: dict[str, Any]) -> None:
+        """A ledger entry about this evaluation, under the resource it concerns."""
+        record(
+            LedgerEntry(
+                event_id=self.event_id,
+                action=action,
+                status=status,
+                target=self.target,
+                flow=FLOW,
+                account=self.account,
+                detail=detail,
+            )
+        )
 
 
 @dataclass
@@ -194,17 +208,7 @@ def _decide_and_act(evaluation: dict[str, Any]) -> dict[str, Any]:
             # Nothing was changed and the queue redelivers: the next delivery takes its own slot.
             _give_back_action_slot(facts.account, decision.cap_hour)
             raise
-    record(
-        LedgerEntry(
-            event_id=facts.event_id,
-            action="remediate",
-            status=decision.status,  # type: ignore[arg-type]
-            target=facts.target,
-            flow=FLOW,
-            account=facts.account,
-            detail=decision.ledger_detail(),
-        )
-    )
+    facts.record_entry("remediate", decision.status, decision.ledger_detail())  # type: ignore[arg-type]
     notify_security(facts, decision)
     return asdict(decision)
 
@@ -511,17 +515,7 @@ def _record_duplicate(evaluation: Evaluation, first: Decision) -> Decision:
         "reason": f"duplicate delivery of an evaluation already handled ({first.status})",
     }
     detail.pop("error", None)
-    record(
-        LedgerEntry(
-            event_id=evaluation.event_id,
-            action="remediate",
-            status="skipped",
-            target=evaluation.target,
-            flow=FLOW,
-            account=evaluation.account,
-            detail=detail,
-        )
-    )
+    evaluation.record_entry("remediate", "skipped", detail)
     return duplicate
 
 
@@ -551,30 +545,26 @@ def record_dead_letter(change: ConfigComplianceChange, error: Exception, *, deli
     why, under the resource, not only the platform team through the DLQ alarm."""
     evaluation = Evaluation.from_change(change)
     control = current_policy().control_for(evaluation.rule)
-    decision = Decision(
-        status="failed",
-        headline="NOT remediated, dead-lettered",
-        reason=(
-            f"gave up after {deliveries} deliveries: {_one_line(error)}; the event is kept in the compliance "
-            "DLQ, to redrive (govern redrive) once the cause is fixed"
-        ),
+    attempted = Decision(
+        status="done",
+        headline="",
+        reason="",
         evaluation=asdict(evaluation),
         mode=effective_mode(control),
-        severity=max(control.severity if control else "HIGH", "HIGH", key=_SEVERITY_ORDER.index),
+        severity=control.severity if control else "HIGH",
         control=control.id if control else None,
         action=control.action if control else NO_ACTION,
         parameters=dict(control.parameters) if control else {},
     )
-    record(
-        LedgerEntry(
-            event_id=evaluation.event_id,
-            action="dead_letter",
-            status="failed",
-            target=evaluation.target,
-            flow=FLOW,
-            account=evaluation.account,
-            detail={**decision.ledger_detail(), "error_type": type(error).__name__, "deliveries": deliveries},
-        )
+    reason = (
+        f"gave up after {deliveries} deliveries: {_one_line(error)}; the event is kept in the compliance "
+        "DLQ, to redrive (govern redrive) once the cause is fixed"
+    )
+    decision = replace(_failed(attempted, reason), headline="NOT remediated, dead-lettered")
+    evaluation.record_entry(
+        "dead_letter",
+        "failed",
+        {**decision.ledger_detail(), "error_type": type(error).__name__, "deliveries": deliveries},
     )
     notify_security(evaluation, decision)
     return decision
