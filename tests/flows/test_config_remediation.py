@@ -571,6 +571,19 @@ def test_the_governance_account_is_never_touched(org: Organization, load_event: 
     assert [e.status for e in remediations(org, "gov-evaluation-1")] == ["notify-only"]
 
 
+def cap_counter(org: Organization, account: str) -> dict[str, Any]:
+    """The account's hourly-cap item of the current hour, as DynamoDB stores it."""
+    return dict(
+        aws(org, GOVERNANCE, "dynamodb").get_item(
+            TableName=org.physical_id("StateTable"),
+            Key={
+                "pk": {"S": f"remediation-cap#{account}"},
+                "sk": {"S": datetime.now(UTC).strftime("%Y-%m-%dT%H")},
+            },
+        )["Item"]
+    )
+
+
 def test_past_the_hourly_cap_an_account_is_notified_not_changed(
     org: Organization, load_event: EventLoader
 ) -> None:
@@ -603,13 +616,7 @@ def test_past_the_hourly_cap_an_account_is_notified_not_changed(
         "not remediated (hourly cap reached)",
     )
     assert "already had 2 remediations this hour" in notice.message["reason"]
-    counter = aws(org, GOVERNANCE, "dynamodb").get_item(
-        TableName=org.physical_id("StateTable"),
-        Key={
-            "pk": {"S": f"remediation-cap#{MEMBER}"},
-            "sk": {"S": datetime.now(UTC).strftime("%Y-%m-%dT%H")},
-        },
-    )["Item"]
+    counter = cap_counter(org, MEMBER)
     assert counter["count"] == {"N": "2"}
     assert int(counter["expires_at"]["N"]) > datetime.now(UTC).timestamp()
 
@@ -628,13 +635,7 @@ def test_deliveries_that_changed_nothing_give_their_cap_slot_back(
 
     with inject_api_faults(org, [Fault("s3", "PutPublicAccessBlock", "SlowDown", status=503, times=99)]):
         [dead] = org.replay([throttled])
-    counter_key = {
-        "pk": {"S": f"remediation-cap#{MEMBER}"},
-        "sk": {"S": datetime.now(UTC).strftime("%Y-%m-%dT%H")},
-    }
-    counter = aws(org, GOVERNANCE, "dynamodb").get_item(
-        TableName=org.physical_id("StateTable"), Key=counter_key
-    )["Item"]
+    counter = cap_counter(org, MEMBER)
     results = org.replay([tls, ebs])
 
     assert dead.outcome == "dead-lettered"
