@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
-from typing import Any
+from governance.startup import init_phase
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
+# Imports with the garbage collector paused, then frozen: governance/startup.py says why.
+with init_phase():
+    import warnings
+    from collections.abc import Callable
+    from typing import Any
 
-from governance import metric_names
-from governance.baseline import (
-    AccountFacts,
-    apply_baseline,
-    describe_lifecycle_event,
-    notify_creation_failed,
-    notify_not_governed,
-    register_account,
-    report_baseline,
-    schedule_role_check,
-    verify_baseline,
-    wait_for_role,
-)
-from governance.errors import MalformedEvent, transient_errors_retried_by_the_workflow
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from governance import metric_names
+    from governance.baseline import (
+        AccountFacts,
+        apply_baseline,
+        describe_lifecycle_event,
+        notify_creation_failed,
+        notify_not_governed,
+        register_account,
+        report_baseline,
+        schedule_role_check,
+        verify_baseline,
+        wait_for_role,
+    )
+    from governance.errors import MalformedEvent, transient_errors_retried_by_the_workflow
 
 logger = Logger()
 metrics = Metrics()

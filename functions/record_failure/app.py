@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from governance.startup import init_phase
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
+# Imports with the garbage collector paused, then frozen: governance/startup.py says why.
+with init_phase():
+    from typing import Any
 
-from governance import metric_names
-from governance.errors import transient_errors_retried_by_the_workflow
-from governance.failures import record_workflow_failure
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from governance import metric_names
+    from governance.errors import transient_errors_retried_by_the_workflow
+    from governance.failures import record_workflow_failure
 
 logger = Logger()
 metrics = Metrics()

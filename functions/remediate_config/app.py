@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import warnings
-from typing import Any
+from governance.startup import init_phase
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
+# Imports with the garbage collector paused, then frozen: governance/startup.py says why.
+with init_phase():
+    import json
+    import warnings
+    from typing import Any
 
-from governance import metric_names
-from governance.events import ConfigComplianceChange, MalformedEvent, parse_event
-from governance.idempotency import register_lambda_context
-from governance.remediation.engine import record_dead_letter, record_rejection, remediate_evaluation
-from governance.remediation.policy import PolicyError
-from governance.settings import settings
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from governance import metric_names
+    from governance.events import ConfigComplianceChange, MalformedEvent, parse_event
+    from governance.idempotency import register_lambda_context
+    from governance.remediation.engine import record_dead_letter, record_rejection, remediate_evaluation
+    from governance.remediation.policy import PolicyError
+    from governance.settings import settings
 
 logger = Logger()
 metrics = Metrics()

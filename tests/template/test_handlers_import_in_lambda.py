@@ -1,4 +1,5 @@
-"""Every handler imports as Lambda loads it: layer packages only, no X-Ray SDK, nothing read at import."""
+"""Every handler imports as Lambda loads it: layer packages only, no X-Ray SDK, nothing read at import, and
+the collector running again afterwards with the start-up heap frozen (governance/startup.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ import sys
 for name in ("aws_xray_sdk", "aws_xray_sdk.core"):
     sys.modules[name] = None
 sys.path.insert(0, sys.argv[1])
+import gc
 import app
 assert callable(app.lambda_handler)
+assert gc.isenabled(), "importing the handler left the garbage collector disabled"
+# Tens of thousands of objects here: everything the imports created, including botocore's and Powertools'.
+assert gc.get_freeze_count() > 50_000, f"the handler's init froze only {gc.get_freeze_count()} objects"
 """
 
 

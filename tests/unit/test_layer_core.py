@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -349,3 +352,48 @@ def test_every_lambda_task_retries_transient_errors_by_that_name() -> None:
             retriers = [r for r in state.get("Retry", []) if r["ErrorEquals"] == [TransientAwsError.__name__]]
             assert len(retriers) == 1, f"{path.name}: {name} does not retry {TransientAwsError.__name__}"
             assert retriers[0]["MaxAttempts"] >= 3 and retriers[0]["BackoffRate"] >= 2, (path.name, name)
+
+
+# --- start-up: the collector paused while a handler imports, then the start-up heap frozen ---------
+
+INIT_PHASE_PROBE = """
+import gc
+from governance.startup import init_phase
+
+assert gc.get_freeze_count() == 0
+with init_phase():
+    assert not gc.isenabled()
+    modules = [{"module": n, "objects": list(range(50))} for n in range(1_000)]
+first = gc.get_freeze_count()
+assert gc.isenabled() and first > 1_000, first
+# A second load in the same process (the offline runtime's, per emulated organization) freezes nothing new.
+with init_phase():
+    more = [{"again": n} for n in range(1_000)]
+assert gc.isenabled() and gc.get_freeze_count() == first, (first, gc.get_freeze_count())
+try:
+    with init_phase():
+        raise ImportError("a missing module")
+except ImportError:
+    pass
+assert gc.isenabled(), "a failed import left the collector disabled"
+gc.disable()
+with init_phase():
+    pass
+assert not gc.isenabled(), "the collector was enabled although it had been disabled before"
+print("ok")
+"""
+
+
+def test_init_phase_freezes_the_first_start_up_heap_once_and_always_restores_the_collector() -> None:
+    # A fresh interpreter: this test process has imported handlers already, so its heap is frozen.
+    layer = PROJECT_ROOT / "layers" / "governance"
+    completed = subprocess.run(
+        [sys.executable, "-c", INIT_PHASE_PROBE],
+        env={**os.environ, "PYTHONPATH": str(layer)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "ok"
