@@ -82,8 +82,20 @@ build: python313
 deploy: build
 	$(VENV)/bin/sam deploy --config-env $(ENV)
 
-bench: $(STAMP)
-	$(PY) -m bench
+# The cold start is measured where Lambda starts a function: python3.13 with the runtime's SDK and the
+# layer's requirements, nothing else (bench/lambda-runtime.txt). Not in .venv, whose SAM CLI brings awscrt.
+LAMBDA_VENV  := .venv-lambda
+LAMBDA_STAMP := $(LAMBDA_VENV)/.installed
+
+$(LAMBDA_STAMP): bench/lambda-runtime.txt layers/governance/requirements.txt | python313
+	@test -x $(LAMBDA_VENV)/bin/python || $(PY313) -m venv $(LAMBDA_VENV)
+	@echo "installing the Lambda-like cold-start environment into $(LAMBDA_VENV)"
+	@set -o pipefail; $(LAMBDA_VENV)/bin/python -m pip install --quiet -r bench/lambda-runtime.txt 2>&1 | \
+	  { grep -v -e "is ignored" -e "^\s*$$" || true; }
+	@touch $(LAMBDA_STAMP)
+
+bench: $(STAMP) $(LAMBDA_STAMP)
+	$(PY) -m bench --interpreter $(abspath $(LAMBDA_VENV))/bin/python $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -49,16 +49,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "targets": {metric: f"{direction} {target}" for metric, (direction, target) in TARGETS.items()},
     }
     if not args.skip_cold_start:
-        print(f"cold start: {args.rounds} alternating rounds per function...", file=sys.stderr)
-        starts = cold_start.measure(rounds=args.rounds)
+        environment = cold_start.describe_interpreter(args.interpreter)
+        print(
+            f"cold start: {args.rounds} alternating rounds per function, Python {environment['python']}"
+            f"{' with awscrt (not Lambda-like)' if environment['awscrt'] else ''}...",
+            file=sys.stderr,
+        )
+        starts = cold_start.measure(rounds=args.rounds, interpreter=args.interpreter)
         report["cold_start"] = {
             "rounds": args.rounds,
             "baseline": cold_start.BASELINE_CODE,
+            "paused_baseline": cold_start.PAUSED_BASELINE_CODE,
+            "environment": environment,
             "functions": {
                 s.function: {
                     "median_s": round(s.median_s, 4),
                     "baseline_median_s": round(s.baseline_median_s, 4),
                     "ratio": round(s.ratio, 3),
+                    "paused_baseline_median_s": round(s.paused_baseline_median_s, 4),
+                    "ratio_to_paused_baseline": round(s.ratio_to_paused_baseline, 3),
                 }
                 for s in starts
             },
@@ -114,9 +123,14 @@ def print_table(report: dict[str, Any]) -> None:
         shown = "-" if value is None else f"{value:g}"
         print(f"{metric:<24} {shown:<10} {direction} {target:<5g} {ok}")
     if "cold_start" in report:
-        print("\ncold start (median of fresh interpreters, seconds)  handler  baseline  ratio")
+        environment = report["cold_start"].get("environment", {})
+        print(f"\ncold start (median of fresh Python {environment.get('python', '?')} interpreters, seconds)")
+        print(f"  {'function':<28} handler  baseline  ratio  paused baseline  ratio to it")
         for name, row in report["cold_start"]["functions"].items():
-            print(f"  {name:<48} {row['median_s']:<8.3f} {row['baseline_median_s']:<9.3f} {row['ratio']:.2f}")
+            print(
+                f"  {name:<28} {row['median_s']:<8.3f} {row['baseline_median_s']:<9.3f} {row['ratio']:<6.2f} "
+                f"{row['paused_baseline_median_s']:<16.3f} {row['ratio_to_paused_baseline']:.2f}"
+            )
     if "replay" in report:
         for label, run in report["replay"].items():
             if not isinstance(run, dict):
@@ -155,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=3,
         help="runs of the throughput replay; the median counts (default 3)",
+    )
+    parser.add_argument(
+        "--interpreter",
+        default=sys.executable,
+        help="the Python that imports the handlers for the cold start; `make bench` passes the Lambda-like "
+        ".venv-lambda (python3.13, the runtime's SDK, the layer's requirements). Default: this one",
     )
     parser.add_argument("--skip-cold-start", action="store_true")
     parser.add_argument("--skip-replay", action="store_true")

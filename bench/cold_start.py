@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import statistics
@@ -17,6 +18,9 @@ from govern.template import Resolver, load_template
 ROOT = Path(__file__).resolve().parent.parent
 LAYER_DIR = ROOT / "layers" / "governance"
 BASELINE_CODE = "import boto3; from aws_lambda_powertools import Logger"
+# The handlers import with the collector paused and then frozen (governance/startup.py); the figure of
+# record compares them with BASELINE_CODE, and this one is measured beside it so the pause's share shows.
+PAUSED_BASELINE_CODE = f"import gc; gc.disable(); {BASELINE_CODE}; gc.freeze(); gc.enable()"
 DUMMY_ACCOUNT = "111111111111"
 REGION = "us-east-1"
 
@@ -114,10 +118,10 @@ def _import_code(function: FunctionUnderTest) -> str:
     return f"import sys; sys.path[:0]={paths!r}; import {function.module}"
 
 
-def _time_fresh_interpreter(code: str, environment: dict[str, str], cwd: Path) -> float:
+def _time_fresh_interpreter(code: str, environment: dict[str, str], cwd: Path, interpreter: str) -> float:
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-c", code], env=environment, cwd=cwd, capture_output=True, text=True, check=False
+        [interpreter, "-c", code], env=environment, cwd=cwd, capture_output=True, text=True, check=False
     )
     elapsed = time.perf_counter() - started
     if completed.returncode != 0:
@@ -130,37 +134,74 @@ class ColdStart:
     function: str
     median_s: float
     baseline_median_s: float
+    paused_baseline_median_s: float
     rounds: int
 
     @property
     def ratio(self) -> float:
         return self.median_s / self.baseline_median_s
 
+    @property
+    def ratio_to_paused_baseline(self) -> float:
+        """Against a baseline that pauses the collector as the handlers do (governance/startup.py): what
+        the handler's own imports cost, with the pause's saving taken out of the comparison."""
+        return self.median_s / self.paused_baseline_median_s
 
-def measure(rounds: int = 15, seed: int = 6) -> list[ColdStart]:
-    """Per function: `rounds` pairs (baseline, handler) run alternately, in a shuffled order per pair,
-    each in a fresh interpreter; returns the medians and their ratio."""
+
+_DESCRIBE = """
+import importlib.metadata as m, importlib.util as u, json, sys
+names = ("boto3", "botocore", "aws-lambda-powertools", "pydantic", "pydantic-core")
+print(json.dumps({"python": sys.version.split()[0], "awscrt": u.find_spec("awscrt") is not None,
+                  **{n: m.version(n) for n in names}}))
+"""
+
+
+def describe_interpreter(interpreter: str) -> dict[str, Any]:
+    """The interpreter's Python version and the versions of what the handlers import, for the record."""
+    try:
+        completed = subprocess.run(
+            [interpreter, "-c", _DESCRIBE], capture_output=True, text=True, check=False
+        )
+    except OSError as error:
+        raise RuntimeError(f"cold-start interpreter {interpreter} cannot be run: {error.strerror}") from None
+    if completed.returncode != 0:
+        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"cold-start interpreter {interpreter} cannot import the layer's packages: {last}")
+    described: dict[str, Any] = json.loads(completed.stdout)
+    return {"interpreter": interpreter, **described}
+
+
+def measure(rounds: int = 15, seed: int = 6, interpreter: str = sys.executable) -> list[ColdStart]:
+    """Per function: `rounds` triples (baseline, paused baseline, handler) run alternately, in a shuffled
+    order per triple, each in a fresh `interpreter`; returns the medians and their ratios."""
     functions = functions_of_template()
     order = random.Random(seed)
-    samples: dict[str, tuple[list[float], list[float]]] = {f.logical_id: ([], []) for f in functions}
+    samples: dict[str, dict[str, list[float]]] = {
+        f.logical_id: {kind: [] for kind in ("handler", "baseline", "paused_baseline")} for f in functions
+    }
     # One unmeasured run of each first, so every measured run finds the .pyc files written.
     for function in functions:
         environment = lambda_like_environment(function)
-        _time_fresh_interpreter(BASELINE_CODE, environment, function.code_dir)
-        _time_fresh_interpreter(_import_code(function), environment, function.code_dir)
+        _time_fresh_interpreter(BASELINE_CODE, environment, function.code_dir, interpreter)
+        _time_fresh_interpreter(_import_code(function), environment, function.code_dir, interpreter)
     for _ in range(rounds):
         for function in order.sample(functions, len(functions)):
             environment = lambda_like_environment(function)
-            runs = [("baseline", BASELINE_CODE), ("handler", _import_code(function))]
-            for kind, code in order.sample(runs, 2):
-                elapsed = _time_fresh_interpreter(code, environment, function.code_dir)
-                samples[function.logical_id][0 if kind == "handler" else 1].append(elapsed)
+            runs = [
+                ("baseline", BASELINE_CODE),
+                ("paused_baseline", PAUSED_BASELINE_CODE),
+                ("handler", _import_code(function)),
+            ]
+            for kind, code in order.sample(runs, len(runs)):
+                elapsed = _time_fresh_interpreter(code, environment, function.code_dir, interpreter)
+                samples[function.logical_id][kind].append(elapsed)
     return [
         ColdStart(
             function=logical_id,
-            median_s=statistics.median(handler),
-            baseline_median_s=statistics.median(baseline),
+            median_s=statistics.median(runs_of["handler"]),
+            baseline_median_s=statistics.median(runs_of["baseline"]),
+            paused_baseline_median_s=statistics.median(runs_of["paused_baseline"]),
             rounds=rounds,
         )
-        for logical_id, (handler, baseline) in samples.items()
+        for logical_id, runs_of in samples.items()
     ]

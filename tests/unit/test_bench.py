@@ -3,12 +3,17 @@ and a cost model that counts index writes and prices each unit once."""
 
 from __future__ import annotations
 
+import importlib.util
+import platform
+import sys
 from collections import Counter
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
 from bench import cost
-from bench.cold_start import functions_of_template, lambda_like_environment
+from bench.cold_start import describe_interpreter, functions_of_template, lambda_like_environment
 from bench.replay import config_events
 from govern.template import load_template
 from governance.events import ConfigComplianceChange, parse_event
@@ -73,3 +78,31 @@ def test_cost_counts_index_writes_and_prices_each_unit() -> None:
     assert monthly["step_functions"] == pytest.approx(4 * 0.025 / 1000 * 10_000)
     assert monthly["total"] == pytest.approx(sum(v for k, v in monthly.items() if k != "total"))
     assert Counter(invocation.calls)[("dynamodb", "PutItem")] == 2
+
+
+def test_the_cold_start_records_the_interpreter_it_measured() -> None:
+    described = describe_interpreter(sys.executable)
+    assert described["interpreter"] == sys.executable
+    assert described["python"] == platform.python_version()
+    assert described["pydantic"] == metadata.version("pydantic")
+    assert described["awscrt"] == (importlib.util.find_spec("awscrt") is not None)
+    with pytest.raises(RuntimeError, match=r"no-such-python cannot be run: No such file or directory$"):
+        describe_interpreter(str(EVENTS_DIR / "no-such-python"))
+
+
+def test_the_lambda_like_environment_is_the_runtime_sdk_and_the_layer_requirements() -> None:
+    requirements = (EVENTS_DIR.parent / "bench" / "lambda-runtime.txt").read_text(encoding="utf-8")
+    lines = [line for line in requirements.splitlines() if line and not line.startswith("#")]
+    assert {line.split("==")[0] for line in lines if "==" in line} == {"boto3", "botocore"}
+    included = [line.removeprefix("-r ").strip() for line in lines if line.startswith("-r ")]
+    assert included == ["../layers/governance/requirements.txt"]
+    assert (EVENTS_DIR.parent / "bench" / included[0]).resolve().exists()
+    assert not any("awscrt" in line or "[crt]" in line for line in lines)
+
+
+def test_an_interpreter_without_the_layers_packages_is_refused_in_one_line(tmp_path: Path) -> None:
+    bare = tmp_path / "bare-python"
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} -I -S "$@"\n', encoding="utf-8")
+    bare.chmod(0o755)
+    with pytest.raises(RuntimeError, match=r"bare-python cannot import the layer's packages: .*boto3"):
+        describe_interpreter(str(bare))
