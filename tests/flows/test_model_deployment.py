@@ -43,6 +43,13 @@ def entered_states(org: Organization, execution_arn: str) -> list[str]:
     ]
 
 
+def deployment_claim(org: Organization, version_arn: str) -> dict[str, Any] | None:
+    """The state table's record of the pipeline start for this version, read from the emulated AWS."""
+    table = org.session().resource("dynamodb").Table(org.physical_id("StateTable"))
+    item = table.get_item(Key={"pk": f"model-deployment#{version_arn}", "sk": "pipeline"}).get("Item")
+    return dict(item) if item else None
+
+
 def test_a_central_approval_starts_exactly_one_execution_carrying_the_version(
     org: Organization, load_event: LoadEvent
 ) -> None:
@@ -181,6 +188,31 @@ def test_a_step_that_fails_is_caught_recorded_and_notified(org: Organization, lo
     assert failure.action == "start_pipeline" and "PipelineNotFound" in failure.detail["error_type"]
     [notice] = org.notifications("ml-governance")
     assert notice.subject.startswith("[FAILED] model-deployment")
+
+
+def test_after_a_failed_start_the_fixed_pipeline_starts_on_the_next_approval_not_a_duplicate(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    # A start that failed for good gives its claim up: the next approval, once the pipeline exists, must
+    # start it, not be told "already started" until the claim's 15-minute lease runs out.
+    event = load_event(APPROVED)
+    version_arn = event["detail"]["ModelPackageArn"]
+    model_support.seed(event, org)
+    org.session().client("codepipeline").delete_pipeline(name=PIPELINE)
+    [failed] = org.replay([event], seed=False)
+    assert failed.outcome == "failed"
+    assert deployment_claim(org, version_arn) is None, "the failed start kept its claim"
+
+    model_support.ensure_pipeline(org, PIPELINE)
+    again = {**event, "id": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"}
+    [result] = org.replay([again], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    [execution] = model_support.pipeline_executions_carrying(org, PIPELINE, version_arn)
+    assert execution["status"] == "Succeeded"
+    assert [e.status for e in org.ledger(again["id"]) if e.action == "start_pipeline"] == ["done"]
+    claim = deployment_claim(org, version_arn)
+    assert claim is not None and claim["execution_id"] == execution["pipelineExecutionId"]
 
 
 def test_approval_in_a_team_account_then_centrally_deploys_the_exact_replicated_version(

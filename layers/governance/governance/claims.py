@@ -1,6 +1,7 @@
 """Claims in the state table: one workflow execution at a time registers a model version or starts its
 pipeline. A claim is a conditional put, so concurrent duplicates cannot both win; it has a lease, so a
-claim left by a crashed execution does not block the work for ever."""
+claim left by a crashed execution does not block the work for ever; and an execution whose work failed
+releases it, so the next attempt does not wait for the lease."""
 
 from __future__ import annotations
 
@@ -38,6 +39,23 @@ def take_claim(
             ),
             ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
             ExpressionAttributeValues={":claimed": status, ":me": owner, ":stale": now - lease_seconds},
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def release_claim(key: dict[str, str], *, status: str, owner: str) -> bool:
+    """Delete the item `key` if it is still `owner`'s claim in `status`; False when it is not (another
+    execution took it over, or the work moved it past `status`)."""
+    try:
+        state_table().delete_item(
+            Key=key,
+            ConditionExpression="#status = :claimed AND #owner = :me",
+            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
+            ExpressionAttributeValues={":claimed": status, ":me": owner},
         )
     except ClientError as error:
         if error.response["Error"]["Code"] == "ConditionalCheckFailedException":

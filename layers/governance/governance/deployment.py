@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from governance import model_card
-from governance.claims import state_table, take_claim
+from governance.claims import release_claim, state_table, take_claim
 from governance.ledger import LedgerEntry, record
 from governance.notifier import Severity, notify
 from governance.promotion import (
@@ -161,7 +162,11 @@ def start_pipeline(decision: dict[str, Any], *, owner: str, event_id: str) -> di
                 flow=FLOW,
                 account=decision.get("source_account", ""),
                 detail={
-                    "reason": "a pipeline execution was already started for this version",
+                    "reason": (
+                        "another workflow execution is starting this version's pipeline"
+                        if existing.get("status") == "Starting"
+                        else "a pipeline execution was already started for this version"
+                    ),
                     "model_package_arn": version_arn,
                     "pipeline": existing.get("pipeline", pipeline),
                     "execution_id": existing.get("execution_id", ""),
@@ -170,12 +175,21 @@ def start_pipeline(decision: dict[str, Any], *, owner: str, event_id: str) -> di
             )
         )
         return {"state": "duplicate", "pipeline": existing.get("pipeline", pipeline)}
-    response = _governance("codepipeline").start_pipeline_execution(
-        name=pipeline,
-        variables=[{"name": PIPELINE_VARIABLE, "value": version_arn}],
-        # The same token for the same version and pipeline: CodePipeline itself drops a second start.
-        clientRequestToken=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{pipeline}|{version_arn}")),
-    )
+    try:
+        response = _governance("codepipeline").start_pipeline_execution(
+            name=pipeline,
+            variables=[{"name": PIPELINE_VARIABLE, "value": version_arn}],
+            # The same token for the same version and pipeline: CodePipeline itself drops a second start.
+            clientRequestToken=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{pipeline}|{version_arn}")),
+        )
+    except Exception:
+        # Nothing was started (or, after a lost response, the token makes a second start the same one):
+        # give the claim up, so the workflow's retry or the next approval after a fix is not told
+        # "already started" for the length of the lease. A failed release leaves that to the lease; the
+        # start's own error is the one to report.
+        with suppress(ClientError, BotoCoreError):
+            release_claim(_deployment_key(version_arn), status="Starting", owner=owner)
+        raise
     execution_id = str(response["pipelineExecutionId"])
     state_table().update_item(
         Key=_deployment_key(version_arn),

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from governance import claims
 from governance.claims import state_table, take_claim
 from governance.errors import MalformedEvent
 from governance.ledger import LedgerEntry, record
@@ -508,18 +509,7 @@ def claim_replication(source: SourceVersion, *, owner: str, attempt: int, event_
 
 def release_claim(source_arn: str, *, owner: str) -> bool:
     """Give up this execution's claim after a failure, so a retry or a redelivery can take it at once."""
-    try:
-        state_table().delete_item(
-            Key=_replica_key(source_arn),
-            ConditionExpression="#status = :claimed AND #owner = :me",
-            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
-            ExpressionAttributeValues={":claimed": "claimed", ":me": owner},
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return claims.release_claim(_replica_key(source_arn), status="claimed", owner=owner)
 
 
 # ------------------------------------------------------------------------------------ registration
