@@ -584,21 +584,30 @@ def cap_counter(org: Organization, account: str) -> dict[str, Any]:
     )
 
 
-def test_past_the_hourly_cap_an_account_is_notified_not_changed(
+def three_findings_under_a_cap_of_two(
     org: Organization, load_event: EventLoader
-) -> None:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The hourly cap set to 2, and three fixable findings in MEMBER seeded: the third is one too many."""
     org.configure(MAX_ACTIONS_PER_ACCOUNT_PER_HOUR="2")
     first, second, third = (
         load_event(name)
         for name in ("config-s3-public-read", "config-s3-tls-required", "config-ebs-encryption-default")
     )
+    for event in (first, second, third):
+        org.seed(event)
+    return first, second, third
+
+
+def test_past_the_hourly_cap_an_account_is_notified_not_changed(
+    org: Organization, load_event: EventLoader
+) -> None:
+    first, second, third = three_findings_under_a_cap_of_two(org, load_event)
     elsewhere = in_account(
         load_event("config-s3-default-encryption-conformance-pack"),
         OTHER_MEMBER,
         event_id="other-account-encryption",
     )
-    for event in (first, second, third, elsewhere):
-        org.seed(event)
+    org.seed(elsewhere)
     before = snapshot(org, third)
 
     results = org.replay([first, second, third, elsewhere])
@@ -625,13 +634,7 @@ def test_deliveries_that_changed_nothing_give_their_cap_slot_back(
     org: Organization, load_event: EventLoader
 ) -> None:
     """A throttled member account must not use up its hourly cap on the queue's redeliveries."""
-    org.configure(MAX_ACTIONS_PER_ACCOUNT_PER_HOUR="2")
-    throttled, tls, ebs = (
-        load_event(name)
-        for name in ("config-s3-public-read", "config-s3-tls-required", "config-ebs-encryption-default")
-    )
-    for event in (throttled, tls, ebs):
-        org.seed(event)
+    throttled, tls, ebs = three_findings_under_a_cap_of_two(org, load_event)
 
     with inject_api_faults(org, [Fault("s3", "PutPublicAccessBlock", "SlowDown", status=503, times=99)]):
         [dead] = org.replay([throttled])
