@@ -89,6 +89,44 @@ def functions_of_template(template_path: Path = ROOT / "template.yaml") -> list[
     return found
 
 
+# Run by the interpreter that loads the layer: the magic number and the source hash in a .pyc are its own.
+_BYTECODE_CHECK = """
+import importlib.util, json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+unchecked_hash = 0b01  # PEP 552: hash-based, and the source is not checked at import
+sources = sorted(root.rglob("*.py"))
+problems = {}
+for source in sources:
+    cached = pathlib.Path(importlib.util.cache_from_source(str(source)))
+    name = str(source.relative_to(root))
+    if not cached.exists():
+        problems[name] = "no .pyc"
+        continue
+    header = cached.read_bytes()[:16]
+    if header[:4] != importlib.util.MAGIC_NUMBER:
+        problems[name] = "bytecode of another Python"
+    elif int.from_bytes(header[4:8], "little") != unchecked_hash:
+        problems[name] = "not an unchecked-hash .pyc"
+    elif header[8:16] != importlib.util.source_hash(source.read_bytes()):
+        problems[name] = "compiled from another source"
+print(json.dumps({"modules": len(sources), "problems": problems}))
+"""
+
+
+def bytecode_problems(python_dir: Path, interpreter: str) -> tuple[int, dict[str, str]]:
+    """How many modules `python_dir` holds, and each one `interpreter` would compile at import rather than
+    load from its .pyc, with why. Lambda cannot write .pyc files to /opt, so it would do that at every
+    cold start."""
+    completed = subprocess.run(
+        [interpreter, "-c", _BYTECODE_CHECK, str(python_dir)], capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"checking the bytecode of {python_dir} with {interpreter} failed: {last}")
+    checked = json.loads(completed.stdout)
+    return int(checked["modules"]), dict(checked["problems"])
+
+
 def lambda_like_environment(function: FunctionUnderTest) -> dict[str, str]:
     """What a Lambda execution environment sets, plus the function's own variables: the same for the
     function and for the baseline it is compared with."""

@@ -1,4 +1,5 @@
-"""`sam build` builds the stack offline, and every native extension in the layer is for arm64 (aarch64)."""
+"""`sam build` builds the stack offline; every native extension in the layer is for arm64 (aarch64), and every
+module in it ships its python3.13 bytecode."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cold_start import bytecode_problems
 from govern.emulator import PROJECT_ROOT
 
 ELF_MAGIC = b"\x7fELF"
@@ -78,3 +80,10 @@ def test_every_native_extension_in_the_layer_is_aarch64(build_dir: Path) -> None
         if elf_machine(path) != EM_AARCH64
     }
     assert wrong == {}, f"built for the wrong architecture: {wrong}"
+
+
+def test_every_module_in_the_layer_ships_its_bytecode(build_dir: Path) -> None:
+    # Lambda cannot write .pyc files to /opt: a module without one is compiled at every cold start.
+    modules, problems = bytecode_problems(build_dir / "GovernanceLayer" / "python", "python3.13")
+    assert modules > 300  # Powertools, pydantic and the governance package
+    assert problems == {}
