@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,18 +50,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "targets": {metric: f"{direction} {target}" for metric, (direction, target) in TARGETS.items()},
     }
     if not args.skip_cold_start:
-        environment = cold_start.describe_interpreter(args.interpreter)
-        print(
-            f"cold start: {args.rounds} alternating rounds per function, Python {environment['python']}"
-            f"{' with awscrt (not Lambda-like)' if environment['awscrt'] else ''}...",
-            file=sys.stderr,
-        )
-        starts = cold_start.measure(rounds=args.rounds, interpreter=args.interpreter)
+        layer_bytecode = not args.no_layer_bytecode
+        with tempfile.TemporaryDirectory(prefix="bench-deployed-") as scratch:
+            print("cold start: building the layer as `sam build` does, for this machine...", file=sys.stderr)
+            deployed = cold_start.deploy(
+                cold_start.functions_of_template(), args.interpreter, Path(scratch), bytecode=layer_bytecode
+            )
+            environment = cold_start.describe_interpreter(args.interpreter, deployed.layer)
+            print(
+                f"cold start: {args.rounds} alternating rounds per function, Python {environment['python']}"
+                f"{' with awscrt (not Lambda-like)' if environment['awscrt'] else ''}"
+                f"{'' if layer_bytecode else ', the layer without its bytecode'}...",
+                file=sys.stderr,
+            )
+            starts = cold_start.measure(deployed, rounds=args.rounds, interpreter=args.interpreter)
         report["cold_start"] = {
             "rounds": args.rounds,
             "baseline": cold_start.BASELINE_CODE,
             "paused_baseline": cold_start.PAUSED_BASELINE_CODE,
             "environment": environment,
+            "layer": "layers/governance/Makefile, wheels for this machine, "
+            + ("with its .pyc files" if layer_bytecode else "its .pyc files removed (--no-layer-bytecode)"),
             "functions": {
                 s.function: {
                     "median_s": round(s.median_s, 4),
@@ -173,8 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--interpreter",
         default=sys.executable,
-        help="the Python that imports the handlers for the cold start; `make bench` passes the Lambda-like "
-        ".venv-lambda (python3.13, the runtime's SDK, the layer's requirements). Default: this one",
+        help="the python3.13 that builds the layer and imports the handlers for the cold start; `make bench` "
+        "passes the Lambda-like .venv-lambda (the runtime's SDK and nothing else). Default: this one",
+    )
+    parser.add_argument(
+        "--no-layer-bytecode",
+        action="store_true",
+        help="measure the layer without its .pyc files, as SAM's python3.13 build method shipped it",
     )
     parser.add_argument("--skip-cold-start", action="store_true")
     parser.add_argument("--skip-replay", action="store_true")

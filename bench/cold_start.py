@@ -1,10 +1,17 @@
-"""Cold start: a fresh interpreter importing each handler (layer on the path) against boto3 + Powertools."""
+"""Cold start: a fresh interpreter importing each handler (layer on the path) against boto3 + Powertools.
+
+Measured as Lambda loads the code: the layer as layers/governance/Makefile builds it for `sam build` (for
+this machine's architecture), the function's code copied as `sam build` copies it, both on PYTHONPATH as
+Lambda puts /opt/python and /var/task there, and no bytecode written while importing (both are read-only
+on Lambda). A module that ships no .pyc is compiled at every cold start, here as there."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,6 +96,55 @@ def functions_of_template(template_path: Path = ROOT / "template.yaml") -> list[
     return found
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """Where the measured code lives, as `sam build` lays it out: the layer's python/ directory and one
+    task root per function."""
+
+    layer: Path
+    task_roots: dict[str, Path]
+
+
+def build_layer(interpreter: str, into: Path, *, bytecode: bool = True) -> Path:
+    """The shared layer, built by the same Makefile `sam build` runs, with wheels for this machine (so
+    `interpreter` can load them); returns its python/ directory. `bytecode=False` removes the .pyc files
+    afterwards: the layer as SAM's python3.13 build method shipped it, for comparison."""
+    # make runs in the layer's directory: a relative interpreter path would not resolve there.
+    executable = shutil.which(interpreter) or interpreter
+    variables = {
+        "ARTIFACTS_DIR": str(into),
+        "PYTHON": str(Path(executable).absolute()),
+        "PLATFORM": f"manylinux2014_{platform.machine()}",
+    }
+    completed = subprocess.run(
+        ["make", "--silent", "-C", str(LAYER_DIR), "build-GovernanceLayer"]
+        + [f"{name}={value}" for name, value in variables.items()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        said = [line for line in completed.stderr.strip().splitlines() if not line.startswith("make")]
+        raise RuntimeError(f"building the layer for the cold start failed: {(said or ['no output'])[-1]}")
+    python = into / "python"
+    if not bytecode:
+        for cache in list(python.rglob("__pycache__")):
+            shutil.rmtree(cache)
+    return python
+
+
+def deploy(
+    functions: list[FunctionUnderTest], interpreter: str, into: Path, *, bytecode: bool = True
+) -> Deployed:
+    """The layer, and each function's code copied without the dev tree's bytecode, as `sam build` does."""
+    task_roots = {}
+    for function in functions:
+        task_root = into / "task" / function.logical_id
+        shutil.copytree(function.code_dir, task_root, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        task_roots[function.logical_id] = task_root
+    return Deployed(layer=build_layer(interpreter, into / "layer", bytecode=bytecode), task_roots=task_roots)
+
+
 # Run by the interpreter that loads the layer: the magic number and the source hash in a .pyc are its own.
 _BYTECODE_CHECK = """
 import importlib.util, json, pathlib, sys
@@ -127,9 +183,11 @@ def bytecode_problems(python_dir: Path, interpreter: str) -> tuple[int, dict[str
     return int(checked["modules"]), dict(checked["problems"])
 
 
-def lambda_like_environment(function: FunctionUnderTest) -> dict[str, str]:
+def lambda_like_environment(function: FunctionUnderTest, deployed: Deployed | None = None) -> dict[str, str]:
     """What a Lambda execution environment sets, plus the function's own variables: the same for the
-    function and for the baseline it is compared with."""
+    function and for the baseline it is compared with. With `deployed`, its task root and layer are on
+    PYTHONPATH, in Lambda's order, and nothing writes bytecode."""
+    task_root = deployed.task_roots[function.logical_id] if deployed else function.code_dir
     keep = {
         key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
     }
@@ -144,16 +202,19 @@ def lambda_like_environment(function: FunctionUnderTest) -> dict[str, str]:
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
-        "LAMBDA_TASK_ROOT": str(function.code_dir),
+        "LAMBDA_TASK_ROOT": str(task_root),
         "_HANDLER": f"{function.module}.lambda_handler",
-        "PYTHONDONTWRITEBYTECODE": "",
+        **(
+            {"PYTHONPATH": f"{task_root}{os.pathsep}{deployed.layer}", "PYTHONDONTWRITEBYTECODE": "1"}
+            if deployed
+            else {}
+        ),
         **function.environment,
     }
 
 
 def _import_code(function: FunctionUnderTest) -> str:
-    paths = [str(LAYER_DIR), str(function.code_dir)]
-    return f"import sys; sys.path[:0]={paths!r}; import {function.module}"
+    return f"import {function.module}"
 
 
 def _time_fresh_interpreter(code: str, environment: dict[str, str], cwd: Path, interpreter: str) -> float:
@@ -194,11 +255,13 @@ print(json.dumps({"python": sys.version.split()[0], "awscrt": u.find_spec("awscr
 """
 
 
-def describe_interpreter(interpreter: str) -> dict[str, Any]:
-    """The interpreter's Python version and the versions of what the handlers import, for the record."""
+def describe_interpreter(interpreter: str, layer: Path | None = None) -> dict[str, Any]:
+    """The interpreter's Python version and the versions of what the handlers import (from `layer` first,
+    when given, as Lambda finds them), for the record."""
+    environment = {**os.environ, "PYTHONPATH": str(layer)} if layer else None
     try:
         completed = subprocess.run(
-            [interpreter, "-c", _DESCRIBE], capture_output=True, text=True, check=False
+            [interpreter, "-c", _DESCRIBE], env=environment, capture_output=True, text=True, check=False
         )
     except OSError as error:
         raise RuntimeError(f"cold-start interpreter {interpreter} cannot be run: {error.strerror}") from None
@@ -209,29 +272,34 @@ def describe_interpreter(interpreter: str) -> dict[str, Any]:
     return {"interpreter": interpreter, **described}
 
 
-def measure(rounds: int = 15, seed: int = 6, interpreter: str = sys.executable) -> list[ColdStart]:
+def measure(
+    deployed: Deployed, rounds: int = 15, seed: int = 6, interpreter: str = sys.executable
+) -> list[ColdStart]:
     """Per function: `rounds` triples (baseline, paused baseline, handler) run alternately, in a shuffled
-    order per triple, each in a fresh `interpreter`; returns the medians and their ratios."""
+    order per triple, each in a fresh `interpreter` with the `deployed` code; returns the medians and
+    their ratios."""
     functions = functions_of_template()
     order = random.Random(seed)
     samples: dict[str, dict[str, list[float]]] = {
         f.logical_id: {kind: [] for kind in ("handler", "baseline", "paused_baseline")} for f in functions
     }
-    # One unmeasured run of each first, so every measured run finds the .pyc files written.
+    # One unmeasured run of each first, so every measured run finds the files in the page cache.
     for function in functions:
-        environment = lambda_like_environment(function)
-        _time_fresh_interpreter(BASELINE_CODE, environment, function.code_dir, interpreter)
-        _time_fresh_interpreter(_import_code(function), environment, function.code_dir, interpreter)
+        environment = lambda_like_environment(function, deployed)
+        task_root = deployed.task_roots[function.logical_id]
+        _time_fresh_interpreter(BASELINE_CODE, environment, task_root, interpreter)
+        _time_fresh_interpreter(_import_code(function), environment, task_root, interpreter)
     for _ in range(rounds):
         for function in order.sample(functions, len(functions)):
-            environment = lambda_like_environment(function)
+            environment = lambda_like_environment(function, deployed)
+            task_root = deployed.task_roots[function.logical_id]
             runs = [
                 ("baseline", BASELINE_CODE),
                 ("paused_baseline", PAUSED_BASELINE_CODE),
                 ("handler", _import_code(function)),
             ]
             for kind, code in order.sample(runs, len(runs)):
-                elapsed = _time_fresh_interpreter(code, environment, function.code_dir, interpreter)
+                elapsed = _time_fresh_interpreter(code, environment, task_root, interpreter)
                 samples[function.logical_id][kind].append(elapsed)
     return [
         ColdStart(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+import shutil
+import subprocess
 import sys
 from collections import Counter
 from importlib import metadata
@@ -13,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from bench import cost
-from bench.cold_start import describe_interpreter, functions_of_template, lambda_like_environment
+from bench.cold_start import (
+    bytecode_problems,
+    deploy,
+    describe_interpreter,
+    functions_of_template,
+    lambda_like_environment,
+)
 from bench.replay import config_events
 from govern.template import load_template
 from governance.events import ConfigComplianceChange, parse_event
@@ -90,13 +98,11 @@ def test_the_cold_start_records_the_interpreter_it_measured() -> None:
         describe_interpreter(str(EVENTS_DIR / "no-such-python"))
 
 
-def test_the_lambda_like_environment_is_the_runtime_sdk_and_the_layer_requirements() -> None:
+def test_the_lambda_like_environment_is_the_runtime_sdk_alone() -> None:
+    # The layer's packages come from the layer the bench builds, as on Lambda, not from this environment.
     requirements = (EVENTS_DIR.parent / "bench" / "lambda-runtime.txt").read_text(encoding="utf-8")
     lines = [line for line in requirements.splitlines() if line and not line.startswith("#")]
-    assert {line.split("==")[0] for line in lines if "==" in line} == {"boto3", "botocore"}
-    included = [line.removeprefix("-r ").strip() for line in lines if line.startswith("-r ")]
-    assert included == ["../layers/governance/requirements.txt"]
-    assert (EVENTS_DIR.parent / "bench" / included[0]).resolve().exists()
+    assert {line.split("==")[0] for line in lines} == {"boto3", "botocore"}
     assert not any("awscrt" in line or "[crt]" in line for line in lines)
 
 
@@ -106,3 +112,46 @@ def test_an_interpreter_without_the_layers_packages_is_refused_in_one_line(tmp_p
     bare.chmod(0o755)
     with pytest.raises(RuntimeError, match=r"bare-python cannot import the layer's packages: .*boto3"):
         describe_interpreter(str(bare))
+
+
+def _files_under(*roots: Path) -> set[Path]:
+    return {path for root in roots for path in root.rglob("*")}
+
+
+@pytest.mark.parametrize("bytecode", [True, False], ids=["as-built", "without-bytecode"])
+def test_the_cold_start_imports_the_code_as_lambda_loads_it(tmp_path: Path, bytecode: bool) -> None:
+    if not shutil.which("python3.13"):
+        pytest.fail(
+            "the layer is built with python3.13: run the suite through `make test`, which provides it"
+        )
+    functions = functions_of_template()
+    deployed = deploy(functions, "python3.13", tmp_path, bytecode=bytecode)
+
+    modules, problems = bytecode_problems(deployed.layer, "python3.13")
+    assert modules > 300
+    if bytecode:
+        assert problems == {}
+    else:  # the layer as SAM's python3.13 build method shipped it
+        assert len(problems) == modules and set(problems.values()) == {"no .pyc"}
+    for function in functions:
+        task_root = deployed.task_roots[function.logical_id]
+        assert (task_root / f"{function.module}.py").exists()
+        assert not list(task_root.rglob("*.pyc")), "the dev tree's bytecode was copied"
+
+    # The layer comes first on the path, after the task root, and importing from it writes nothing
+    # (Lambda's /opt and /var/task are read-only).
+    function = functions[0]
+    environment = lambda_like_environment(function, deployed)
+    task_root = deployed.task_roots[function.logical_id]
+    assert environment["PYTHONPATH"].split(":") == [str(task_root), str(deployed.layer)]
+    before = _files_under(deployed.layer, task_root)
+    imported = subprocess.run(
+        ["python3.13", "-c", "import pydantic, governance.startup; print(pydantic.__file__)"],
+        env=environment,
+        cwd=task_root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == str(deployed.layer / "pydantic" / "__init__.py")
+    assert _files_under(deployed.layer, task_root) == before
