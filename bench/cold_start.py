@@ -183,11 +183,11 @@ def bytecode_problems(python_dir: Path, interpreter: str) -> tuple[int, dict[str
     return int(checked["modules"]), dict(checked["problems"])
 
 
-def lambda_like_environment(function: FunctionUnderTest, deployed: Deployed | None = None) -> dict[str, str]:
+def lambda_like_environment(function: FunctionUnderTest, deployed: Deployed) -> dict[str, str]:
     """What a Lambda execution environment sets, plus the function's own variables: the same for the
-    function and for the baseline it is compared with. With `deployed`, its task root and layer are on
-    PYTHONPATH, in Lambda's order, and nothing writes bytecode."""
-    task_root = deployed.task_roots[function.logical_id] if deployed else function.code_dir
+    function and for the baseline it is compared with. The `deployed` task root and layer are on
+    PYTHONPATH, in Lambda's order, and nothing writes bytecode (both are read-only on Lambda)."""
+    task_root = deployed.task_roots[function.logical_id]
     keep = {
         key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
     }
@@ -204,11 +204,8 @@ def lambda_like_environment(function: FunctionUnderTest, deployed: Deployed | No
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
         "LAMBDA_TASK_ROOT": str(task_root),
         "_HANDLER": f"{function.module}.lambda_handler",
-        **(
-            {"PYTHONPATH": f"{task_root}{os.pathsep}{deployed.layer}", "PYTHONDONTWRITEBYTECODE": "1"}
-            if deployed
-            else {}
-        ),
+        "PYTHONPATH": f"{task_root}{os.pathsep}{deployed.layer}",
+        "PYTHONDONTWRITEBYTECODE": "1",
         **function.environment,
     }
 

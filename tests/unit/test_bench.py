@@ -16,6 +16,7 @@ import pytest
 
 from bench import cost
 from bench.cold_start import (
+    Deployed,
     bytecode_problems,
     deploy,
     describe_interpreter,
@@ -47,14 +48,17 @@ def test_replay_events_are_distinct_valid_non_compliance_evaluations() -> None:
     assert set(events[0]) == set(sample) and set(events[0]["detail"]) == set(sample["detail"])
 
 
-def test_cold_start_covers_every_function_with_its_environment() -> None:
+def test_cold_start_covers_every_function_with_its_environment(tmp_path: Path) -> None:
     template = load_template(EVENTS_DIR.parent / "template.yaml")
     expected = {lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
     functions = functions_of_template()
     assert {f.logical_id for f in functions} == expected
+    deployed = Deployed(
+        layer=tmp_path / "layer", task_roots={f.logical_id: tmp_path / f.logical_id for f in functions}
+    )
     for function in functions:
         assert (function.code_dir / f"{function.module}.py").exists()
-        environment = lambda_like_environment(function)
+        environment = lambda_like_environment(function, deployed)
         assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "MLGovernance"
         assert environment["LEDGER_TABLE"].startswith("bench-")
         assert environment["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == str(function.memory_mb)
