@@ -196,8 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--output", type=Path, default=LATEST)
     args = parser.parse_args(argv)
+    args.interpreter = cold_start.absolute_interpreter(args.interpreter)
     started = time.perf_counter()
-    report = run(args)
+    try:
+        report = run(args)
+    except RuntimeError as error:  # a bench that cannot run: one line, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     report["bench_seconds"] = round(time.perf_counter() - started, 1)
     save(report, args.output)
     print_table(report)

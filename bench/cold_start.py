@@ -105,15 +105,19 @@ class Deployed:
     task_roots: dict[str, Path]
 
 
+def absolute_interpreter(interpreter: str) -> str:
+    """`interpreter` as an absolute path (a name is looked up on PATH): the bench runs it from the layer's
+    directory and from each task root, where a relative path would not resolve."""
+    return str(Path(shutil.which(interpreter) or interpreter).absolute())
+
+
 def build_layer(interpreter: str, into: Path, *, bytecode: bool = True) -> Path:
     """The shared layer, built by the same Makefile `sam build` runs, with wheels for this machine (so
     `interpreter` can load them); returns its python/ directory. `bytecode=False` removes the .pyc files
     afterwards: the layer as SAM's python3.13 build method shipped it, for comparison."""
-    # make runs in the layer's directory: a relative interpreter path would not resolve there.
-    executable = shutil.which(interpreter) or interpreter
     variables = {
         "ARTIFACTS_DIR": str(into),
-        "PYTHON": str(Path(executable).absolute()),
+        "PYTHON": absolute_interpreter(interpreter),
         "PLATFORM": f"manylinux2014_{platform.machine()}",
     }
     completed = subprocess.run(
@@ -125,7 +129,8 @@ def build_layer(interpreter: str, into: Path, *, bytecode: bool = True) -> Path:
     )
     if completed.returncode != 0:
         said = [line for line in completed.stderr.strip().splitlines() if not line.startswith("make")]
-        raise RuntimeError(f"building the layer for the cold start failed: {(said or ['no output'])[-1]}")
+        reason = (said or ["no output"])[-1].removeprefix("error: ")
+        raise RuntimeError(f"building the layer for the cold start failed: {reason}")
     python = into / "python"
     if not bytecode:
         for cache in list(python.rglob("__pycache__")):
@@ -280,16 +285,18 @@ def measure(
     samples: dict[str, dict[str, list[float]]] = {
         f.logical_id: {kind: [] for kind in ("handler", "baseline", "paused_baseline")} for f in functions
     }
+    environments = {f.logical_id: lambda_like_environment(f, deployed) for f in functions}
     # One unmeasured run of each first, so every measured run finds the files in the page cache.
     for function in functions:
-        environment = lambda_like_environment(function, deployed)
-        task_root = deployed.task_roots[function.logical_id]
+        environment, task_root = environments[function.logical_id], deployed.task_roots[function.logical_id]
         _time_fresh_interpreter(BASELINE_CODE, environment, task_root, interpreter)
         _time_fresh_interpreter(_import_code(function), environment, task_root, interpreter)
     for _ in range(rounds):
         for function in order.sample(functions, len(functions)):
-            environment = lambda_like_environment(function, deployed)
-            task_root = deployed.task_roots[function.logical_id]
+            environment, task_root = (
+                environments[function.logical_id],
+                deployed.task_roots[function.logical_id],
+            )
             runs = [
                 ("baseline", BASELINE_CODE),
                 ("paused_baseline", PAUSED_BASELINE_CODE),

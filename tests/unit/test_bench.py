@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench import cost
+from bench.__main__ import main as bench_main
 from bench.cold_start import (
     Deployed,
     bytecode_problems,
@@ -159,3 +160,24 @@ def test_the_cold_start_imports_the_code_as_lambda_loads_it(tmp_path: Path, byte
     )
     assert imported.stdout.strip() == str(deployed.layer / "pydantic" / "__init__.py")
     assert _files_under(deployed.layer, task_root) == before
+
+
+def test_a_bench_that_cannot_build_the_layer_says_why_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "latest.json"
+    arguments = [
+        "--interpreter",
+        str(tmp_path / "no-python"),
+        "--rounds",
+        "1",
+        "--skip-replay",
+        "--skip-cost",
+    ]
+    assert bench_main([*arguments, "--output", str(output)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        "error: building the layer for the cold start failed: the layer is built with python3.13 "
+        f"(the Lambda runtime); {tmp_path / 'no-python'} is not it"
+    )
+    assert not output.exists()
