@@ -64,7 +64,17 @@ def test_every_function_and_the_layer_are_built(build_dir: Path) -> None:
 
 def test_the_layer_carries_the_shared_package_and_its_policy(build_dir: Path) -> None:
     python = build_dir / "GovernanceLayer" / "python"
-    assert (python / "governance" / "ledger.py").exists()
+    source = PROJECT_ROOT / "layers" / "governance" / "governance"
+    # Every file of the package, its policy.toml included, and not the dev tree's bytecode.
+    shipped = {
+        path.relative_to(source)
+        for path in source.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert Path("remediation/policy.toml") in shipped
+    for relative in shipped:
+        assert (python / "governance" / relative).read_bytes() == (source / relative).read_bytes(), relative
+    assert not [p for p in (python / "governance").rglob("*.pyc") if "cpython-313" not in p.name]
     assert (python / "pydantic_core").is_dir()
     assert (python / "aws_lambda_powertools").is_dir()
     # The runtime's own botocore must not be shadowed by a copy in the layer.
