@@ -199,7 +199,7 @@ def replacement_for(old: Any) -> st.SearchStrategy[Any]:
             st.just(f" {old} "),
             st.just(old + "\u0000"),
         ]
-        if old.isdigit():
+        if old.isdecimal():  # what int() reads: "¹".isdigit() is true, and int("¹") fails
             options.append(st.just(int(old)))
     elif isinstance(old, int) and not isinstance(old, bool):
         options += [st.just(str(old)), st.just(-old), st.just(old * 10**9), st.just(float(old) + 0.5)]
