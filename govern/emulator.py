@@ -60,7 +60,10 @@ RUNTIME_ENVIRONMENT = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "ERROR",
-    "POLL_BASE_SECONDS": "0",
+    # Polling waits double from 1 s (10 s deployed), then WORKFLOW_TIME_SCALE compresses them. They must
+    # not be 0: a workflow waiting on another (a duplicate on the owner's claim) then spent its attempts
+    # at CPU speed, and a busy machine ran them out before the owner finished (a flaky failure in CI).
+    "POLL_BASE_SECONDS": "1",
 }
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

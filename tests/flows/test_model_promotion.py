@@ -167,6 +167,20 @@ def test_concurrent_duplicates_register_once(org: Organization, load_event: Load
     assert len(org.notifications("ml-governance")) == 1
     statuses = sorted(e.status for e in org.ledger(event["id"]) if e.action == "replicate_model")
     assert statuses == ["done", "skipped", "skipped"]
+    # The duplicates found the claim taken and waited in workflow time (1 s, 2 s, 4 s... offline, run a
+    # hundred times faster). Waits of 0 s spent their 60 checks at CPU speed, and on a busy CI machine
+    # the duplicates gave up before the owner had registered the version.
+    sfn = org.session().client("stepfunctions")
+    waits = [
+        json.loads(entered["stateEnteredEventDetails"]["input"])["claim"]["wait_seconds"]
+        for execution in org.executions(MACHINE)
+        for entered in sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)[
+            "events"
+        ]
+        if entered["type"] == "WaitStateEntered"
+        and entered["stateEnteredEventDetails"]["name"] == "WaitForOtherExecution"
+    ]
+    assert waits and min(waits) >= 1, waits
 
 
 def test_missing_metadata_replicates_nothing_and_the_notice_lists_what_is_missing(

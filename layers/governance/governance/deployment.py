@@ -67,7 +67,7 @@ def deployment_record(version_arn: str) -> dict[str, Any]:
 
 
 def check_backoff_seconds(attempt: int) -> int:
-    """Bounded exponential backoff from POLL_BASE_SECONDS (0 offline, so emulated workflows do not sleep)."""
+    """Bounded exponential backoff from POLL_BASE_SECONDS (10 s deployed; 1 s offline, scaled down again)."""
     return int(min(settings().poll_base_seconds * (2 ** min(attempt, 10)), MAX_CHECK_WAIT_SECONDS))
 
 

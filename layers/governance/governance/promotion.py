@@ -453,7 +453,7 @@ def remember_replica(source_arn: str, central: CentralVersion, artifacts: list[d
 
 
 def claim_backoff_seconds(attempt: int) -> int:
-    """Bounded exponential backoff from POLL_BASE_SECONDS (0 offline, so emulated workflows do not sleep)."""
+    """Bounded exponential backoff from POLL_BASE_SECONDS (10 s deployed; 1 s offline, scaled down again)."""
     return int(min(settings().poll_base_seconds * (2 ** min(attempt, 10)), MAX_CLAIM_WAIT_SECONDS))
 
 
