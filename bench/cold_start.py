@@ -257,10 +257,10 @@ print(json.dumps({"python": sys.version.split()[0], "awscrt": u.find_spec("awscr
 """
 
 
-def describe_interpreter(interpreter: str, layer: Path | None = None) -> dict[str, Any]:
+def describe_interpreter(interpreter: str, layer: Path) -> dict[str, Any]:
     """The interpreter's Python version and the versions of what the handlers import (from `layer` first,
-    when given, as Lambda finds them), for the record."""
-    environment = {**os.environ, "PYTHONPATH": str(layer)} if layer else None
+    as Lambda finds them), for the record."""
+    environment = {**os.environ, "PYTHONPATH": str(layer)}
     try:
         completed = subprocess.run(
             [interpreter, "-c", _DESCRIBE], env=environment, capture_output=True, text=True, check=False

@@ -93,14 +93,15 @@ def test_cost_counts_index_writes_and_prices_each_unit() -> None:
     assert Counter(invocation.calls)[("dynamodb", "PutItem")] == 2
 
 
-def test_the_cold_start_records_the_interpreter_it_measured() -> None:
-    described = describe_interpreter(sys.executable)
+def test_the_cold_start_records_the_interpreter_it_measured(tmp_path: Path) -> None:
+    # An empty layer: the versions are this interpreter's own.
+    described = describe_interpreter(sys.executable, tmp_path)
     assert described["interpreter"] == sys.executable
     assert described["python"] == platform.python_version()
     assert described["pydantic"] == metadata.version("pydantic")
     assert described["awscrt"] == (importlib.util.find_spec("awscrt") is not None)
     with pytest.raises(RuntimeError, match=r"no-such-python cannot be run: No such file or directory$"):
-        describe_interpreter(str(EVENTS_DIR / "no-such-python"))
+        describe_interpreter(str(EVENTS_DIR / "no-such-python"), tmp_path)
 
 
 def test_the_lambda_like_environment_is_the_runtime_sdk_alone() -> None:
@@ -116,7 +117,7 @@ def test_an_interpreter_without_the_layers_packages_is_refused_in_one_line(tmp_p
     bare.write_text(f'#!/bin/sh\nexec {sys.executable} -I -S "$@"\n', encoding="utf-8")
     bare.chmod(0o755)
     with pytest.raises(RuntimeError, match=r"bare-python cannot import the layer's packages: .*boto3"):
-        describe_interpreter(str(bare))
+        describe_interpreter(str(bare), tmp_path)
 
 
 def _files_under(*roots: Path) -> set[Path]:
