@@ -167,9 +167,11 @@ def test_concurrent_duplicates_register_once(org: Organization, load_event: Load
     assert len(org.notifications("ml-governance")) == 1
     statuses = sorted(e.status for e in org.ledger(event["id"]) if e.action == "replicate_model")
     assert statuses == ["done", "skipped", "skipped"]
-    # The duplicates found the claim taken and waited in workflow time (1 s, 2 s, 4 s... offline, run a
+    # A duplicate that found the claim taken waited in workflow time (1 s, 2 s, 4 s... offline, run a
     # hundred times faster). Waits of 0 s spent their 60 checks at CPU speed, and on a busy CI machine
-    # the duplicates gave up before the owner had registered the version.
+    # the duplicates gave up before the owner had registered the version. Whether a duplicate meets the
+    # claim at all depends on timing (it may arrive after the owner has registered): the unit test of the
+    # backoff checks the offline values without that race.
     sfn = org.session().client("stepfunctions")
     waits = [
         json.loads(entered["stateEnteredEventDetails"]["input"])["claim"]["wait_seconds"]
@@ -180,7 +182,7 @@ def test_concurrent_duplicates_register_once(org: Organization, load_event: Load
         if entered["type"] == "WaitStateEntered"
         and entered["stateEnteredEventDetails"]["name"] == "WaitForOtherExecution"
     ]
-    assert waits and min(waits) >= 1, waits
+    assert all(wait >= 1 for wait in waits), waits
 
 
 def test_missing_metadata_replicates_nothing_and_the_notice_lists_what_is_missing(

@@ -14,6 +14,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.client import BaseClient
 from moto import mock_aws
 
+from govern.emulator import RUNTIME_ENVIRONMENT
 from govern.flows import models as model_support
 from governance import promotion, sessions
 from governance.ledger import entries_for_event
@@ -487,9 +488,20 @@ def test_a_duplicate_finds_the_replica_by_key_without_listing_versions(
     assert (entry.action, entry.status, entry.target) == ("replicate_model", "skipped", central.arn)
 
 
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ("10", [10, 20, 40, 60, 60, 60, 60, 60]),
+        # The offline runtime's base: never 0, or a duplicate spends its checks at CPU speed (see there).
+        (RUNTIME_ENVIRONMENT["POLL_BASE_SECONDS"], [1, 2, 4, 8, 16, 32, 60, 60]),
+    ],
+    ids=["deployed", "offline"],
+)
 def test_while_one_execution_holds_the_claim_a_duplicate_waits_with_bounded_backoff(
-    backbone: Backbone,
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, base: str, expected: list[int]
 ) -> None:
+    monkeypatch.setenv("POLL_BASE_SECONDS", base)
+    settings.cache_clear()
     _, source = seeded_source(backbone)
     assert promotion.claim_replication(source, owner="a", attempt=0, event_id="e")["state"] == "claimed"
 
@@ -498,7 +510,7 @@ def test_while_one_execution_holds_the_claim_a_duplicate_waits_with_bounded_back
         for attempt in range(8)
     ]
 
-    assert waits == [10, 20, 40, 60, 60, 60, 60, 60]
+    assert waits == expected
     with pytest.raises(promotion.ReplicationStillInProgress, match="still being replicated"):
         promotion.claim_replication(source, owner="b", attempt=promotion.MAX_CLAIM_ATTEMPTS - 1, event_id="e")
 
