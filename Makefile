@@ -73,8 +73,13 @@ checkov: $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
 	  $(addprefix -f ,$(CHECKOV_TEMPLATES))
 
+# One pytest worker per core, up to 4 (pytest-xdist), each taking whole test files: a module's fixtures,
+# the real sam build among them, run once, in one worker. On two cores the suite takes about 6 minutes
+# instead of 11. A plain `pytest` (one file while working, say) stays in one process.
+PYTEST_WORKERS := -n auto --maxprocesses 4 --dist loadfile
+
 test: lint checkov python313
-	PATH="$(abspath $(PY313_DIR)):$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest
+	PATH="$(abspath $(PY313_DIR)):$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest $(PYTEST_WORKERS)
 
 build: python313
 	PATH="$(abspath $(PY313_DIR)):$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/sam build
