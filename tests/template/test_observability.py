@@ -86,10 +86,13 @@ def missing_alarms(template: dict[str, Any]) -> list[str]:
             {"Fn::GetAtt": [queue, "QueueName"]},
         )
     ]
+    # A failed execution was caught and recorded by its RecordFailure step; a stopped (aborted) one ran no
+    # step to say so. Both must reach the platform topic.
     missing += [
-        f"state machine {machine}"
+        f"state machine {machine} ({metric})"
         for machine in sorted(of_type(template, *STATE_MACHINE_TYPES))
-        if not alarms_on(template, "AWS/States", "ExecutionsFailed", "StateMachineArn", {"Ref": machine})
+        for metric in ("ExecutionsFailed", "ExecutionsAborted")
+        if not alarms_on(template, "AWS/States", metric, "StateMachineArn", {"Ref": machine})
     ]
     missing += [
         f"function {function}"
@@ -161,6 +164,7 @@ def test_cloudwatch_may_publish_to_the_encrypted_platform_topic(backbone: dict[s
     [
         "EventsDeadLetterQueueAlarm",
         "ModelPromotionStateMachineFailedAlarm",
+        "AccountBaselineStateMachineAbortedAlarm",
         "RecordFailureFunctionErrorsAlarm",
     ],
 )
@@ -195,7 +199,7 @@ def test_dashboard_shows_queues_workflows_functions_and_decisions(backbone: dict
             f"<{queue}.QueueName>",
         ) in metrics
     for machine in of_type(backbone, *STATE_MACHINE_TYPES):
-        for metric in ("ExecutionsFailed", "ExecutionsSucceeded"):
+        for metric in ("ExecutionsFailed", "ExecutionsSucceeded", "ExecutionsAborted"):
             assert ("AWS/States", metric, "StateMachineArn", f"<{machine}>") in metrics
     for function in of_type(backbone, *FUNCTION_TYPES):
         for metric in ("Errors", "Throttles", "Duration"):
