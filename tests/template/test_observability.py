@@ -157,6 +157,22 @@ def test_cloudwatch_may_publish_to_the_encrypted_platform_topic(backbone: dict[s
         and {"kms:GenerateDataKey", "kms:Decrypt"} <= set(statement["Action"])
         for statement in key_policy
     )
+    # A topic policy replaces SNS's default one, which let this account's alarms publish: it must name them.
+    topic_policies = [
+        policy["Properties"]
+        for policy in of_type(backbone, "AWS::SNS::TopicPolicy").values()
+        if PLATFORM_TOPIC in policy["Properties"]["Topics"]
+    ]
+    assert topic_policies, "the platform topic has no topic policy"
+    assert any(
+        statement["Effect"] == "Allow"
+        and statement.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+        and statement["Action"] in ("sns:Publish", ["sns:Publish"])
+        and statement["Resource"] == PLATFORM_TOPIC
+        and statement.get("Condition") == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+        for policy in topic_policies
+        for statement in policy["PolicyDocument"]["Statement"]
+    ), "CloudWatch alarms of this account may not publish to the platform topic"
 
 
 @pytest.mark.parametrize(
