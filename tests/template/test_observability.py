@@ -202,6 +202,64 @@ def test_a_new_function_without_an_alarm_is_caught(backbone: dict[str, Any]) -> 
     assert missing_alarms(mutated) == ["function AnotherFunction"]
 
 
+# ---------------------------------------------------------------- logs
+
+
+def log_problems(template: dict[str, Any]) -> list[str]:
+    """Log groups not encrypted with the backbone's key or kept less than a year, and functions that do not
+    log to a group of their own in the template (Lambda's default one is unencrypted and never expires)."""
+    groups = of_type(template, "AWS::Logs::LogGroup")
+    problems = [
+        f"log group {name}"
+        for name, group in sorted(groups.items())
+        if group["Properties"].get("KmsKeyId") != {"Fn::GetAtt": ["GovernanceKey", "Arn"]}
+        or group["Properties"].get("RetentionInDays", 0) < 365
+    ]
+    used: dict[str, str] = {}
+    for name, function in sorted(of_type(template, *FUNCTION_TYPES).items()):
+        target = (function["Properties"].get("LoggingConfig") or {}).get("LogGroup")
+        group = target.get("Ref") if isinstance(target, dict) else None
+        if group not in groups or group in used:
+            problems.append(f"function {name}")
+        used[str(group)] = name
+    return problems
+
+
+def test_every_function_logs_to_its_own_encrypted_log_group_kept_a_year(backbone: dict[str, Any]) -> None:
+    assert len(of_type(backbone, "AWS::Logs::LogGroup")) > len(of_type(backbone, *FUNCTION_TYPES))
+    assert log_problems(backbone) == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "caught"),
+    [
+        (
+            lambda r: r["RemediateConfigFunction"]["Properties"].pop("LoggingConfig"),
+            "function RemediateConfigFunction",
+        ),
+        (
+            lambda r: r["RemediateConfigFunctionLogGroup"]["Properties"].pop("KmsKeyId"),
+            "log group RemediateConfigFunctionLogGroup",
+        ),
+        (
+            lambda r: r["RemediateConfigFunctionLogGroup"]["Properties"].update(RetentionInDays=30),
+            "log group RemediateConfigFunctionLogGroup",
+        ),
+        (
+            lambda r: r["RemediateConfigFunction"]["Properties"].update(
+                LoggingConfig=r["RecordFailureFunction"]["Properties"]["LoggingConfig"]
+            ),
+            "function RemediateConfigFunction",
+        ),
+    ],
+    ids=["default-group", "unencrypted", "kept-a-month", "shared"],
+)
+def test_a_function_log_problem_is_caught(backbone: dict[str, Any], mutate: Any, caught: str) -> None:
+    mutated = copy.deepcopy(backbone)
+    mutate(mutated["Resources"])
+    assert log_problems(mutated) == [caught]
+
+
 # ---------------------------------------------------------------- dashboard
 
 
