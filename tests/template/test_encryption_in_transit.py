@@ -4,16 +4,11 @@ SQS-managed SSE) is checkov's part."""
 
 from __future__ import annotations
 
-import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = [ROOT / "template.yaml", *sorted((ROOT / "templates").glob("*.yaml"))]
+from tests.template.templates import TEMPLATES, load_plain
 
 # Resource type -> (its policy's type, the policy property listing what it applies to, the service prefix,
 # how a statement's Resource names the resource).
@@ -29,15 +24,9 @@ GUARDED: dict[str, tuple[str, str, str, Any]] = {
 }
 
 
-def load(path: Path) -> dict[str, Any]:
-    template, problems = decode(str(path))
-    assert not problems, [str(p) for p in problems]
-    return json.loads(json.dumps(template))  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module", params=TEMPLATES, ids=lambda p: p.name)
 def template(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return load(request.param)
+    return load_plain(request.param)
 
 
 def _listed(value: Any) -> list[Any]:
@@ -83,13 +72,12 @@ def test_every_queue_topic_and_bucket_refuses_plain_http(template: dict[str, Any
 
 def test_the_templates_have_what_must_be_guarded() -> None:
     # If these were empty the check above would pass vacuously.
-    kinds = {resource["Type"] for path in TEMPLATES for resource in load(path)["Resources"].values()}
+    kinds = {resource["Type"] for path in TEMPLATES for resource in load_plain(path)["Resources"].values()}
     assert set(GUARDED) <= kinds
 
 
 def test_a_policy_that_lost_its_deny_is_caught() -> None:
-    backbone = load(ROOT / "template.yaml")
-    mutated = copy.deepcopy(backbone)
+    mutated = load_plain()
     statements = mutated["Resources"]["TopicsPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     statements[:] = [s for s in statements if s.get("Sid") != "DenyInsecureTransport"]
     assert unguarded(mutated) == [
@@ -110,7 +98,7 @@ def test_a_policy_that_lost_its_deny_is_caught() -> None:
     ids=["wrong-condition", "one-action", "one-principal", "one-queue"],
 )
 def test_a_narrowed_deny_is_caught(mutate: Any) -> None:
-    mutated = load(ROOT / "template.yaml")
+    mutated = load_plain()
     policy = mutated["Resources"]["EventBridgeDeliversToQueuesPolicy"]["Properties"]["PolicyDocument"]
     (deny,) = [s for s in policy["Statement"] if s.get("Sid") == "DenyInsecureTransport"]
     mutate(deny)
@@ -118,6 +106,6 @@ def test_a_narrowed_deny_is_caught(mutate: Any) -> None:
 
 
 def test_a_new_queue_without_a_policy_is_caught() -> None:
-    mutated = load(ROOT / "template.yaml")
+    mutated = load_plain()
     mutated["Resources"]["AnotherQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {}}
     assert unguarded(mutated) == ["AWS::SQS::Queue AnotherQueue"]

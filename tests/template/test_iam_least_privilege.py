@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 from cfnlint.data import AdditionalSpecs
-from cfnlint.decode import decode
 from cfnlint.helpers import load_resource
 from samtranslator.policy_templates_data import POLICY_TEMPLATES_FILE
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = [ROOT / "template.yaml", *sorted((ROOT / "templates").glob("*.yaml"))]
+from tests.template.templates import ROOT, TEMPLATES, plain
+from tests.template.templates import decoded as load
 
 # The Service Authorization Reference as cfn-lint ships it: action -> the resource types it can be
 # scoped to ({} = none, i.e. the action only works with Resource "*").
@@ -82,18 +81,6 @@ class Statement:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
-
-
-def load(path: Path) -> dict[str, Any]:
-    template, problems = decode(str(path))
-    assert not problems, [str(p) for p in problems]
-    assert template is not None
-    return template
-
-
-def plain(node: Any) -> Any:
-    """cfn-lint's position-carrying nodes as plain dicts, lists and strings."""
-    return json.loads(json.dumps(node))
 
 
 def statements_of(document: Any, where: str) -> Iterator[Statement]:

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.data import AdditionalSpecs
-from cfnlint.decode import decode
 from cfnlint.helpers import load_resource
 from moto.events.models import EventPattern
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.template.templates import ROOT
+from tests.template.templates import decoded as load
+
 MEMBER = ROOT / "templates" / "member-account.yaml"
 MANAGEMENT = ROOT / "templates" / "management-account.yaml"
 TEMPLATES = [MEMBER, MANAGEMENT]
@@ -30,13 +31,6 @@ GOVERNANCE_BUS_ARN = {
 # Every action the Service Authorization Reference knows, with the resource types it can be scoped to
 # (cfn-lint ships this table; it is what its own IAM rules use).
 IAM_ACTIONS: dict[str, Any] = load_resource(AdditionalSpecs, "Policies.json")
-
-
-def load(path: Path) -> dict[str, Any]:
-    template, problems = decode(str(path))
-    assert not problems, [str(p) for p in problems]
-    assert template is not None
-    return template
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,13 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 
 from governance import metric_names
+from tests.template.templates import load_plain
 
-ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_TOPIC = {"Ref": "PlatformTopic"}
 # The Powertools metrics (namespace MLGovernance) the handlers emit for their decisions; that they are
 # really emitted, one per decision, is tests/flows/test_metrics.py's part.
@@ -23,15 +21,9 @@ FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
 
 
-def load_backbone() -> dict[str, Any]:
-    template, problems = decode(str(ROOT / "template.yaml"))
-    assert not problems, [str(p) for p in problems]
-    return json.loads(json.dumps(template))  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module")
 def backbone() -> dict[str, Any]:
-    return load_backbone()
+    return load_plain()
 
 
 def of_type(template: dict[str, Any], *types: str) -> dict[str, dict[str, Any]]:

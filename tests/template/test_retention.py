@@ -4,14 +4,12 @@ register, the central model artifacts and the key that encrypts them."""
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.template.templates import load_plain
+
 # The ledger is the audit trail, the inventory the register of baselined accounts, the bucket holds the
 # central registry's artifacts. Working state (claims, idempotency records) and queues go with the stack.
 KEPT = ("LedgerTable", "AccountInventoryTable", "CentralArtifactBucket")
@@ -19,9 +17,7 @@ KEPT = ("LedgerTable", "AccountInventoryTable", "CentralArtifactBucket")
 
 @pytest.fixture(scope="module")
 def backbone() -> dict[str, Any]:
-    template, problems = decode(str(ROOT / "template.yaml"))
-    assert not problems, [str(p) for p in problems]
-    return json.loads(json.dumps(template))  # type: ignore[no-any-return]
+    return load_plain()
 
 
 def keys_referenced(node: Any, keys: set[str]) -> set[str]:

@@ -1,0 +1,31 @@
+"""The templates under test, read as cfn-lint reads them: one loader for every template test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKBONE = ROOT / "template.yaml"
+TEMPLATES = [BACKBONE, *sorted((ROOT / "templates").glob("*.yaml"))]
+
+
+def decoded(path: Path) -> Any:
+    """`path` decoded by cfn-lint (short-form intrinsics expanded); its nodes keep their line numbers."""
+    template, problems = decode(str(path))
+    assert not problems, [str(p) for p in problems]
+    assert template is not None
+    return template
+
+
+def plain(node: Any) -> Any:
+    """cfn-lint's position-carrying nodes as plain dicts, lists and strings."""
+    return json.loads(json.dumps(node))
+
+
+def load_plain(path: Path = BACKBONE) -> dict[str, Any]:
+    """`path` (the backbone by default) decoded, as plain data: what a test mutates and compares."""
+    return plain(decoded(path))  # type: ignore[no-any-return]
