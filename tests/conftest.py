@@ -20,6 +20,11 @@ def read_event(name: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
+def files_under(*roots: Path) -> set[Path]:
+    """Every file and folder under `roots`: compared before and after a step that must write nothing."""
+    return {path for root in roots for path in root.rglob("*")}
+
+
 @pytest.fixture
 def load_event() -> Callable[[str], dict[str, Any]]:
     return read_event

@@ -16,6 +16,7 @@ import pytest
 
 from bench.cold_start import Deployed, deploy, functions_of_template
 from govern.emulator import PROJECT_ROOT
+from tests.conftest import files_under
 
 FUNCTIONS = sorted(path.parent for path in (PROJECT_ROOT / "functions").glob("*/app.py"))
 # The SDK a python3.13 runtime ships (boto3, botocore; no awscrt), as `make bench` installs it.
@@ -42,8 +43,7 @@ class LambdaLike:
         }
 
     def files(self) -> set[Path]:
-        roots = [self.deployed.layer, *self.task_roots.values()]
-        return {path for root in roots for path in root.rglob("*")}
+        return files_under(self.deployed.layer, *self.task_roots.values())
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from bench.cold_start import (
 from bench.replay import config_events
 from govern.template import load_template
 from governance.events import ConfigComplianceChange, parse_event
-from tests.conftest import EVENTS_DIR, read_event
+from tests.conftest import EVENTS_DIR, files_under, read_event
 
 
 def test_replay_events_are_distinct_valid_non_compliance_evaluations() -> None:
@@ -120,10 +120,6 @@ def test_an_interpreter_without_the_layers_packages_is_refused_in_one_line(tmp_p
         describe_interpreter(str(bare), tmp_path)
 
 
-def _files_under(*roots: Path) -> set[Path]:
-    return {path for root in roots for path in root.rglob("*")}
-
-
 @pytest.mark.parametrize("bytecode", [True, False], ids=["as-built", "without-bytecode"])
 def test_the_cold_start_imports_the_code_as_lambda_loads_it(tmp_path: Path, bytecode: bool) -> None:
     if not shutil.which("python3.13"):
@@ -150,7 +146,7 @@ def test_the_cold_start_imports_the_code_as_lambda_loads_it(tmp_path: Path, byte
     environment = lambda_like_environment(function, deployed)
     task_root = deployed.task_roots[function.logical_id]
     assert environment["PYTHONPATH"].split(":") == [str(task_root), str(deployed.layer)]
-    before = _files_under(deployed.layer, task_root)
+    before = files_under(deployed.layer, task_root)
     imported = subprocess.run(
         ["python3.13", "-c", "import pydantic, governance.startup; print(pydantic.__file__)"],
         env=environment,
@@ -160,7 +156,7 @@ def test_the_cold_start_imports_the_code_as_lambda_loads_it(tmp_path: Path, byte
         check=True,
     )
     assert imported.stdout.strip() == str(deployed.layer / "pydantic" / "__init__.py")
-    assert _files_under(deployed.layer, task_root) == before
+    assert files_under(deployed.layer, task_root) == before
 
 
 def test_a_bench_that_cannot_build_the_layer_says_why_in_one_line(
