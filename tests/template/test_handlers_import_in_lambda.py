@@ -105,7 +105,13 @@ def test_the_handler_imports_without_xray_sdk_or_settings(
 
 # Workflow functions whose steps mostly do not parse an event: only the parsing step loads the event models
 # and pydantic (about a tenth of a second of every cold start here; `make bench` measures it).
-WITHOUT_PYDANTIC_AT_IMPORT = ("baseline_account", "deploy_model", "promote_model", "record_failure")
+WITHOUT_PYDANTIC_AT_IMPORT = (
+    "baseline_account",
+    "deploy_model",
+    "promote_model",
+    "record_failure",
+    "watch_forwarding",
+)
 PYDANTIC_PROBE = """
 import sys
 import app

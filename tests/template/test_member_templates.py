@@ -218,6 +218,9 @@ def test_execution_role_covers_what_the_backbone_does(member: dict) -> None:
         "ec2:GetEbsDefaultKmsKeyId",
         "iam:GetAccountPasswordPolicy",
         "iam:UpdateAccountPasswordPolicy",
+        # forwarding watch
+        "sqs:GetQueueUrl",
+        "sqs:GetQueueAttributes",
     }
     assert granted == needed, {"missing": needed - granted, "not asked for": granted - needed}
 
@@ -358,6 +361,33 @@ def test_dead_letter_queues_are_encrypted_kept_14_days_and_fed_only_by_the_rules
         source_arns = as_list(statement["Condition"]["ArnEquals"]["aws:SourceArn"])
         assert sorted(a["Fn::GetAtt"][0] for a in source_arns) == feeding_rules
         assert all(a["Fn::GetAtt"][1] == "Arn" for a in source_arns)
+
+
+def test_the_backbone_can_read_the_forwarding_queue_depth_and_nothing_else(member: dict) -> None:
+    """WatchForwardingFunction finds the queue by its name: the queue, the role's grant and the watcher
+    must say the same name, and the role may read attributes, never the events."""
+    from governance.forwarding import FORWARDING_DEAD_LETTER_QUEUE
+
+    queue = member["Resources"]["ForwardingDeadLetterQueue"]
+    assert queue["Properties"]["QueueName"] == FORWARDING_DEAD_LETTER_QUEUE
+    # The update that named the queue replaces it: the old queue, and the events in it, must stay.
+    assert queue["UpdateReplacePolicy"] == "Retain"
+    sqs_statements = [
+        statement
+        for policy in member["Resources"]["GovernanceExecutionRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if any(action.startswith("sqs:") for action in as_list(statement["Action"]))
+    ]
+    assert sqs_statements == [
+        {
+            "Sid": "ReadForwardingDeadLetterQueueDepth",
+            "Effect": "Allow",
+            "Action": ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"],
+            "Resource": {
+                "Fn::Sub": f"arn:${{AWS::Partition}}:sqs:*:${{AWS::AccountId}}:{FORWARDING_DEAD_LETTER_QUEUE}"
+            },
+        }
+    ]
 
 
 # Real-shaped events, trimmed to the fields that matter for matching.

@@ -194,6 +194,53 @@ def test_a_new_function_without_an_alarm_is_caught(backbone: dict[str, Any]) -> 
     assert missing_alarms(mutated) == ["function AnotherFunction"]
 
 
+def forwarding_alarm_problems(template: dict[str, Any]) -> list[str]:
+    """The member accounts' forwarding dead-letter queues are read by WatchForwardingFunction, which emits
+    their depth as a Powertools metric: one event kept, or one queue that cannot be read, must alarm."""
+    service = {"Fn::Sub": "ml-governance-${Stage}"}
+    problems = []
+    for metric in (metric_names.FORWARDING_DEAD_LETTERS, metric_names.FORWARDING_QUEUES_UNREADABLE):
+        alarms = alarms_on(template, "MLGovernance", metric, "service", service)
+        # The watcher runs every 15 minutes: a shorter period would fall between two readings.
+        if not any(
+            template["Resources"][alarm]["Properties"]["Period"] >= 900
+            and template["Resources"][alarm]["Properties"]["Statistic"] == "Maximum"
+            for alarm in alarms
+        ):
+            problems.append(metric)
+    return problems
+
+
+def test_events_kept_in_member_accounts_raise_an_alarm(backbone: dict[str, Any]) -> None:
+    assert forwarding_alarm_problems(backbone) == []
+    schedule = backbone["Resources"]["WatchForwardingFunction"]["Properties"]["Events"]["Every15Minutes"]
+    assert schedule["Type"] == "Schedule"
+    assert schedule["Properties"]["Schedule"] == "rate(15 minutes)"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "caught"),
+    [
+        (lambda r: r.pop("ForwardingDeadLettersAlarm"), ["ForwardingDeadLetters"]),
+        (
+            lambda r: r["ForwardingQueuesUnreadableAlarm"]["Properties"].update(Period=300),
+            ["ForwardingQueuesUnreadable"],
+        ),
+        (
+            lambda r: r["ForwardingDeadLettersAlarm"]["Properties"].update(Statistic="Minimum"),
+            ["ForwardingDeadLetters"],
+        ),
+    ],
+    ids=["removed", "shorter-than-the-schedule", "minimum"],
+)
+def test_a_weakened_forwarding_alarm_is_caught(
+    backbone: dict[str, Any], mutate: Any, caught: list[str]
+) -> None:
+    mutated = copy.deepcopy(backbone)
+    mutate(mutated["Resources"])
+    assert forwarding_alarm_problems(mutated) == caught
+
+
 # ---------------------------------------------------------------- logs
 
 
@@ -270,13 +317,12 @@ def test_dashboard_shows_queues_workflows_functions_and_decisions(backbone: dict
     for function in of_type(backbone, *FUNCTION_TYPES):
         for metric in ("Errors", "Throttles", "Duration"):
             assert ("AWS/Lambda", metric, "FunctionName", f"<{function}>") in metrics
-    for name in DECISION_METRICS:
+    for name in DECISION_METRICS + sorted(metric_names.FORWARDING):
         # Powertools Metrics adds the `service` dimension from POWERTOOLS_SERVICE_NAME.
         assert ("MLGovernance", name, "service", "ml-governance-<Stage>") in metrics
     plotted = {metric[1] for metric in metrics if metric[0] == "MLGovernance"}
-    assert plotted <= metric_names.ALL, (
-        f"the dashboard plots metrics nothing emits: {plotted - metric_names.ALL}"
-    )
+    emitted = metric_names.ALL | metric_names.FORWARDING
+    assert plotted <= emitted, f"the dashboard plots metrics nothing emits: {plotted - emitted}"
 
 
 def test_dashboard_uses_the_powertools_namespace_and_service_of_the_functions(

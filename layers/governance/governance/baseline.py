@@ -518,8 +518,8 @@ def version_key(version: str) -> tuple[int, ...]:
         return (0,)
 
 
-def accounts_on_older_baseline(current: str = BASELINE_VERSION) -> list[dict[str, Any]]:
-    """Inventory items of accounts whose baseline is older than `current` (to roll a new one out)."""
+def inventory_items() -> list[dict[str, Any]]:
+    """Every inventory item (one per registered account), read page by page."""
     table = _inventory()
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {}
@@ -527,10 +527,18 @@ def accounts_on_older_baseline(current: str = BASELINE_VERSION) -> list[dict[str
         page = table.scan(**kwargs)
         items.extend(page["Items"])
         if "LastEvaluatedKey" not in page:
-            break
+            return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def accounts_on_older_baseline(current: str = BASELINE_VERSION) -> list[dict[str, Any]]:
+    """Inventory items of accounts whose baseline is older than `current` (to roll a new one out)."""
     return sorted(
-        (item for item in items if version_key(str(item.get("baseline_version", ""))) < version_key(current)),
+        (
+            item
+            for item in inventory_items()
+            if version_key(str(item.get("baseline_version", ""))) < version_key(current)
+        ),
         key=lambda item: str(item["account_id"]),
     )
 

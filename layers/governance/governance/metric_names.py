@@ -33,6 +33,14 @@ REMEDIATION_OUTCOMES = {
 # Any workflow that ended in its catch-all (RecordFailureFunction), whatever the flow.
 WORKFLOWS_FAILED = "WorkflowsFailed"
 
+# The forwarding dead-letter queues of the member accounts (governance.forwarding), read on a schedule:
+# events kept there never reached the governance bus. Not decisions: each reading is a level, not a count.
+FORWARDING_DEAD_LETTERS = "ForwardingDeadLetters"
+FORWARDING_QUEUES_UNREADABLE = "ForwardingQueuesUnreadable"
+FORWARDING_QUEUES_WATCHED = "ForwardingQueuesWatched"
+
+FORWARDING = frozenset({FORWARDING_DEAD_LETTERS, FORWARDING_QUEUES_UNREADABLE, FORWARDING_QUEUES_WATCHED})
+
 ALL = frozenset(
     {
         MODELS_REPLICATED,

@@ -1,0 +1,203 @@
+"""Events a member account could not forward: WatchForwardingFunction reads every forwarding dead-letter
+queue of the registered accounts, through GovernanceExecutionRole, and reports what they keep as the
+metrics ForwardingDeadLettersAlarm and ForwardingQueuesUnreadableAlarm watch (tests/template)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from govern.emulator import Organization
+from govern.faults import access_denied, inject_api_faults, throttling
+from governance import metric_names
+from governance.forwarding import FORWARDING_DEAD_LETTER_QUEUE
+from governance.sessions import forget_sessions
+from tests.flows.test_metrics import METRICS_ON, emitted
+
+LoadEvent = Callable[[str], dict[str, Any]]
+
+TEAM_A, TEAM_B = "333333333333", "444444444444"
+REGIONS = ("us-east-1", "eu-west-1")
+
+
+@pytest.fixture
+def org(load_event: LoadEvent) -> Iterator[Organization]:
+    """Two team accounts created by Control Tower and baselined in both Regions, as the backbone does:
+    the inventory is what the watcher reads."""
+    with Organization(env_overrides={**METRICS_ON, "BASELINE_REGIONS": ",".join(REGIONS)}) as organization:
+        created_a = load_event("account-created.json")
+        created_b = json.loads(json.dumps(created_a).replace(TEAM_A, TEAM_B))
+        created_b["id"] = "5f1d7c2e-0b43-4c55-9d0e-6a7f4b1c2d3e"
+        created_b["detail"]["eventID"] = "c0ffee00-1111-4222-8333-944455556666"
+        created_b["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["account"]["accountName"] = (
+            "ml-team-fraud-dev"
+        )
+        results = organization.replay([created_a, created_b])
+        assert [result.outcome for result in results] == ["succeeded", "succeeded"]
+        yield organization
+
+
+def forwarding_queue(org: Organization, account: str, region: str) -> str:
+    """The member StackSet's queue in `account` and `region` (templates/member-account.yaml names it)."""
+    sqs = org.session(account, region).client("sqs")
+    return str(sqs.create_queue(QueueName=FORWARDING_DEAD_LETTER_QUEUE)["QueueUrl"])
+
+
+def keep_events(org: Organization, account: str, region: str, count: int) -> str:
+    """What EventBridge does when it cannot deliver to the governance bus: the event goes to the queue."""
+    url = forwarding_queue(org, account, region)
+    sqs = org.session(account, region).client("sqs")
+    for number in range(count):
+        sqs.send_message(
+            QueueUrl=url, MessageBody=json.dumps({"id": f"kept-{number}", "source": "aws.config"})
+        )
+    return url
+
+
+def depth(org: Organization, account: str, region: str, url: str) -> dict[str, int]:
+    attributes = (
+        org.session(account, region)
+        .client("sqs")
+        .get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+    )
+    return {name: int(value) for name, value in attributes.items()}
+
+
+def run_watcher(org: Organization) -> dict[str, Any]:
+    """One tick of the schedule, through the Lambda API as EventBridge invokes the function."""
+    tick = {
+        "version": "0",
+        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": org.governance_account,
+        "time": "2026-11-27T13:00:00Z",
+        "region": org.region,
+        "resources": [f"arn:aws:events:{org.region}:{org.governance_account}:rule/watch-forwarding"],
+        "detail": {},
+    }
+    response = (
+        org.session()
+        .client("lambda")
+        .invoke(FunctionName=org.physical_id("WatchForwardingFunction"), Payload=json.dumps(tick))
+    )
+    payload = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response, payload
+    return dict(payload)
+
+
+def test_events_kept_in_a_member_region_are_counted_and_left_where_they_are(
+    org: Organization, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    for account in (TEAM_A, TEAM_B):
+        for region in REGIONS:
+            forwarding_queue(org, account, region)
+    kept = keep_events(org, TEAM_B, "eu-west-1", 3)
+    # A fresh execution environment: no member session cached from the baselines.
+    forget_sessions()
+    org.assume_role_attempts.clear()
+    capsys.readouterr()
+
+    summary = run_watcher(org)
+
+    out = capsys.readouterr().out
+    totals = emitted(out)
+    assert totals[metric_names.FORWARDING_DEAD_LETTERS] == 3
+    assert totals[metric_names.FORWARDING_QUEUES_WATCHED] == 4
+    assert totals[metric_names.FORWARDING_QUEUES_UNREADABLE] == 0
+    assert summary["keeping"] == [{"account": TEAM_B, "region": "eu-west-1", "messages": 3}]
+    # The log names where the events are, for whoever answers the alarm.
+    [line] = [record for record in caplog.records if record.getMessage().endswith("keeps events")]
+    assert (line.account, line.region, line.messages) == (TEAM_B, "eu-west-1", 3)  # type: ignore[attr-defined]
+    # Read, not received: the events are all still there and none is in flight.
+    assert depth(org, TEAM_B, "eu-west-1", kept) == {
+        "ApproximateNumberOfMessages": 3,
+        "ApproximateNumberOfMessagesNotVisible": 0,
+    }
+    # Through the member role, once per account.
+    assert org.assume_role_attempts == {TEAM_A: 1, TEAM_B: 1}
+
+
+def test_nothing_kept_reads_zero_so_the_alarm_goes_back_to_ok(
+    org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for account in (TEAM_A, TEAM_B):
+        for region in REGIONS:
+            forwarding_queue(org, account, region)
+    capsys.readouterr()
+
+    summary = run_watcher(org)
+
+    totals = emitted(capsys.readouterr().out)
+    # 0 is emitted, not left out: the alarm sees a reading below its threshold.
+    assert metric_names.FORWARDING_DEAD_LETTERS in totals
+    assert totals[metric_names.FORWARDING_DEAD_LETTERS] == 0
+    assert totals[metric_names.FORWARDING_QUEUES_WATCHED] == 4
+    assert summary["keeping"] == summary["unreadable"] == []
+
+
+def test_a_region_without_the_queue_or_an_account_without_the_role_is_unreadable_and_the_rest_is_read(
+    org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Team A has no StackSet instance in eu-west-1; team B lost GovernanceExecutionRole.
+    keep_events(org, TEAM_A, "us-east-1", 1)
+    for region in REGIONS:
+        forwarding_queue(org, TEAM_B, region)
+    org.remove_execution_role(TEAM_B)
+    forget_sessions()
+    capsys.readouterr()
+
+    summary = run_watcher(org)
+
+    totals = emitted(capsys.readouterr().out)
+    assert totals[metric_names.FORWARDING_DEAD_LETTERS] == 1
+    assert totals[metric_names.FORWARDING_QUEUES_UNREADABLE] == 3
+    problems = {(item["account"], item["region"]): item["problem"] for item in summary["unreadable"]}
+    assert set(problems) == {(TEAM_A, "eu-west-1"), (TEAM_B, "us-east-1"), (TEAM_B, "eu-west-1")}
+    assert "no queue ml-governance-forwarding-dlq" in problems[TEAM_A, "eu-west-1"]
+    assert problems[TEAM_B, "us-east-1"].startswith(
+        f"cannot assume arn:aws:iam::{TEAM_B}:role/GovernanceExecutionRole in account {TEAM_B}: AccessDenied"
+    )
+    # One line each, that a human reads without a stack trace.
+    assert all("\n" not in problem for problem in problems.values())
+
+
+def test_a_throttled_or_refused_read_is_reported_not_raised(
+    org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for account in (TEAM_A, TEAM_B):
+        for region in REGIONS:
+            forwarding_queue(org, account, region)
+    capsys.readouterr()
+
+    # Throttled in team A past botocore's own retries; team B's role refuses the first Region read.
+    with inject_api_faults(
+        org,
+        [
+            throttling("sqs", "GetQueueAttributes", times=100, account=TEAM_A),
+            access_denied("sqs", "GetQueueUrl", account=TEAM_B),
+        ],
+    ):
+        summary = run_watcher(org)
+
+    totals = emitted(capsys.readouterr().out)
+    problems = {(item["account"], item["region"]): item["problem"] for item in summary["unreadable"]}
+    assert problems == {
+        (TEAM_A, "eu-west-1"): "GetQueueAttributes: ThrottlingException",
+        (TEAM_A, "us-east-1"): "GetQueueAttributes: ThrottlingException",
+        (TEAM_B, "eu-west-1"): "GetQueueUrl: AccessDeniedException",
+    }
+    assert totals[metric_names.FORWARDING_QUEUES_UNREADABLE] == 3
+    assert totals[metric_names.FORWARDING_QUEUES_WATCHED] == 4
+
+
+def test_no_registered_account_reads_nothing_and_says_so() -> None:
+    with Organization(env_overrides=METRICS_ON) as organization:
+        summary = run_watcher(organization)
+    assert summary == {"queues": 0, "dead_letters": 0, "keeping": [], "unreadable": []}
