@@ -390,6 +390,47 @@ def test_the_backbone_can_read_the_forwarding_queue_depth_and_nothing_else(membe
     ]
 
 
+def test_the_management_account_alarms_on_its_own_forwarding_queue(management: dict) -> None:
+    """The backbone never acts in the management account, so no watcher reads this queue: one message in
+    it must alarm there, to a topic CloudWatch of that account may publish to."""
+    alarms = resources_of_type(management, "AWS::CloudWatch::Alarm")
+    [alarm] = alarms.values()
+    properties = alarm["Properties"]
+    assert (properties["Namespace"], properties["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert properties["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ForwardingDeadLetterQueue", "QueueName"]}}
+    ]
+    assert (properties["Threshold"], properties["ComparisonOperator"], properties["EvaluationPeriods"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+        1,
+    )
+    topic = {"Ref": "ForwardingAlarmTopic"}
+    assert properties["AlarmActions"] == properties["OKActions"] == [topic]
+    [policy] = resources_of_type(management, "AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [topic]
+    allowed = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert allowed == [
+        {
+            "Sid": "CloudWatchAlarmsOfThisAccount",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": topic,
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+        }
+    ]
+    subscription = management["Resources"]["ForwardingAlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmNotificationEmail"}
+    email = allowed_pattern(management, "AlarmNotificationEmail")
+    assert email.fullmatch("") and email.fullmatch("platform@example.com")
+    assert not email.fullmatch("not an address")
+
+
 # Real-shaped events, trimmed to the fields that matter for matching.
 MODEL_PACKAGE_APPROVED = {
     "source": "aws.sagemaker",
