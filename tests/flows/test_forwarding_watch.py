@@ -46,6 +46,13 @@ def forwarding_queue(org: Organization, account: str, region: str) -> str:
     return str(sqs.create_queue(QueueName=FORWARDING_DEAD_LETTER_QUEUE)["QueueUrl"])
 
 
+def every_forwarding_queue(org: Organization) -> None:
+    """The member StackSet in both Regions of both team accounts."""
+    for account in (TEAM_A, TEAM_B):
+        for region in REGIONS:
+            forwarding_queue(org, account, region)
+
+
 def keep_events(org: Organization, account: str, region: str, count: int) -> str:
     """What EventBridge does when it cannot deliver to the governance bus: the event goes to the queue."""
     url = forwarding_queue(org, account, region)
@@ -95,9 +102,7 @@ def run_watcher(org: Organization) -> dict[str, Any]:
 def test_events_kept_in_a_member_region_are_counted_and_left_where_they_are(
     org: Organization, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    for account in (TEAM_A, TEAM_B):
-        for region in REGIONS:
-            forwarding_queue(org, account, region)
+    every_forwarding_queue(org)
     kept = keep_events(org, TEAM_B, "eu-west-1", 3)
     # A fresh execution environment: no member session cached from the baselines.
     forget_sessions()
@@ -127,9 +132,7 @@ def test_events_kept_in_a_member_region_are_counted_and_left_where_they_are(
 def test_nothing_kept_reads_zero_so_the_alarm_goes_back_to_ok(
     org: Organization, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for account in (TEAM_A, TEAM_B):
-        for region in REGIONS:
-            forwarding_queue(org, account, region)
+    every_forwarding_queue(org)
     capsys.readouterr()
 
     summary = run_watcher(org)
@@ -171,9 +174,7 @@ def test_a_region_without_the_queue_or_an_account_without_the_role_is_unreadable
 def test_a_throttled_or_refused_read_is_reported_not_raised(
     org: Organization, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for account in (TEAM_A, TEAM_B):
-        for region in REGIONS:
-            forwarding_queue(org, account, region)
+    every_forwarding_queue(org)
     capsys.readouterr()
 
     # Throttled in team A past botocore's own retries; team B's role refuses the first Region read.
