@@ -200,9 +200,18 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     with _handler_output(args.quiet), Organization(args.governance_account, args.management_account) as org:
         results = org.replay(events)
+        watched = org.run_scheduled("WatchForwardingFunction")
     print_story(results, events, [path.name for path in files], out)
     summary = summarize(results)
     print(f"\nsummary: {json.dumps(summary)}", file=out)
+    queues = watched["queues"]
+    print(
+        "\nForwarding watch (WatchForwardingFunction, every 15 minutes when deployed): read "
+        f"{queues} forwarding dead-letter queue{'' if queues == 1 else 's'} of the registered accounts "
+        f"through GovernanceExecutionRole; events kept: {watched['dead_letters']}, queues unreadable: "
+        f"{len(watched['unreadable'])}.",
+        file=out,
+    )
     surprises = [
         f"{path.name}: expected {expected[path.name]}, got {result.outcome}"
         for path, result in zip(files, results, strict=True)
@@ -214,6 +223,12 @@ def run_demo(args: argparse.Namespace) -> int:
         for action in result.actions
         if not action.verified
     ]
+    # Every sample event reached the bus, and every baselined account has its queues.
+    surprises += [
+        f"forwarding watch: {json.dumps(item)}" for item in watched["keeping"] + watched["unreadable"]
+    ]
+    if not watched["queues"]:
+        surprises.append("forwarding watch: no queue read, though accounts were baselined")
     if surprises or unverified:
         print("\nThe demo did not go as the sample events expect:", file=out)
         for line in surprises + unverified:

@@ -156,6 +156,7 @@ class FunctionSpec:
     timeout: int
     memory: int
     sqs_sources: list[tuple[str, int]] = field(default_factory=list)  # (queue URL, batch size)
+    schedules: list[tuple[str, str]] = field(default_factory=list)  # (rule name, schedule expression)
     _module: ModuleType | None = None
 
     def entrypoint(self) -> Callable[[Any, Any], Any]:
@@ -320,7 +321,8 @@ class Organization:
         return session
 
     def ensure_member(self, account_id: str) -> None:
-        """Deploy the member template's GovernanceExecutionRole in `account_id` (idempotent)."""
+        """Deploy what the member template gives `account_id` (idempotent): GovernanceExecutionRole, and the
+        forwarding dead-letter queue in each of member_regions()."""
         if account_id in (self.governance_account,):
             return
         with self._lock:
@@ -340,7 +342,19 @@ class Organization:
             }
             with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
                 iam.create_role(RoleName=EXECUTION_ROLE, AssumeRolePolicyDocument=json.dumps(trust))
+            # The member StackSet's forwarding dead-letter queue, in each Region the account is governed in.
+            from governance.forwarding import FORWARDING_DEAD_LETTER_QUEUE
+
+            for region in self.member_regions():
+                self.session(account_id, region).client("sqs").create_queue(
+                    QueueName=FORWARDING_DEAD_LETTER_QUEUE
+                )
             self._members.add(account_id)
+
+    def member_regions(self) -> list[str]:
+        """The Regions of the member StackSet offline: those the backbone baselines (BASELINE_REGIONS)."""
+        configured = os.environ.get("BASELINE_REGIONS", "")
+        return [region.strip() for region in configured.split(",") if region.strip()] or [self.region]
 
     def remove_execution_role(self, account_id: str) -> None:
         """Scenario: the member StackSet has not (yet) deployed GovernanceExecutionRole there."""
@@ -824,6 +838,31 @@ class Organization:
             return False
 
     # ------------------------------------------------------------------ fault injection
+    def run_scheduled(self, logical_id: str) -> Any:
+        """One tick of the Schedule event of function `logical_id` (template.yaml), delivered as EventBridge
+        delivers it: a `Scheduled Event`, through the Lambda API. Returns the function's response; a
+        function error raises RuntimeError with its one-line message."""
+        function = next((f for f in self.functions.values() if f.logical_id == logical_id), None)
+        if function is None or not function.schedules:
+            raise TemplateError(f"{logical_id} is not a function with a Schedule event in the template")
+        rule_name, _ = function.schedules[0]
+        tick = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": self.governance_account,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": self.region,
+            "resources": [f"arn:aws:events:{self.region}:{self.governance_account}:rule/{rule_name}"],
+            "detail": {},
+        }
+        response = self._aws("lambda").invoke(FunctionName=function.name, Payload=json.dumps(tick))
+        payload = json.loads(response["Payload"].read())
+        if "FunctionError" in response:
+            raise RuntimeError(f"{logical_id} failed: {payload.get('errorMessage', payload)}")
+        return payload
+
     def fail_next_invocations(self, function_logical_id: str, error_code: str, times: int = 1) -> None:
         """The next `times` invocations of the function fail in the Lambda service itself (before the
         handler runs), e.g. `TooManyRequestsException`: what a workflow's Retry is for."""
@@ -1222,6 +1261,11 @@ class Organization:
                             properties["Pattern"],
                             (target,),
                         )
+                    )
+                elif event["Type"] == "Schedule":
+                    # Nothing ticks offline by itself: run_scheduled() delivers one tick when asked.
+                    self._function_by_arn(own_arn).schedules.append(
+                        (f"{logical_id}{event_name}", str(properties["Schedule"]))
                     )
                 elif event["Type"] == "SQS":
                     function = self._function_by_arn(own_arn)

@@ -12,6 +12,7 @@ import pytest
 
 from govern.emulator import Organization
 from govern.faults import access_denied, inject_api_faults, throttling
+from govern.template import TemplateError
 from governance import metric_names
 from governance.forwarding import FORWARDING_DEAD_LETTER_QUEUE
 from governance.sessions import forget_sessions
@@ -40,22 +41,15 @@ def org(load_event: LoadEvent) -> Iterator[Organization]:
         yield organization
 
 
-def forwarding_queue(org: Organization, account: str, region: str) -> str:
-    """The member StackSet's queue in `account` and `region` (templates/member-account.yaml names it)."""
+def queue_url(org: Organization, account: str, region: str) -> str:
+    """The forwarding queue the member StackSet deployed there (the emulation's ensure_member does)."""
     sqs = org.session(account, region).client("sqs")
-    return str(sqs.create_queue(QueueName=FORWARDING_DEAD_LETTER_QUEUE)["QueueUrl"])
-
-
-def every_forwarding_queue(org: Organization) -> None:
-    """The member StackSet in both Regions of both team accounts."""
-    for account in (TEAM_A, TEAM_B):
-        for region in REGIONS:
-            forwarding_queue(org, account, region)
+    return str(sqs.get_queue_url(QueueName=FORWARDING_DEAD_LETTER_QUEUE)["QueueUrl"])
 
 
 def keep_events(org: Organization, account: str, region: str, count: int) -> str:
     """What EventBridge does when it cannot deliver to the governance bus: the event goes to the queue."""
-    url = forwarding_queue(org, account, region)
+    url = queue_url(org, account, region)
     sqs = org.session(account, region).client("sqs")
     for number in range(count):
         sqs.send_message(
@@ -77,32 +71,13 @@ def depth(org: Organization, account: str, region: str, url: str) -> dict[str, i
 
 
 def run_watcher(org: Organization) -> dict[str, Any]:
-    """One tick of the schedule, through the Lambda API as EventBridge invokes the function."""
-    tick = {
-        "version": "0",
-        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": org.governance_account,
-        "time": "2026-11-27T13:00:00Z",
-        "region": org.region,
-        "resources": [f"arn:aws:events:{org.region}:{org.governance_account}:rule/watch-forwarding"],
-        "detail": {},
-    }
-    response = (
-        org.session()
-        .client("lambda")
-        .invoke(FunctionName=org.physical_id("WatchForwardingFunction"), Payload=json.dumps(tick))
-    )
-    payload = json.loads(response["Payload"].read())
-    assert "FunctionError" not in response, payload
-    return dict(payload)
+    """One tick of the function's schedule, through the Lambda API as EventBridge delivers it."""
+    return dict(org.run_scheduled("WatchForwardingFunction"))
 
 
 def test_events_kept_in_a_member_region_are_counted_and_left_where_they_are(
     org: Organization, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    every_forwarding_queue(org)
     kept = keep_events(org, TEAM_B, "eu-west-1", 3)
     # A fresh execution environment: no member session cached from the baselines.
     forget_sessions()
@@ -132,7 +107,6 @@ def test_events_kept_in_a_member_region_are_counted_and_left_where_they_are(
 def test_nothing_kept_reads_zero_so_the_alarm_goes_back_to_ok(
     org: Organization, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    every_forwarding_queue(org)
     capsys.readouterr()
 
     summary = run_watcher(org)
@@ -148,10 +122,10 @@ def test_nothing_kept_reads_zero_so_the_alarm_goes_back_to_ok(
 def test_a_region_without_the_queue_or_an_account_without_the_role_is_unreadable_and_the_rest_is_read(
     org: Organization, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Team A has no StackSet instance in eu-west-1; team B lost GovernanceExecutionRole.
+    # Team A has no StackSet instance in eu-west-1 (any more); team B lost GovernanceExecutionRole.
+    sqs = org.session(TEAM_A, "eu-west-1").client("sqs")
+    sqs.delete_queue(QueueUrl=queue_url(org, TEAM_A, "eu-west-1"))
     keep_events(org, TEAM_A, "us-east-1", 1)
-    for region in REGIONS:
-        forwarding_queue(org, TEAM_B, region)
     org.remove_execution_role(TEAM_B)
     forget_sessions()
     capsys.readouterr()
@@ -174,7 +148,6 @@ def test_a_region_without_the_queue_or_an_account_without_the_role_is_unreadable
 def test_a_throttled_or_refused_read_is_reported_not_raised(
     org: Organization, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    every_forwarding_queue(org)
     capsys.readouterr()
 
     # Throttled in team A past botocore's own retries; team B's role refuses the first Region read.
@@ -202,3 +175,10 @@ def test_no_registered_account_reads_nothing_and_says_so() -> None:
     with Organization(env_overrides=METRICS_ON) as organization:
         summary = run_watcher(organization)
     assert summary == {"queues": 0, "dead_letters": 0, "keeping": [], "unreadable": []}
+
+
+def test_only_a_function_with_a_schedule_can_be_ticked(org: Organization) -> None:
+    with pytest.raises(
+        TemplateError, match="RemediateConfigFunction is not a function with a Schedule event"
+    ):
+        org.run_scheduled("RemediateConfigFunction")

@@ -107,6 +107,9 @@ def test_the_demo_tells_every_sample_event_and_exits_0(capsys: pytest.CaptureFix
         if path.name != "expected-outcomes.json":
             assert path.name in out
     assert "summary:" in out
+    # The baselined account's forwarding queue, read after the story; nothing kept, nothing unreadable.
+    assert "read 1 forwarding dead-letter queue of the registered accounts" in out
+    assert "events kept: 0, queues unreadable: 0." in out
 
 
 @pytest.mark.parametrize("quiet", [False, True])
