@@ -211,8 +211,23 @@ def forwarding_alarm_problems(template: dict[str, Any]) -> list[str]:
     return problems
 
 
+def silent_watch_alarms(template: dict[str, Any]) -> list[str]:
+    """Alarms that fire when the watcher reported nothing for at most an hour: missing data must count."""
+    return [
+        lid
+        for lid, alarm in of_type(template, "AWS::CloudWatch::Alarm").items()
+        if (p := alarm["Properties"])["Namespace"] == "MLGovernance"
+        and p["MetricName"] == metric_names.FORWARDING_QUEUES_WATCHED
+        and p["Statistic"] == "SampleCount"
+        and p["Period"] * p["EvaluationPeriods"] <= 3600
+        and (p["ComparisonOperator"], p["Threshold"]) == ("LessThanThreshold", 1)
+        and p.get("TreatMissingData") == "breaching"
+    ]
+
+
 def test_events_kept_in_member_accounts_raise_an_alarm(backbone: dict[str, Any]) -> None:
     assert forwarding_alarm_problems(backbone) == []
+    assert silent_watch_alarms(backbone) == ["ForwardingWatchSilentAlarm"]
     schedule = backbone["Resources"]["WatchForwardingFunction"]["Properties"]["Events"]["Every15Minutes"]
     assert schedule["Type"] == "Schedule"
     assert schedule["Properties"]["Schedule"] == "rate(15 minutes)"
@@ -239,6 +254,21 @@ def test_a_weakened_forwarding_alarm_is_caught(
     mutated = copy.deepcopy(backbone)
     mutate(mutated["Resources"])
     assert forwarding_alarm_problems(mutated) == caught
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda p: p.update(TreatMissingData="notBreaching"),
+        lambda p: p.update(Period=86400),
+        lambda p: p.update(Statistic="Sum"),
+    ],
+    ids=["missing-data-is-fine", "a-day", "sum-of-zero-readings"],
+)
+def test_a_watch_that_could_stop_unseen_is_caught(backbone: dict[str, Any], mutate: Any) -> None:
+    mutated = copy.deepcopy(backbone)
+    mutate(mutated["Resources"]["ForwardingWatchSilentAlarm"]["Properties"])
+    assert silent_watch_alarms(mutated) == []
 
 
 # ---------------------------------------------------------------- logs
