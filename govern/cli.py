@@ -223,7 +223,7 @@ def run_demo(args: argparse.Namespace) -> int:
         for action in result.actions
         if not action.verified
     ]
-    # Every sample event reached the bus, and every baselined account has its queues.
+    # Offline nothing fails to reach the bus, and every baselined account has its queues.
     surprises += [
         f"forwarding watch: {json.dumps(item)}" for item in watched["keeping"] + watched["unreadable"]
     ]

@@ -837,7 +837,7 @@ class Organization:
         except Exception:
             return False
 
-    # ------------------------------------------------------------------ fault injection
+    # ------------------------------------------------------------------ scheduled functions
     def run_scheduled(self, logical_id: str) -> Any:
         """One tick of the Schedule event of function `logical_id` (template.yaml), delivered as EventBridge
         delivers it: a `Scheduled Event`, through the Lambda API. Returns the function's response; a
@@ -863,6 +863,7 @@ class Organization:
             raise RuntimeError(f"{logical_id} failed: {payload.get('errorMessage', payload)}")
         return payload
 
+    # ------------------------------------------------------------------ fault injection
     def fail_next_invocations(self, function_logical_id: str, error_code: str, times: int = 1) -> None:
         """The next `times` invocations of the function fail in the Lambda service itself (before the
         handler runs), e.g. `TooManyRequestsException`: what a workflow's Retry is for."""
