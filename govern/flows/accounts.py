@@ -111,6 +111,12 @@ def _strong_password_policy(session: Any, account_id: str, region: str) -> bool:
     return all(policy.get(name) == value for name, value in STRONG_PASSWORD_POLICY.items())
 
 
+def _inventory_item(org: Organization, account_id: str) -> dict[str, Any] | None:
+    table = org.session().resource("dynamodb").Table(org.physical_id("AccountInventoryTable"))
+    item = table.get_item(Key={"account_id": account_id}, ConsistentRead=True).get("Item")
+    return dict(item) if item else None
+
+
 def verify_baseline_account(entry: LedgerEntry, org: Organization) -> bool:
     """The account reads every ledgered setting as applied in every ledgered Region, and the inventory
     holds its one record at the ledgered baseline version."""
@@ -124,13 +130,7 @@ def verify_baseline_account(entry: LedgerEntry, org: Organization) -> bool:
     session = org.session(account_id)
     if not all(_CHECKS[name](session, account_id, region) for region in regions for name in settings_applied):
         return False
-    item = (
-        org.session()
-        .resource("dynamodb")
-        .Table(org.physical_id("AccountInventoryTable"))
-        .get_item(Key={"account_id": account_id}, ConsistentRead=True)
-        .get("Item")
-    )
+    item = _inventory_item(org, account_id)
     return bool(
         item
         and item.get("baseline_status") == "baselined"
@@ -138,6 +138,21 @@ def verify_baseline_account(entry: LedgerEntry, org: Organization) -> bool:
     )
 
 
+def verify_deregister_account(entry: LedgerEntry, org: Organization) -> bool:
+    """The inventory holds the account as left, for the OU the ledger names; or, when the event was older
+    than what the inventory recorded (`stale`), the inventory still holds that newer change."""
+    item = _inventory_item(org, entry.target)
+    if item is None or entry.status not in ("done", "skipped"):
+        return False
+    if entry.detail.get("inventory") == "stale":
+        return bool(item.get("lifecycle_event_id") != entry.event_id)
+    return bool(
+        item.get("baseline_status") == "left"
+        and item.get("left_ou_id") == entry.detail["organizational_unit"]["id"]
+    )
+
+
 VERIFIERS: dict[str, Callable[[LedgerEntry, Organization], bool]] = {
     "baseline_account": verify_baseline_account,
+    "deregister_account": verify_deregister_account,
 }

@@ -280,6 +280,63 @@ def test_a_create_then_an_update_leave_one_inventory_record(org: Organization, l
     assert kinds(org) == ["account-baselined", "account-baselined"]
 
 
+def moved_to(event: dict[str, Any], ou_name: str, ou_id: str) -> dict[str, Any]:
+    status = event["detail"]["serviceEventDetails"]["updateManagedAccountStatus"]
+    status["organizationalUnit"] = {"organizationalUnitName": ou_name, "organizationalUnitId": ou_id}
+    return event
+
+
+def test_an_account_moved_out_of_the_ml_ous_is_marked_as_left_once_and_no_longer_watched(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    created = load_event("account-created")
+    moved = moved_to(load_event("account-updated"), "Sandbox", "ou-abcd-99999999")
+
+    results = org.replay(
+        [created, moved, moved_to(load_event("account-updated"), "Sandbox", "ou-abcd-99999999")]
+    )
+
+    assert [result.outcome for result in results] == ["succeeded"] * 3
+    assert [(a.type, a.status, a.verified) for a in results[1].actions] == [
+        ("notify", "done", True),
+        ("deregister_account", "done", True),
+    ]
+    # The redelivery changes nothing and tells no one again.
+    assert [(a.type, a.status, a.verified) for a in results[2].actions] == [
+        ("deregister_account", "skipped", True)
+    ]
+    assert kinds(org) == ["account-baselined", "account-left-ml-ous"]
+    [item] = inventory(org)
+    assert (item["baseline_status"], item["left_ou_name"], item["lifecycle_event_id"]) == (
+        "left",
+        "Sandbox",
+        moved["id"],
+    )
+    # The baseline applied while it was governed stays; the forwarding watch no longer reads it.
+    assert account_public_access_block(org, "us-east-1") == ALL_FOUR_ON
+    assert org.run_scheduled("WatchForwardingFunction")["queues"] == 0
+
+
+def test_an_older_move_out_does_not_undo_a_newer_registration(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    updated = load_event("account-updated")
+    late_move = moved_to(load_event("account-updated"), "Sandbox", "ou-abcd-99999999")
+    late_move["id"] = "0b9f5b0e-3c1d-4e9a-8f6b-2a7c5d4e3f21"
+    late_move["detail"]["eventID"] = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
+    late_move["time"] = late_move["detail"]["eventTime"] = "2026-11-01T08:00:00Z"
+
+    results = org.replay([updated, late_move])
+
+    assert [(a.type, a.status, a.verified) for a in results[1].actions] == [
+        ("deregister_account", "skipped", True)
+    ]
+    assert results[1].actions[0].detail["inventory"] == "stale"
+    [item] = inventory(org)
+    assert item["baseline_status"] == "baselined"
+    assert kinds(org) == ["account-baselined"]
+
+
 def test_the_same_event_twice_leaves_one_record_and_one_notice(
     org: Organization, load_event: LoadEvent
 ) -> None:

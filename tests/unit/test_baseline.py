@@ -493,7 +493,13 @@ def test_a_failed_creation_is_notified_with_control_towers_message(aws: dict[str
 def test_accounts_on_an_older_baseline_are_found(aws: dict[str, str]) -> None:
     baseline_account(facts_of("account-created.json"))
     table = boto3.resource("dynamodb", region_name=REGION).Table(INVENTORY)
-    table.put_item(Item={"account_id": "210987654321", "baseline_version": "2025.1.3"})
+    table.put_item(
+        Item={"account_id": "210987654321", "baseline_version": "2025.1.3", "baseline_status": "baselined"}
+    )
+    # An account that left the ML OUs is not re-baselined, however old its baseline.
+    table.put_item(
+        Item={"account_id": "111122223333", "baseline_version": "2024.1.1", "baseline_status": "left"}
+    )
 
     older = baseline.accounts_on_older_baseline()
 

@@ -212,7 +212,10 @@ def notify_creation_failed(facts: AccountFacts) -> dict[str, Any]:
 
 
 def notify_not_governed(facts: AccountFacts) -> dict[str, Any]:
-    """Say that an account outside the ML OUs was seen and left alone, so a typo in the map is noticed."""
+    """Say that an account outside the ML OUs was seen and left alone, so a typo in the map is noticed.
+    An account the inventory has as baselined has left the ML OUs: it is marked so (deregister_account)."""
+    if inventory_item(facts.account_id) is not None:
+        return deregister_account(facts)
     message_id = notify(
         "platform",
         f"Account {facts.account_name} ({facts.account_id}) in OU {facts.ou_name} is not baselined",
@@ -504,6 +507,85 @@ def register_account(facts: AccountFacts, verified: dict[str, Any]) -> dict[str,
     return {"registration": "updated" if had_item else "registered", "recorded_change": facts.change}
 
 
+Deregistration = Literal["left", "duplicate", "stale"]
+
+
+def deregister_account(facts: AccountFacts) -> dict[str, Any]:
+    """A registered account was moved to an OU outside the ML OUs: its inventory item says it left (the
+    forwarding watch stops reading its queues), the platform admins are told once, and the ledger records
+    `deregister_account`. Its baseline settings stay as they are; its member stack instance goes with the
+    StackSet. A redelivered or older event changes nothing."""
+    table = _inventory()
+    fields: dict[str, Any] = {
+        "baseline_status": "left",
+        "left_ou_name": facts.ou_name,
+        "left_ou_id": facts.ou_id,
+        "left_at": _now(),
+        "lifecycle_event": facts.event_name,
+        "lifecycle_event_id": facts.event_id,
+        "lifecycle_change": facts.change,
+        "lifecycle_at": facts.lifecycle_at,
+    }
+    outcome: Deregistration = "left"
+    try:
+        table.update_item(
+            Key={"account_id": facts.account_id},
+            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in fields),
+            # As for registrations: only a newer (or same-time, different) lifecycle change rewrites the item.
+            ConditionExpression=(
+                "attribute_exists(#account_id) AND (#lifecycle_at < :lifecycle_at "
+                "OR (#lifecycle_at = :lifecycle_at AND #lifecycle_change <> :lifecycle_change))"
+            ),
+            ExpressionAttributeNames={**{f"#{name}": name for name in fields}, "#account_id": "account_id"},
+            ExpressionAttributeValues={f":{name}": value for name, value in fields.items()},
+        )
+    except ClientError as error:
+        if not _is_missing(error, "ConditionalCheckFailedException"):
+            raise
+        existing = inventory_item(facts.account_id) or {}
+        outcome = "duplicate" if existing.get("lifecycle_change") == facts.change else "stale"
+    detail = {
+        "account_name": facts.account_name,
+        "organizational_unit": {"name": facts.ou_name, "id": facts.ou_id},
+        "lifecycle_event": facts.event_name,
+        "inventory": outcome,
+    }
+    if outcome == "left":
+        notify(
+            "platform",
+            f"Account {facts.account_name} ({facts.account_id}) left the ML OUs: moved to {facts.ou_name}",
+            {
+                **detail,
+                "what_changes": (
+                    "The inventory marks the account as left, and the backbone no longer reads its "
+                    "forwarding dead-letter queues. The member StackSet removes its forwarding rules and "
+                    "GovernanceExecutionRole; the baseline settings applied to it stay as they are."
+                ),
+            },
+            severity="MEDIUM",
+            account=facts.account_id,
+            kind="account-left-ml-ous",
+            event_id=facts.event_id,
+            flow=FLOW,
+        )
+    record(
+        LedgerEntry(
+            event_id=facts.event_id,
+            action="deregister_account",
+            status="done" if outcome == "left" else "skipped",
+            target=facts.account_id,
+            flow=FLOW,
+            account=facts.account_id,
+            detail=detail,
+        )
+    )
+    return {
+        "status": "done" if outcome == "left" else "skipped",
+        "account_id": facts.account_id,
+        "inventory": outcome,
+    }
+
+
 def inventory_item(account_id: str) -> dict[str, Any] | None:
     """The account's inventory item, or None."""
     item = _inventory().get_item(Key={"account_id": account_id}, ConsistentRead=True).get("Item")
@@ -532,12 +614,14 @@ def inventory_items() -> list[dict[str, Any]]:
 
 
 def accounts_on_older_baseline(current: str = BASELINE_VERSION) -> list[dict[str, Any]]:
-    """Inventory items of accounts whose baseline is older than `current` (to roll a new one out)."""
+    """Inventory items of governed accounts whose baseline is older than `current` (to roll a new one out);
+    an account that left the ML OUs is not one of them."""
     return sorted(
         (
             item
             for item in inventory_items()
-            if version_key(str(item.get("baseline_version", ""))) < version_key(current)
+            if item.get("baseline_status") == "baselined"
+            and version_key(str(item.get("baseline_version", ""))) < version_key(current)
         ),
         key=lambda item: str(item["account_id"]),
     )

@@ -55,10 +55,16 @@ class QueueReading:
 
 
 def watched_queues(items: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(account, Region) of every forwarding queue the inventory's accounts have: one per Region each
-    account was baselined in, which is where the member StackSet forwards from."""
+    """(account, Region) of every forwarding queue the inventory's governed accounts have: one per Region
+    each account was baselined in, which is where the member StackSet forwards from. An account that left
+    the ML OUs (governance.baseline.deregister_account) lost its queues with its stack instance."""
     return sorted(
-        {(str(item["account_id"]), str(region)) for item in items for region in item.get("regions") or ()}
+        {
+            (str(item["account_id"]), str(region))
+            for item in items
+            if item.get("baseline_status") == "baselined"
+            for region in item.get("regions") or ()
+        }
     )
 
 

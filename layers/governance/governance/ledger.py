@@ -19,6 +19,7 @@ Action = Literal[
     "write_model_card",
     "start_pipeline",
     "baseline_account",
+    "deregister_account",
     "remediate",
     "notify",
     "dead_letter",
