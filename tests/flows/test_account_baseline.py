@@ -316,6 +316,24 @@ def test_an_account_moved_out_of_the_ml_ous_is_marked_as_left_once_and_no_longer
     assert account_public_access_block(org, "us-east-1") == ALL_FOUR_ON
     assert org.run_scheduled("WatchForwardingFunction")["queues"] == 0
 
+    # Moved back into an ML OU later, it is baselined, registered and watched again.
+    back = load_event("account-updated")
+    back["id"], back["detail"]["eventID"] = (
+        "3d6c1e2f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+        "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d",
+    )
+    back["time"] = back["detail"]["eventTime"] = "2026-11-05T10:00:00Z"
+
+    [result] = org.replay([back])
+
+    assert [(a.type, a.status, a.verified) for a in result.actions if a.type != "notify"] == [
+        ("baseline_account", "done", True)
+    ]
+    [item] = inventory(org)
+    assert item["baseline_status"] == "baselined"
+    assert not {"left_ou_name", "left_ou_id", "left_at"} & set(item)
+    assert org.run_scheduled("WatchForwardingFunction")["queues"] == 1
+
 
 def test_an_older_move_out_does_not_undo_a_newer_registration(
     org: Organization, load_event: LoadEvent

@@ -213,7 +213,7 @@ def notify_creation_failed(facts: AccountFacts) -> dict[str, Any]:
 
 def notify_not_governed(facts: AccountFacts) -> dict[str, Any]:
     """Say that an account outside the ML OUs was seen and left alone, so a typo in the map is noticed.
-    An account the inventory has as baselined has left the ML OUs: it is marked so (deregister_account)."""
+    An account the inventory holds was registered in an ML OU and has left: deregister_account."""
     if inventory_item(facts.account_id) is not None:
         return deregister_account(facts)
     message_id = notify(
@@ -482,7 +482,11 @@ def register_account(facts: AccountFacts, verified: dict[str, Any]) -> dict[str,
     try:
         response = table.update_item(
             Key={"account_id": facts.account_id},
-            UpdateExpression=f"SET {assignments}, #first = if_not_exists(#first, :baselined_at)",
+            # An account back in an ML OU is no longer one that left (deregister_account).
+            UpdateExpression=(
+                f"SET {assignments}, #first = if_not_exists(#first, :baselined_at) "
+                "REMOVE left_ou_name, left_ou_id, left_at"
+            ),
             # One item per account; only a newer (or same-time, different) lifecycle change rewrites it,
             # so a redelivered or late event cannot roll the record back.
             ConditionExpression=(
@@ -568,22 +572,19 @@ def deregister_account(facts: AccountFacts) -> dict[str, Any]:
             event_id=facts.event_id,
             flow=FLOW,
         )
+    status: Status = "done" if outcome == "left" else "skipped"
     record(
         LedgerEntry(
             event_id=facts.event_id,
             action="deregister_account",
-            status="done" if outcome == "left" else "skipped",
+            status=status,
             target=facts.account_id,
             flow=FLOW,
             account=facts.account_id,
             detail=detail,
         )
     )
-    return {
-        "status": "done" if outcome == "left" else "skipped",
-        "account_id": facts.account_id,
-        "inventory": outcome,
-    }
+    return {"status": status, "account_id": facts.account_id, "inventory": outcome}
 
 
 def inventory_item(account_id: str) -> dict[str, Any] | None:
