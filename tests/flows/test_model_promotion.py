@@ -159,7 +159,7 @@ def test_concurrent_duplicates_register_once(org: Organization, load_event: Load
 
     results = org.replay([event, event, event], sequential=False)
 
-    assert [r.outcome for r in results] == ["succeeded"] * 3
+    assert [r.outcome for r in results] == ["succeeded"] * 3, [r.error for r in results]
     assert len(replicas(org, event["detail"]["ModelPackageArn"])) == 1
     versions = org.session().client("sagemaker").list_model_packages(ModelPackageGroupName=GROUP)
     assert len(versions["ModelPackageSummaryList"]) == 1
