@@ -12,7 +12,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from governance.errors import MalformedEvent
-from governance.ledger import LedgerEntry, Status, record
+from governance.ledger import Action, LedgerEntry, Status, record
 from governance.notifier import notify
 from governance.sessions import RoleAssumptionError, client, forget_sessions, role_arn_in, session_for
 from governance.settings import settings
@@ -573,10 +573,17 @@ def deregister_account(facts: AccountFacts) -> dict[str, Any]:
             flow=FLOW,
         )
     status: Status = "done" if outcome == "left" else "skipped"
+    return _ledger_account_decision(facts, "deregister_account", status, detail)
+
+
+def _ledger_account_decision(
+    facts: AccountFacts, action: Action, status: Status, detail: dict[str, Any]
+) -> dict[str, Any]:
+    """Record the flow's decision about the account; the step's result for the state machine."""
     record(
         LedgerEntry(
             event_id=facts.event_id,
-            action="deregister_account",
+            action=action,
             status=status,
             target=facts.account_id,
             flow=FLOW,
@@ -584,7 +591,7 @@ def deregister_account(facts: AccountFacts) -> dict[str, Any]:
             detail=detail,
         )
     )
-    return {"status": status, "account_id": facts.account_id, "inventory": outcome}
+    return {"status": status, "account_id": facts.account_id, "inventory": detail["inventory"]}
 
 
 def inventory_item(account_id: str) -> dict[str, Any] | None:
@@ -671,15 +678,4 @@ def report_baseline(
         )
     # A redelivered event re-applies harmlessly; the ledger says it had already been done.
     status: Status = "skipped" if duplicate else "done"
-    record(
-        LedgerEntry(
-            event_id=facts.event_id,
-            action="baseline_account",
-            status=status,
-            target=facts.account_id,
-            flow=FLOW,
-            account=facts.account_id,
-            detail=detail,
-        )
-    )
-    return {"status": status, "account_id": facts.account_id, "inventory": outcome}
+    return _ledger_account_decision(facts, "baseline_account", status, detail)
