@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from governance.baseline import inventory_items
+from governance.errors import one_line
 from governance.sessions import RoleAssumptionError, client
 
 # The queue's name in every member account and Region: templates/member-account.yaml names it so, and
@@ -76,7 +77,7 @@ def _problem(error: ClientError | BotoCoreError | RoleAssumptionError) -> str:
                 f"no queue {FORWARDING_DEAD_LETTER_QUEUE}: the member StackSet has no instance in this Region"
             )
         return f"{error.operation_name}: {code}"
-    return " ".join(str(error).split())
+    return one_line(error)
 
 
 def read_queue(account_id: str, region: str) -> QueueReading:
