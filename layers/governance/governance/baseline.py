@@ -621,15 +621,19 @@ def inventory_items() -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def governed_accounts() -> list[dict[str, Any]]:
+    """Inventory items of the accounts the backbone governs now: baselined, not left the ML OUs
+    (deregister_account)."""
+    return [item for item in inventory_items() if item.get("baseline_status") == "baselined"]
+
+
 def accounts_on_older_baseline(current: str = BASELINE_VERSION) -> list[dict[str, Any]]:
-    """Inventory items of governed accounts whose baseline is older than `current` (to roll a new one out);
-    an account that left the ML OUs is not one of them."""
+    """Governed accounts whose baseline is older than `current` (to roll a new one out)."""
     return sorted(
         (
             item
-            for item in inventory_items()
-            if item.get("baseline_status") == "baselined"
-            and version_key(str(item.get("baseline_version", ""))) < version_key(current)
+            for item in governed_accounts()
+            if version_key(str(item.get("baseline_version", ""))) < version_key(current)
         ),
         key=lambda item: str(item["account_id"]),
     )

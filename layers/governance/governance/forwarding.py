@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from governance.baseline import inventory_items
+from governance.baseline import governed_accounts
 from governance.errors import one_line
 from governance.sessions import RoleAssumptionError, client
 
@@ -56,16 +56,11 @@ class QueueReading:
 
 
 def watched_queues(items: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(account, Region) of every forwarding queue the inventory's governed accounts have: one per Region
-    each account was baselined in, which is where the member StackSet forwards from. An account that left
-    the ML OUs (governance.baseline.deregister_account) lost its queues with its stack instance."""
+    """(account, Region) of every forwarding queue the governed accounts `items` have: one per Region each
+    account was baselined in, which is where the member StackSet forwards from. An account that left the
+    ML OUs lost its queues with its stack instance, and is not among the governed accounts."""
     return sorted(
-        {
-            (str(item["account_id"]), str(region))
-            for item in items
-            if item.get("baseline_status") == "baselined"
-            for region in item.get("regions") or ()
-        }
+        {(str(item["account_id"]), str(region)) for item in items for region in item.get("regions") or ()}
     )
 
 
@@ -100,10 +95,10 @@ def read_queue(account_id: str, region: str) -> QueueReading:
 
 
 def watch() -> list[QueueReading]:
-    """Read every forwarding queue of the inventory's accounts, in (account, Region) order: accounts side
+    """Read every forwarding queue of the governed accounts, in (account, Region) order: accounts side
     by side, the Regions of one account one after the other, so each account's role is assumed once."""
     by_account: dict[str, list[str]] = {}
-    for account_id, region in watched_queues(inventory_items()):
+    for account_id, region in watched_queues(governed_accounts()):
         by_account.setdefault(account_id, []).append(region)
     if not by_account:
         return []
