@@ -353,8 +353,9 @@ class Organization:
 
     def member_regions(self) -> list[str]:
         """The Regions of the member StackSet offline: those the backbone baselines (BASELINE_REGIONS)."""
-        configured = os.environ.get("BASELINE_REGIONS", "")
-        return [region.strip() for region in configured.split(",") if region.strip()] or [self.region]
+        from governance.baseline import baseline_regions
+
+        return baseline_regions()
 
     def remove_execution_role(self, account_id: str) -> None:
         """Scenario: the member StackSet has not (yet) deployed GovernanceExecutionRole there."""
