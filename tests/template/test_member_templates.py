@@ -17,7 +17,7 @@ from cfnlint.data import AdditionalSpecs
 from cfnlint.helpers import load_resource
 from moto.events.models import EventPattern
 
-from tests.template.templates import ROOT
+from tests.template.templates import ROOT, alarms_on, of_type
 from tests.template.templates import decoded as load
 
 MEMBER = ROOT / "templates" / "member-account.yaml"
@@ -86,10 +86,6 @@ def comment_above(path: Path, node: Any) -> str:
         block.insert(0, lines[index].strip())
         index -= 1
     return " ".join(block)
-
-
-def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
 
 
 def allowed_pattern(template: dict[str, Any], parameter: str) -> re.Pattern[str]:
@@ -291,7 +287,7 @@ def test_resource_star_only_without_resource_level_permissions(path: Path) -> No
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_only_the_execution_role_trusts_anything_but_eventbridge(path: Path) -> None:
     template = load(path)
-    for name, role in resources_of_type(template, "AWS::IAM::Role").items():
+    for name, role in of_type(template, "AWS::IAM::Role").items():
         if name == "GovernanceExecutionRole":
             continue
         for trust in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
@@ -305,7 +301,7 @@ def test_only_the_execution_role_trusts_anything_but_eventbridge(path: Path) -> 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_every_target_retries_dead_letters_and_uses_a_role(path: Path) -> None:
     template = load(path)
-    rules = resources_of_type(template, "AWS::Events::Rule")
+    rules = of_type(template, "AWS::Events::Rule")
     assert rules
     for name, rule in rules.items():
         targets = rule["Properties"]["Targets"]
@@ -326,7 +322,7 @@ def test_forwarding_role_puts_events_on_exactly_the_governance_bus(path: Path) -
     template = load(path)
     role_names = {
         t["RoleArn"]["Fn::GetAtt"][0]
-        for rule in resources_of_type(template, "AWS::Events::Rule").values()
+        for rule in of_type(template, "AWS::Events::Rule").values()
         for t in rule["Properties"]["Targets"]
     }
     for role_name in role_names:
@@ -339,9 +335,9 @@ def test_forwarding_role_puts_events_on_exactly_the_governance_bus(path: Path) -
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_dead_letter_queues_are_encrypted_kept_14_days_and_fed_only_by_the_rules(path: Path) -> None:
     template = load(path)
-    rules = resources_of_type(template, "AWS::Events::Rule")
-    queue_policies = resources_of_type(template, "AWS::SQS::QueuePolicy").values()
-    for queue_name, queue in resources_of_type(template, "AWS::SQS::Queue").items():
+    rules = of_type(template, "AWS::Events::Rule")
+    queue_policies = of_type(template, "AWS::SQS::QueuePolicy").values()
+    for queue_name, queue in of_type(template, "AWS::SQS::Queue").items():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
         assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
         feeding_rules = sorted(
@@ -393,24 +389,13 @@ def test_the_backbone_can_read_the_forwarding_queue_depth_and_nothing_else(membe
 def test_the_management_account_alarms_on_its_own_forwarding_queue(management: dict) -> None:
     """The backbone never acts in the management account, so no watcher reads this queue: one message in
     it must alarm there, to a topic CloudWatch of that account may publish to."""
-    alarms = resources_of_type(management, "AWS::CloudWatch::Alarm")
-    [alarm] = alarms.values()
-    properties = alarm["Properties"]
-    assert (properties["Namespace"], properties["MetricName"]) == (
-        "AWS/SQS",
-        "ApproximateNumberOfMessagesVisible",
-    )
-    assert properties["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ForwardingDeadLetterQueue", "QueueName"]}}
-    ]
-    assert (properties["Threshold"], properties["ComparisonOperator"], properties["EvaluationPeriods"]) == (
-        1,
-        "GreaterThanOrEqualToThreshold",
-        1,
-    )
+    queue = {"Fn::GetAtt": ["ForwardingDeadLetterQueue", "QueueName"]}
+    [name] = alarms_on(management, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", queue)
+    assert list(of_type(management, "AWS::CloudWatch::Alarm")) == [name]
+    properties = management["Resources"][name]["Properties"]
     topic = {"Ref": "ForwardingAlarmTopic"}
     assert properties["AlarmActions"] == properties["OKActions"] == [topic]
-    [policy] = resources_of_type(management, "AWS::SNS::TopicPolicy").values()
+    [policy] = of_type(management, "AWS::SNS::TopicPolicy").values()
     assert policy["Properties"]["Topics"] == [topic]
     allowed = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
     assert allowed == [
@@ -486,7 +471,7 @@ def with_detail(event: dict[str, Any], **detail: Any) -> dict[str, Any]:
 def matching_rules(template: dict[str, Any], event: dict[str, Any]) -> list[str]:
     """The rules whose pattern matches, by moto's EventBridge pattern engine (the one the runtime uses)."""
     matched = []
-    for name, rule in resources_of_type(template, "AWS::Events::Rule").items():
+    for name, rule in of_type(template, "AWS::Events::Rule").items():
         # Any: moto types events as its own TypedDict; these are plain event dicts.
         engine: Any = EventPattern.load(json.dumps(rule["Properties"]["EventPattern"]))
         if engine.matches_event(event):
@@ -509,7 +494,7 @@ def test_member_rules_forward_model_package_and_compliance_changes(member: dict)
     other_message = with_detail(CONFIG_NON_COMPLIANT, messageType="ConfigurationItemChangeNotification")
     assert matching_rules(member, other_message) == []
     assert matching_rules(member, ACCOUNT_CREATED) == []
-    for rule in resources_of_type(member, "AWS::Events::Rule").values():
+    for rule in of_type(member, "AWS::Events::Rule").values():
         assert rule["Properties"]["EventBusName"] == "default"
         assert rule["Properties"]["State"] == "ENABLED"
 
@@ -527,7 +512,7 @@ def test_management_rule_forwards_control_tower_account_lifecycle(management: di
         assert matching_rules(management, with_detail(ACCOUNT_CREATED, eventName=other)) == []
     assert matching_rules(management, MODEL_PACKAGE_APPROVED) == []
     # The backbone never acts in the management account: no role there but EventBridge's.
-    assert list(resources_of_type(management, "AWS::IAM::Role")) == ["ForwardingRole"]
+    assert list(of_type(management, "AWS::IAM::Role")) == ["ForwardingRole"]
 
 
 # ---------------------------------------------------------------- linters

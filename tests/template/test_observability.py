@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from governance import metric_names
-from tests.template.templates import load_plain
+from tests.template.templates import alarms_on, load_plain, of_type
 
 PLATFORM_TOPIC = {"Ref": "PlatformTopic"}
 # The Powertools metrics (namespace MLGovernance) the handlers emit for their decisions; that they are
@@ -24,10 +24,6 @@ STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::Sta
 @pytest.fixture(scope="module")
 def backbone() -> dict[str, Any]:
     return load_plain()
-
-
-def of_type(template: dict[str, Any], *types: str) -> dict[str, dict[str, Any]]:
-    return {lid: r for lid, r in template["Resources"].items() if r["Type"] in types}
 
 
 def referenced_queues(node: Any) -> set[str]:
@@ -49,21 +45,6 @@ def referenced_queues(node: Any) -> set[str]:
 def dead_letter_queues(template: dict[str, Any]) -> set[str]:
     queues = set(of_type(template, "AWS::SQS::Queue"))
     return referenced_queues(template["Resources"]) & queues
-
-
-def alarms_on(template: dict[str, Any], namespace: str, metric: str, dimension: str, value: Any) -> list[str]:
-    """Alarms that fire when the metric of the resource reaches 1 (one message, one failure)."""
-    return [
-        lid
-        for lid, alarm in of_type(template, "AWS::CloudWatch::Alarm").items()
-        if (p := alarm["Properties"])["Namespace"] == namespace
-        and p["MetricName"] == metric
-        and p.get("Dimensions") == [{"Name": dimension, "Value": value}]
-        and p["Threshold"] == 1
-        and p["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-        and p["EvaluationPeriods"] == 1
-        and p.get("TreatMissingData") == "notBreaching"
-    ]
 
 
 def missing_alarms(template: dict[str, Any]) -> list[str]:
