@@ -24,6 +24,10 @@ EVENTS_DIR = PROJECT_ROOT / "events"
 EXPECTED_OUTCOMES = EVENTS_DIR / "expected-outcomes.json"
 # The demo tells the story in the order an organization lives it.
 _STORY_ORDER = (
+    # An account's life: vended (or not), updated, then accounts leaving the organization.
+    "account-created",
+    "account-creation-failed",
+    "account-updated",
     "account-",
     "model-approved-in-team",
     "model-approved-missing",
@@ -95,6 +99,13 @@ def describe_event(event: Any) -> str:
             f"{detail.get('eventName', '?')} {status.get('state', '?')}: account "
             f"{managed.get('accountId') or '-'} ({managed.get('accountName', '?')}) in OU "
             f"{unit.get('organizationalUnitName', '?')}"
+        )
+    if source == "aws.organizations":
+        parameters = detail.get("requestParameters") or {}
+        refused = f" refused ({detail['errorCode']})" if detail.get("errorCode") else ""
+        return (
+            f"{detail.get('eventName', '?')}{refused}: account {parameters.get('accountId', '?')}, "
+            f"called in {account}"
         )
     return f"{source} / {event.get('detail-type')} in {account}"
 

@@ -18,6 +18,7 @@ with init_phase():
     from governance.baseline import (
         AccountFacts,
         apply_baseline,
+        deregister_departed_account,
         describe_lifecycle_event,
         notify_creation_failed,
         notify_not_governed,
@@ -43,6 +44,7 @@ STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "describe": lambda payload: describe_lifecycle_event(payload["event"]).to_payload(),
     "notify_creation_failed": lambda payload: notify_creation_failed(_facts(payload)),
     "notify_not_governed": lambda payload: notify_not_governed(_facts(payload)),
+    "deregister": lambda payload: deregister_departed_account(_facts(payload)),
     "wait_for_role": lambda payload: wait_for_role(_facts(payload), int(payload["attempt"])),
     "schedule_role_check": lambda payload: schedule_role_check(_facts(payload), int(payload["attempt"])),
     "apply_baseline": lambda payload: apply_baseline(_facts(payload)),

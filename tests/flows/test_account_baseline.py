@@ -307,8 +307,14 @@ def test_an_account_moved_out_of_the_ml_ous_is_marked_as_left_once_and_no_longer
     ]
     assert kinds(org) == ["account-baselined", "account-left-ml-ous"]
     [item] = inventory(org)
-    assert (item["baseline_status"], item["left_ou_name"], item["lifecycle_event_id"]) == (
+    assert (
+        item["baseline_status"],
+        item["left_reason"],
+        item["left_ou_name"],
+        item["lifecycle_event_id"],
+    ) == (
         "left",
+        "moved",
         "Sandbox",
         moved["id"],
     )
@@ -331,7 +337,7 @@ def test_an_account_moved_out_of_the_ml_ous_is_marked_as_left_once_and_no_longer
     ]
     [item] = inventory(org)
     assert item["baseline_status"] == "baselined"
-    assert not {"left_ou_name", "left_ou_id", "left_at"} & set(item)
+    assert not {"left_reason", "left_ou_name", "left_ou_id", "left_at"} & set(item)
     assert org.run_scheduled("WatchForwardingFunction")["queues"] == 1
 
 
@@ -353,6 +359,133 @@ def test_an_older_move_out_does_not_undo_a_newer_registration(
     [item] = inventory(org)
     assert item["baseline_status"] == "baselined"
     assert kinds(org) == ["account-baselined"]
+
+
+def organizations_call(load_event: LoadEvent, name: str, account: str = NEW_ACCOUNT, **changes: Any) -> dict:
+    """The sample CloseAccount call, as `name` (CloseAccount, RemoveAccountFromOrganization) for `account`."""
+    event = load_event("account-closed")
+    event["detail"]["eventName"] = name
+    event["detail"]["requestParameters"] = {"accountId": account}
+    event["detail"].update(changes)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("call", "reason", "kind", "severity"),
+    [
+        ("CloseAccount", "closed", "account-closed", "MEDIUM"),
+        ("RemoveAccountFromOrganization", "removed", "account-removed-from-organization", "HIGH"),
+    ],
+)
+def test_an_account_closed_or_removed_from_the_organization_is_marked_as_left_once_and_no_longer_watched(
+    org: Organization, load_event: LoadEvent, call: str, reason: str, kind: str, severity: str
+) -> None:
+    event = organizations_call(load_event, call)
+
+    results = org.replay([load_event("account-created"), event, organizations_call(load_event, call)])
+
+    assert [result.outcome for result in results] == ["succeeded"] * 3, [r.error for r in results]
+    assert [(a.type, a.status, a.verified) for a in results[1].actions] == [
+        ("notify", "done", True),
+        ("deregister_account", "done", True),
+    ]
+    # The redelivery (same CloudTrail record) changes nothing and tells no one again.
+    assert [(a.type, a.status, a.verified) for a in results[2].actions] == [
+        ("deregister_account", "skipped", True)
+    ]
+    [item] = inventory(org)
+    assert (item["baseline_status"], item["left_reason"], item["lifecycle_event"]) == ("left", reason, call)
+    assert (item["lifecycle_event_id"], item["lifecycle_change"]) == (event["id"], event["detail"]["eventID"])
+    assert not {"left_ou_name", "left_ou_id"} & set(item)
+    assert kinds(org) == ["account-baselined", kind]
+    notice = org.notifications("platform")[-1]
+    assert notice.attributes["severity"] == severity
+    # The name comes from the inventory: CloudTrail's record of the call only has the id.
+    assert "ml-team-churn-dev (333333333333)" in notice.subject
+    assert notice.message["left_reason"] == reason
+    entries = [e for e in org.ledger(event["id"]) if e.action == "deregister_account"]
+    assert sorted((e.status, e.target, e.detail["left_reason"]) for e in entries) == [
+        ("done", NEW_ACCOUNT, reason),
+        ("skipped", NEW_ACCOUNT, reason),
+    ]
+    # What was applied stays; the forwarding watch no longer reads the account's queues.
+    assert account_public_access_block(org, "us-east-1") == ALL_FOUR_ON
+    assert org.run_scheduled("WatchForwardingFunction")["queues"] == 0
+
+
+def test_closing_an_account_the_backbone_never_registered_writes_nothing(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-closed")
+
+    [result] = org.replay([event])
+
+    # Routed and run, and nothing to do: no ledger entry, no notice, no inventory item.
+    assert result.rules == ["AccountBaselineStateMachineAccountLeftOrganization"]
+    assert (result.outcome, result.actions) == ("ignored", [])
+    [execution] = org.executions(MACHINE)
+    assert execution["status"] == "SUCCEEDED"
+    assert org.ledger(event["id"]) == []
+    assert org.notifications("platform") == []
+    assert inventory(org) == []
+
+
+@pytest.mark.parametrize(
+    ("why", "changes"),
+    [
+        ("refused by Organizations", {"errorCode": "ConstraintViolationException"}),
+        ("called in a member account", {}),
+        ("another Organizations call", {"eventName": "MoveAccount"}),
+    ],
+)
+def test_an_organizations_call_that_closed_nothing_leaves_the_account_governed(
+    org: Organization, load_event: LoadEvent, why: str, changes: dict[str, Any]
+) -> None:
+    event = organizations_call(load_event, "CloseAccount", **changes)
+    if why == "called in a member account":
+        event["account"] = event["detail"]["recipientAccountId"] = "210987654321"
+
+    created, result = org.replay([load_event("account-created"), event])
+
+    assert created.outcome == "succeeded", created.error
+    assert (result.rules, result.outcome) == ([], "ignored"), why
+    [item] = inventory(org)
+    assert item["baseline_status"] == "baselined"
+    assert kinds(org) == ["account-baselined"]
+    assert org.run_scheduled("WatchForwardingFunction")["queues"] == 1
+
+
+def test_a_close_older_than_the_registration_does_not_undo_it(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    late = organizations_call(load_event, "CloseAccount")
+    late["time"] = late["detail"]["eventTime"] = "2026-11-01T08:00:00Z"
+
+    updated, closed = org.replay([load_event("account-updated"), late])
+
+    assert updated.outcome == "succeeded", updated.error
+    assert [(a.type, a.status, a.verified) for a in closed.actions] == [
+        ("deregister_account", "skipped", True)
+    ]
+    assert closed.actions[0].detail["inventory"] == "stale"
+    [item] = inventory(org)
+    assert item["baseline_status"] == "baselined"
+    assert kinds(org) == ["account-baselined"]
+
+
+def test_a_close_without_the_account_id_is_dead_lettered_with_a_one_line_reason(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-closed")
+    del event["detail"]["requestParameters"]
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "dead-lettered"
+    assert result.error == (
+        "OrganizationsAccountCall is malformed: detail.requestParameters.accountId: missing for CloseAccount"
+    )
+    assert [letter.event for letter in org.dead_letters()] == [event]
 
 
 def test_the_same_event_twice_leaves_one_record_and_one_notice(

@@ -14,6 +14,7 @@ from tests.conftest import read_event
 TEAM_APPROVAL = "ModelPromotionStateMachineTeamApproval"
 CENTRAL_DECISION = "ModelDeploymentStateMachineCentralDecision"
 ACCOUNT_LIFECYCLE = "AccountBaselineStateMachineAccountLifecycle"
+ACCOUNT_LEFT = "AccountBaselineStateMachineAccountLeftOrganization"
 NON_COMPLIANCE = "ConfigNonComplianceRule"
 
 INTENDED = {
@@ -27,6 +28,8 @@ INTENDED = {
     "account-created": {ACCOUNT_LIFECYCLE},
     "account-updated": {ACCOUNT_LIFECYCLE},
     "account-creation-failed": {ACCOUNT_LIFECYCLE},
+    "account-closed": {ACCOUNT_LEFT},
+    "account-removed-from-organization": {ACCOUNT_LEFT},
     "config-compliant": set(),
     "malformed-config-evaluation": {NON_COMPLIANCE},
 }
@@ -42,11 +45,12 @@ def matched(org: Organization, event: dict[str, Any]) -> set[str]:
     return {rule.logical_id for rule in org.matching_rules(event)}
 
 
-def test_the_template_defines_the_four_routing_rules(deployed: Organization) -> None:
+def test_the_template_defines_the_five_routing_rules(deployed: Organization) -> None:
     assert {rule.logical_id for rule in deployed.rules} == {
         TEAM_APPROVAL,
         CENTRAL_DECISION,
         ACCOUNT_LIFECYCLE,
+        ACCOUNT_LEFT,
         NON_COMPLIANCE,
     }
 
@@ -116,6 +120,15 @@ NEAR_MISSES = [
     ),
     ("control tower other API", "account-created", ("detail", "eventName"), "EnableGuardrail"),
     ("control tower other source", "account-created", ("source",), "aws.organizations"),
+    ("organizations call refused", "account-closed", ("detail", "errorCode"), "AccessDenied"),
+    ("organizations call in a member account", "account-closed", ("account",), "210987654321"),
+    ("organizations other API", "account-closed", ("detail", "eventName"), "MoveAccount"),
+    (
+        "organizations other event source",
+        "account-closed",
+        ("detail", "eventSource"),
+        "account.amazonaws.com",
+    ),
 ]
 
 

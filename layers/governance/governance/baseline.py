@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from governance.errors import MalformedEvent
 from governance.ledger import Action, LedgerEntry, Status, record
-from governance.notifier import notify
+from governance.notifier import Severity, notify
 from governance.sessions import RoleAssumptionError, client, forget_sessions, role_arn_in, session_for
 from governance.settings import settings
 
@@ -34,6 +34,11 @@ ACCOUNT_NAME_PREFIX = "ml-team-"
 
 # Control Tower states the flow acts on; anything else (IN_PROGRESS, a state added later) is ignored.
 ACTIONABLE_STATES = frozenset({"SUCCEEDED", "FAILED"})
+
+# Organizations calls that end an account's place in the organization, as the describe step's `state`
+# (the state machine deregisters on these); a call Organizations refused changed nothing: REFUSED.
+ORGANIZATIONS_CALL_STATES = {"CloseAccount": "CLOSED", "RemoveAccountFromOrganization": "REMOVED"}
+CALL_REFUSED = "REFUSED"
 
 
 class RoleNotReady(RuntimeError):
@@ -143,7 +148,10 @@ def _lifecycle_status(event: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def describe_lifecycle_event(event: Any) -> AccountFacts:
-    """The facts of a Control Tower lifecycle event; MalformedEvent when an actionable event is unusable."""
+    """The facts of a Control Tower lifecycle event, or of an Organizations call that closes an account or
+    removes it from the organization; MalformedEvent when an actionable event is unusable."""
+    if isinstance(event, dict) and event.get("source") == "aws.organizations":
+        return _describe_organizations_call(event)
     raw_status = _lifecycle_status(event) if isinstance(event, dict) else None
     raw_state = raw_status.get("state") if raw_status else None
     if isinstance(raw_state, str) and raw_state not in ACTIONABLE_STATES:
@@ -175,6 +183,22 @@ def describe_lifecycle_event(event: Any) -> AccountFacts:
         message=status.message,
         environment=environment,
         team=team_from_account_name(status.account.accountName, mapping.values()),
+    )
+
+
+def _describe_organizations_call(event: dict[str, Any]) -> AccountFacts:
+    from governance.events import OrganizationsAccountCall, parse_event  # pydantic: this step only
+
+    call = parse_event(event, OrganizationsAccountCall)
+    detail = call.detail
+    refused = detail.errorCode is not None
+    return AccountFacts(
+        event_id=call.id,
+        event_name=detail.eventName,
+        state=CALL_REFUSED if refused else ORGANIZATIONS_CALL_STATES[detail.eventName],
+        change=detail.eventID,
+        lifecycle_at=call.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        account_id="" if refused or detail.requestParameters is None else detail.requestParameters.accountId,
     )
 
 
@@ -485,7 +509,7 @@ def register_account(facts: AccountFacts, verified: dict[str, Any]) -> dict[str,
             # An account back in an ML OU is no longer one that left (deregister_account).
             UpdateExpression=(
                 f"SET {assignments}, #first = if_not_exists(#first, :baselined_at) "
-                "REMOVE left_ou_name, left_ou_id, left_at"
+                "REMOVE left_reason, left_ou_name, left_ou_id, left_at"
             ),
             # One item per account; only a newer (or same-time, different) lifecycle change rewrites it,
             # so a redelivered or late event cannot roll the record back.
@@ -514,16 +538,76 @@ def register_account(facts: AccountFacts, verified: dict[str, Any]) -> dict[str,
 Deregistration = Literal["left", "duplicate", "stale"]
 
 
+@dataclass(frozen=True)
+class Departure:
+    """How an account stopped being governed, and what the platform admins are told about it."""
+
+    kind: str
+    severity: Severity
+    # str.format with name, account and ou.
+    subject: str
+    what_changes: str
+
+
+_NO_LONGER_WATCHED = (
+    "The inventory marks the account as left, and the backbone no longer reads its forwarding dead-letter "
+    "queues or rolls new baselines out to it. "
+)
+DEPARTURES: dict[str, Departure] = {
+    "moved": Departure(
+        kind="account-left-ml-ous",
+        severity="MEDIUM",
+        subject="Account {name} ({account}) left the ML OUs: moved to {ou}",
+        what_changes=_NO_LONGER_WATCHED
+        + "The member StackSet removes its forwarding rules and GovernanceExecutionRole; the baseline "
+        "settings applied to it stay as they are.",
+    ),
+    "closed": Departure(
+        kind="account-closed",
+        severity="MEDIUM",
+        subject="Account {name} ({account}) was closed",
+        what_changes=_NO_LONGER_WATCHED
+        + "AWS suspends a closed account for 90 days, then deletes it with its resources. If AWS Support "
+        "reopens it, its next Control Tower update into an ML OU baselines it again.",
+    ),
+    "removed": Departure(
+        kind="account-removed-from-organization",
+        severity="HIGH",
+        subject="Account {name} ({account}) was removed from the organization",
+        what_changes=_NO_LONGER_WATCHED
+        + "The account is now outside the organization's SCPs, Control Tower's controls and this backbone. "
+        "The baseline settings applied to it stay as they are; the member stack's resources stay only if "
+        "the StackSet retains stacks on account removal.",
+    ),
+}
+
+
+def left_reason(facts: AccountFacts) -> str:
+    """`closed` or `removed` after an Organizations call (its state); else `moved`, by Control Tower."""
+    return facts.state.lower() if facts.state in ORGANIZATIONS_CALL_STATES.values() else "moved"
+
+
+def deregister_departed_account(facts: AccountFacts) -> dict[str, Any]:
+    """An account was closed or removed from the organization: deregister_account if the inventory holds
+    it. An account the backbone never registered is none of its business: no ledger entry, no notice."""
+    item = inventory_item(facts.account_id)
+    if item is None:
+        return {"status": "ignored", "account_id": facts.account_id, "inventory": "absent"}
+    return deregister_account(dataclasses.replace(facts, account_name=str(item.get("account_name", ""))))
+
+
 def deregister_account(facts: AccountFacts) -> dict[str, Any]:
-    """A registered account was moved to an OU outside the ML OUs: its inventory item says it left (the
-    forwarding watch stops reading its queues), the platform admins are told once, and the ledger records
-    `deregister_account`. Its baseline settings stay as they are; its member stack instance goes with the
-    StackSet. A redelivered or older event changes nothing."""
+    """A registered account was moved to an OU outside the ML OUs, closed, or removed from the
+    organization: its inventory item says it left and why (the forwarding watch stops reading its queues),
+    the platform admins are told once, and the ledger records `deregister_account`. Its baseline settings
+    stay as they are. A redelivered or older event changes nothing."""
+    reason = left_reason(facts)
+    departure = DEPARTURES[reason]
     table = _inventory()
     fields: dict[str, Any] = {
         "baseline_status": "left",
-        "left_ou_name": facts.ou_name,
-        "left_ou_id": facts.ou_id,
+        "left_reason": reason,
+        **({"left_ou_name": facts.ou_name, "left_ou_id": facts.ou_id} if reason == "moved" else {}),
         "left_at": _now(),
         "lifecycle_event": facts.event_name,
         "lifecycle_event_id": facts.event_id,
@@ -548,27 +632,21 @@ def deregister_account(facts: AccountFacts) -> dict[str, Any]:
             raise
         existing = inventory_item(facts.account_id) or {}
         outcome = "duplicate" if existing.get("lifecycle_change") == facts.change else "stale"
-    detail = {
+    detail: dict[str, Any] = {
         "account_name": facts.account_name,
-        "organizational_unit": {"name": facts.ou_name, "id": facts.ou_id},
+        "left_reason": reason,
+        **({"organizational_unit": {"name": facts.ou_name, "id": facts.ou_id}} if reason == "moved" else {}),
         "lifecycle_event": facts.event_name,
         "inventory": outcome,
     }
     if outcome == "left":
         notify(
             "platform",
-            f"Account {facts.account_name} ({facts.account_id}) left the ML OUs: moved to {facts.ou_name}",
-            {
-                **detail,
-                "what_changes": (
-                    "The inventory marks the account as left, and the backbone no longer reads its "
-                    "forwarding dead-letter queues. The member StackSet removes its forwarding rules and "
-                    "GovernanceExecutionRole; the baseline settings applied to it stay as they are."
-                ),
-            },
-            severity="MEDIUM",
+            departure.subject.format(name=facts.account_name, account=facts.account_id, ou=facts.ou_name),
+            {**detail, "what_changes": departure.what_changes},
+            severity=departure.severity,
             account=facts.account_id,
-            kind="account-left-ml-ous",
+            kind=departure.kind,
             event_id=facts.event_id,
             flow=FLOW,
         )

@@ -1,4 +1,4 @@
-"""Pydantic models of the three governance events, on Powertools' EventBridge model."""
+"""Pydantic models of the governance events, on Powertools' EventBridge model."""
 
 from __future__ import annotations
 
@@ -136,6 +136,34 @@ class ControlTowerLifecycle(EventBridgeModel):
             raise MalformedEvent(f"detail.serviceEventDetails.{expected}.account.accountId: missing")
 
 
+# --- AWS Organizations (CloudTrail) ---------------------------------------------------------------
+
+
+class AccountRequestParameters(_Open):
+    accountId: str = Field(pattern=r"^[0-9]{12}$")
+
+
+class OrganizationsAccountCallDetail(_Open):
+    eventSource: Literal["organizations.amazonaws.com"]
+    eventName: Literal["CloseAccount", "RemoveAccountFromOrganization"]
+    eventID: str = Field(min_length=1)
+    # Present only when Organizations refused the call: then nothing happened to the account.
+    errorCode: str | None = None
+    # CloudTrail may leave the parameters out of a refused call; a successful one always names the account.
+    requestParameters: AccountRequestParameters | None = None
+
+
+class OrganizationsAccountCall(EventBridgeModel):
+    """`aws.organizations` / `AWS API Call via CloudTrail`: CloseAccount, RemoveAccountFromOrganization,
+    called in the management account and recorded in us-east-1."""
+
+    detail: OrganizationsAccountCallDetail  # type: ignore[assignment]
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.detail.errorCode is None and self.detail.requestParameters is None:
+            raise MalformedEvent(f"detail.requestParameters.accountId: missing for {self.detail.eventName}")
+
+
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -143,8 +171,12 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line naming every field that is wrong: `detail.ModelPackageArn: Field required; ...`."""
     problems = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "event"
-        problems.append(f"{where}: {item['msg']}")
+        where = ".".join(str(part) for part in item["loc"])
+        if not where and item["type"] == "value_error":
+            # A whole-event check (model_post_init) already names its field: no `event: Value error, `.
+            problems.append(str(item.get("ctx", {}).get("error", item["msg"])))
+            continue
+        problems.append(f"{where or 'event'}: {item['msg']}")
     return "; ".join(problems)
 
 
