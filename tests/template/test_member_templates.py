@@ -464,6 +464,19 @@ ACCOUNT_CREATED = {
 }
 
 
+ACCOUNT_CLOSED = {
+    "source": "aws.organizations",
+    "detail-type": "AWS API Call via CloudTrail",
+    "account": "999999999999",
+    "region": "us-east-1",
+    "detail": {
+        "eventSource": "organizations.amazonaws.com",
+        "eventName": "CloseAccount",
+        "requestParameters": {"accountId": "222222222222"},
+    },
+}
+
+
 def with_detail(event: dict[str, Any], **detail: Any) -> dict[str, Any]:
     return {**event, "detail": {**event["detail"], **detail}}
 
@@ -513,6 +526,20 @@ def test_management_rule_forwards_control_tower_account_lifecycle(management: di
     assert matching_rules(management, MODEL_PACKAGE_APPROVED) == []
     # The backbone never acts in the management account: no role there but EventBridge's.
     assert list(of_type(management, "AWS::IAM::Role")) == ["ForwardingRole"]
+
+
+def test_management_rule_forwards_organizations_calls_that_end_an_account(management: dict) -> None:
+    rule = ["ForwardOrganizationsAccountCallsRule"]
+    assert matching_rules(management, ACCOUNT_CLOSED) == rule
+    assert (
+        matching_rules(management, with_detail(ACCOUNT_CLOSED, eventName="RemoveAccountFromOrganization"))
+        == rule
+    )
+    # A refused call changed nothing; other Organizations calls are not the backbone's business.
+    assert matching_rules(management, with_detail(ACCOUNT_CLOSED, errorCode="AccessDenied")) == []
+    for other in ["MoveAccount", "CreateAccount", "LeaveOrganization", "DescribeAccount"]:
+        assert matching_rules(management, with_detail(ACCOUNT_CLOSED, eventName=other)) == []
+    assert matching_rules(management, {**ACCOUNT_CLOSED, "source": "aws.controltower"}) == []
 
 
 # ---------------------------------------------------------------- linters
