@@ -306,7 +306,14 @@ def run_redrive(args: argparse.Namespace) -> int:
         entry_points = operations.flow_entry_points(args.stack_name) if args.stack_name else {}
     if not queue_url:
         raise UsageError("no queue: pass --queue-url or --stack-name")
-    results = operations.redrive(queue_url, args.dry_run, entry_points=entry_points, region=args.region)
+    queue_session = None
+    if args.queue_profile:
+        import boto3
+
+        queue_session = boto3.Session(profile_name=args.queue_profile)
+    results = operations.redrive(
+        queue_url, args.dry_run, entry_points=entry_points, region=args.region, queue_session=queue_session
+    )
     summary = {
         "messages": len(results),
         "moved": sum(r.status == "moved" for r in results),
@@ -379,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(("events", "config-compliance")),
         default="events",
         help="with --stack-name: which of the stack's dead-letter queues (default: events)",
+    )
+    redrive.add_argument(
+        "--queue-profile",
+        metavar="PROFILE",
+        help=(
+            "AWS profile of the queue's account, for a member or management account's forwarding "
+            "dead-letter queue (the events still go to the backbone with your governance credentials)"
+        ),
     )
     redrive.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
     return parser

@@ -895,6 +895,7 @@ class Organization:
         from moto.awslambda.models import LambdaFunction
         from moto.config.responses import ConfigResponse
         from moto.core.exceptions import JsonRESTError
+        from moto.events.responses import EventsHandler
         from moto.sts.exceptions import STSClientError
         from moto.sts.models import STSBackend
 
@@ -946,6 +947,11 @@ class Organization:
                 organization.config_evaluations.append((self.current_account, self.region, list(rules)))
             return "{}"
 
+        def test_event_pattern(self: Any) -> str:
+            pattern = EventPattern.load(self._get_param("EventPattern"))
+            event = json.loads(self._get_param("Event"))
+            return json.dumps({"Result": bool(pattern.matches_event(event))})
+
         import moto.core
         import moto.core.models
         import moto.iam.models
@@ -959,6 +965,8 @@ class Organization:
         self._parse_each_definition_once(stack)
         self._check_retention_without_scanning(stack)
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
+        # moto does not implement TestEventPattern; its pattern engine (the one routing here) answers it.
+        stack.enter_context(_patched(EventsHandler, "test_event_pattern", test_event_pattern))
         stack.enter_context(
             _patched(ConfigResponse, "start_config_rules_evaluation", start_config_rules_evaluation)
         )
@@ -1242,7 +1250,7 @@ class Organization:
             if kind == "AWS::Events::Rule":
                 properties = self.resolver.resolve(resource["Properties"])
                 targets = tuple(self._target(str(t["Arn"])) for t in properties.get("Targets", []))
-                self.rules.append(
+                self._add_rule(
                     Rule(
                         logical_id,
                         properties.get("EventBusName", "default"),
@@ -1256,7 +1264,7 @@ class Organization:
                 if event["Type"] == "EventBridgeRule":
                     target = self._target(own_arn)
                     # SAM names the generated rule <resource logical id><event name>.
-                    self.rules.append(
+                    self._add_rule(
                         Rule(
                             f"{logical_id}{event_name}",
                             properties.get("EventBusName", "default"),
@@ -1277,6 +1285,21 @@ class Organization:
                             int(properties.get("BatchSize", 10)),
                         )
                     )
+
+    def _add_rule(self, rule: Rule) -> None:
+        """A rule of the template: routed offline by matching_rules(), and put in the emulated EventBridge
+        too, for what reads rules through the API (`govern redrive` of a forwarding dead-letter queue)."""
+        self.rules.append(rule)
+        events = self._aws("events")
+        name = rule.logical_id[:64]
+        events.put_rule(
+            Name=name, EventBusName=rule.bus, EventPattern=json.dumps(rule.pattern), State="ENABLED"
+        )
+        events.put_targets(
+            Rule=name,
+            EventBusName=rule.bus,
+            Targets=[{"Id": target.logical_id[:64], "Arn": target.arn} for target in rule.targets],
+        )
 
     def _target(self, arn: str) -> Target:
         assert self.resolver is not None

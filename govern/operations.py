@@ -180,14 +180,19 @@ def _why(attributes: dict[str, str]) -> str:
     return attributes.get("error", "")
 
 
+def _region_of_queue(queue_url: str) -> str:
+    """`eu-west-1` from `https://sqs.eu-west-1.amazonaws.com/...`; "" when the URL does not say."""
+    found = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com", queue_url)
+    return found.group(1) if found else ""
+
+
 def _queue_url_of(arn: str) -> str:
     _, _, _, _, account, name = arn.split(":", 5)
     return str(client("sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
 
 
-def _read_all(queue_url: str, hold_seconds: int) -> list[dict[str, Any]]:
+def _read_all(sqs: Any, queue_url: str, hold_seconds: int) -> list[dict[str, Any]]:
     """Every message of the queue, each held invisible for `hold_seconds` while the redrive handles it."""
-    sqs = client("sqs")
     seen: dict[str, dict[str, Any]] = {}
     while True:
         page = sqs.receive_message(
@@ -206,10 +211,10 @@ def _read_all(queue_url: str, hold_seconds: int) -> list[dict[str, Any]]:
             seen[message["MessageId"]] = message
 
 
-def _release(queue_url: str, message: dict[str, Any]) -> None:
+def _release(sqs: Any, queue_url: str, message: dict[str, Any]) -> None:
     """Make a message visible again at once (dry run, or a redrive that did not happen)."""
     with contextlib.suppress(ClientError):
-        client("sqs").change_message_visibility(
+        sqs.change_message_visibility(
             QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
         )
 
@@ -240,10 +245,42 @@ def _start_execution(state_machine_arn: str, event: dict[str, Any]) -> str:
     raise OperationError(f"event {event.get('id')} was already redriven {_MAX_REDRIVES_OF_ONE_EVENT} times")
 
 
-def _destination(attributes: dict[str, str], entry_points: dict[str, str]) -> tuple[str, str]:
-    """(destination, note): the rule target EventBridge could not deliver to, or the flow's entry point."""
-    if attributes.get("TARGET_ARN"):
-        return attributes["TARGET_ARN"], ""
+def _bus_destination(bus_arn: str, body: str) -> tuple[str, str]:
+    """(destination, note) for an event a forwarding rule could not put on the governance bus: the target
+    of the bus rule that matches it now, as the bus would have routed it (TestEventPattern)."""
+    _, _, _, region, account, resource = bus_arn.split(":", 5)
+    bus = resource.removeprefix("event-bus/")
+    if account != settings().require("governance_account_id"):
+        return "", f"the bus {bus_arn} is in account {account}: run with that account's credentials"
+    events = client("events", region=region)
+    targets: list[str] = []
+    for page in events.get_paginator("list_rules").paginate(EventBusName=bus):
+        for rule in page["Rules"]:
+            if rule.get("State") != "ENABLED" or not rule.get("EventPattern"):
+                continue
+            if not events.test_event_pattern(EventPattern=rule["EventPattern"], Event=body)["Result"]:
+                continue
+            listed = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]
+            for target in listed:
+                if {"Input", "InputPath", "InputTransformer"} & set(target):
+                    return "", f"the target of rule {rule['Name']} transforms the event; redrive it by hand"
+                targets.append(str(target["Arn"]))
+    if not targets:
+        return "", f"no rule of the bus {bus} matches the event now, so the backbone would not act on it"
+    if len(targets) > 1:
+        matched = ", ".join(targets)
+        return "", f"{len(targets)} targets of the bus {bus} match the event ({matched}); redrive it by hand"
+    return targets[0], ""
+
+
+def _destination(attributes: dict[str, str], entry_points: dict[str, str], body: str) -> tuple[str, str]:
+    """(destination, note): the rule target EventBridge could not deliver to (for a forwarding rule, the
+    governance bus: then the target of the bus rule the event matches), or the flow's entry point."""
+    target = attributes.get("TARGET_ARN", "")
+    if ":event-bus/" in target:
+        return _bus_destination(target, body)
+    if target:
+        return target, ""
     flow = attributes.get("flow", "")
     if flow and flow in entry_points:
         return entry_points[flow], ""
@@ -271,6 +308,7 @@ def redrive(
     entry_points: dict[str, str] | None = None,
     region: str | None = None,
     hold_seconds: int = 120,
+    queue_session: boto3.Session | None = None,
 ) -> list[RedrivenMessage]:
     """Move every message of a dead-letter queue back to where it failed, or, with dry_run, say where
     each would go and move nothing.
@@ -280,9 +318,17 @@ def redrive(
     the rule target EventBridge names in TARGET_ARN, or the entry point of the `flow` RecordFailure
     names. An `aws.*` event cannot be put on a bus again (PutEvents refuses the reserved sources), so a
     state machine gets StartExecution with the event as input and a queue gets SendMessage.
+
+    A forwarding dead-letter queue of a member or the management account is read (and emptied) through
+    `queue_session`, credentials of that account; each event goes to the target of the governance bus
+    rule it matches, delivered with the caller's (governance account) credentials.
     """
     with governance_account(region=region):
-        sqs = client("sqs")
+        sqs = (
+            queue_session.client("sqs", region_name=_region_of_queue(queue_url) or settings().region)
+            if queue_session is not None
+            else client("sqs")
+        )
         sources = sqs.list_dead_letter_source_queues(QueueUrl=queue_url).get("queueUrls", [])
         if len(sources) > 1:
             raise OperationError(
@@ -290,7 +336,7 @@ def redrive(
             )
         results: list[RedrivenMessage] = []
         # Held invisible while handled (also in a dry run, so paging does not see a message twice).
-        for message in _read_all(queue_url, hold_seconds):
+        for message in _read_all(sqs, queue_url, hold_seconds):
             attributes = _string_attributes(message)
             body = message["Body"]
             try:
@@ -300,7 +346,7 @@ def redrive(
             if sources:
                 destination, note = sources[0], ""
             else:
-                destination, note = _destination(attributes, entry_points or {})
+                destination, note = _destination(attributes, entry_points or {}, body)
             result = RedrivenMessage(
                 message_id=message["MessageId"],
                 event_id=event_id or attributes.get("event_id", ""),
@@ -312,11 +358,11 @@ def redrive(
             )
             results.append(result)
             if dry_run or not destination:
-                _release(queue_url, message)
+                _release(sqs, queue_url, message)
                 continue
             try:
                 if sources:
-                    sqs.send_message(
+                    client("sqs").send_message(
                         QueueUrl=destination,
                         MessageBody=body,
                         MessageAttributes=_sendable_attributes(message),
@@ -326,7 +372,7 @@ def redrive(
             except (ClientError, OperationError, json.JSONDecodeError) as error:
                 result.status = "left"
                 result.note = f"could not deliver: {_one_line(error)}"
-                _release(queue_url, message)
+                _release(sqs, queue_url, message)
                 continue
             # Deleted only once the destination has it: a crash in between redrives it twice, and every
             # flow is idempotent on what identifies the change, so twice has the effect of once.

@@ -5,11 +5,14 @@ metrics ForwardingDeadLettersAlarm and ForwardingQueuesUnreadableAlarm watch (te
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from govern import cli, operations
 from govern.emulator import Organization
 from govern.faults import access_denied, inject_api_faults, throttling
 from govern.template import TemplateError
@@ -182,3 +185,159 @@ def test_only_a_function_with_a_schedule_can_be_ticked(org: Organization) -> Non
         TemplateError, match="RemediateConfigFunction is not a function with a Schedule event"
     ):
         org.run_scheduled("RemediateConfigFunction")
+
+
+# ---------------------------------------------------------------- handing the kept events to the backbone
+
+
+def forwarded_and_kept(org: Organization, url: str, event: dict[str, Any], member_rule: str) -> None:
+    """What EventBridge keeps when the forwarding rule gives up on the governance bus: the event, and
+    attributes naming the rule, the bus it could not reach and why."""
+    account, region = event["account"], url.split(".")[1]
+    bus = org.arn("GovernanceEventBus")
+    attributes = {
+        "RULE_ARN": f"arn:aws:events:{region}:{account}:rule/{member_rule}",
+        "TARGET_ARN": bus,
+        "ERROR_CODE": "NO_PERMISSIONS",
+        "ERROR_MESSAGE": "Not authorized to put events on the target bus",
+    }
+    org.session(account, region).client("sqs").send_message(
+        QueueUrl=url,
+        MessageBody=json.dumps(event),
+        MessageAttributes={
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        },
+    )
+
+
+def as_team_b(load_event: LoadEvent, name: str) -> dict[str, Any]:
+    """A sample event of the team account 210987654321, happening in TEAM_B instead."""
+    return dict(json.loads(json.dumps(load_event(name)).replace("210987654321", TEAM_B)))
+
+
+def test_govern_redrive_hands_a_member_queues_events_to_the_backbone_and_leaves_what_it_would_ignore(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    url = queue_url(org, TEAM_B, "us-east-1")
+    finding = as_team_b(load_event, "config-s3-public-read")
+    approval = as_team_b(load_event, "model-approved-in-team-account")
+    pending = as_team_b(load_event, "model-pending-in-team-account")
+    for event in (finding, approval, pending):
+        org.seed(event)  # the bucket and the model versions the events are about
+    forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
+    forwarded_and_kept(org, url, approval, "ml-governance-forward-model-package-state")
+    forwarded_and_kept(org, url, pending, "ml-governance-forward-model-package-state")
+    member = org.session(TEAM_B)
+    config_queue = org.arn("ConfigComplianceQueue")
+    promotion = org.arn("ModelPromotionStateMachine")
+
+    listed = {r.event_id: r for r in operations.redrive(url, dry_run=True, queue_session=member)}
+
+    assert {(r.status, r.destination) for r in listed.values()} == {
+        ("would-move", config_queue),
+        ("would-move", promotion),
+        ("left", ""),
+    }
+    assert listed[pending["id"]].note.startswith("no rule of the bus ml-governance matches the event now")
+    assert (
+        listed[finding["id"]].why_dead_lettered
+        == "NO_PERMISSIONS: Not authorized to put events on the target bus"
+    )
+    assert depth(org, TEAM_B, "us-east-1", url)["ApproximateNumberOfMessages"] == 3
+
+    moved = {r.event_id: r for r in operations.redrive(url, dry_run=False, queue_session=member)}
+
+    assert [moved[e["id"]].status for e in (finding, approval, pending)] == ["moved", "moved", "left"]
+    # What the backbone would not act on stays where it was; the rest left the member's queue.
+    assert depth(org, TEAM_B, "us-east-1", url) == {
+        "ApproximateNumberOfMessages": 1,
+        "ApproximateNumberOfMessagesNotVisible": 0,
+    }
+    assert run_watcher(org)["dead_letters"] == 1
+    # The approval went to the promotion workflow, which registered the version centrally, once.
+    sfn = org.session().client("stepfunctions")
+    execution = moved[approval["id"]].execution_arn
+    for _ in range(3000):
+        if sfn.describe_execution(executionArn=execution)["status"] != "RUNNING":
+            break
+        time.sleep(0.01)
+    assert sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
+    group = f"{TEAM_B}-churn-prediction"
+    versions = org.session().client("sagemaker").list_model_packages(ModelPackageGroupName=group)
+    assert len(versions["ModelPackageSummaryList"]) == 1
+    # The finding went to the remediation queue: drained, the bucket is blocked.
+    org.replay([], sequential=False)
+    blocked = member.client("s3").get_public_access_block(Bucket=finding["detail"]["resourceId"])[
+        "PublicAccessBlockConfiguration"
+    ]
+    assert all(blocked.values()) and len(blocked) == 4
+
+
+def test_govern_redrive_reads_the_member_queue_with_the_profile_it_is_given(
+    org: Organization,
+    load_event: LoadEvent,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = queue_url(org, TEAM_B, "us-east-1")
+    finding = as_team_b(load_event, "config-s3-public-read")
+    org.seed(finding)
+    forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
+    credentials = org.session(TEAM_B).get_credentials().get_frozen_credentials()
+    config = tmp_path / "config"
+    config.write_text(
+        "[profile team-b]\n"
+        f"aws_access_key_id = {credentials.access_key}\n"
+        f"aws_secret_access_key = {credentials.secret_key}\n"
+        f"aws_session_token = {credentials.token}\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+
+    status = cli.main(["redrive", "--queue-url", url, "--queue-profile", "team-b", "--json"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert document["summary"] == {"messages": 1, "moved": 1, "would_move": 0, "left": 0}
+    [message] = document["messages"]
+    assert (message["event_id"], message["destination"]) == (finding["id"], org.arn("ConfigComplianceQueue"))
+    assert depth(org, TEAM_B, "us-east-1", url)["ApproximateNumberOfMessages"] == 0
+
+    # A profile that does not exist: one line that names it, and nothing is read.
+    forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
+    status = cli.main(["redrive", "--queue-url", url, "--queue-profile", "nobody"])
+    err = capsys.readouterr().err
+    assert status == cli.EXIT_FAILED
+    assert err.count("\n") == 1 and "nobody" in err
+    assert depth(org, TEAM_B, "us-east-1", url)["ApproximateNumberOfMessages"] == 1
+
+
+def test_a_kept_event_the_bus_would_not_hand_to_exactly_one_target_as_it_is_stays_for_a_human(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    url = queue_url(org, TEAM_B, "us-east-1")
+    finding = as_team_b(load_event, "config-s3-public-read")
+    org.seed(finding)
+    forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
+    events = org.session().client("events")
+    bus = org.physical_id("GovernanceEventBus")
+    # Someone added a second rule for Config events on the bus: which target is meant is not for a tool
+    # to guess.
+    events.put_rule(Name="audit-copy", EventBusName=bus, EventPattern=json.dumps({"source": ["aws.config"]}))
+    copy = {"Id": "copy", "Arn": org.arn("EventsDeadLetterQueue")}
+    events.put_targets(Rule="audit-copy", EventBusName=bus, Targets=[copy])
+
+    [two] = operations.redrive(url, dry_run=False, queue_session=org.session(TEAM_B))
+
+    assert (two.status, two.destination) == ("left", "")
+    assert two.note.startswith("2 targets of the bus ml-governance match the event")
+
+    # The one matching target reshapes the event: sending it as it is would not be what the bus does.
+    events.remove_targets(Rule="ConfigNonComplianceRule", EventBusName=bus, Ids=["ConfigComplianceQueue"])
+    events.put_targets(Rule="audit-copy", EventBusName=bus, Targets=[{**copy, "InputPath": "$.detail"}])
+
+    [reshaped] = operations.redrive(url, dry_run=False, queue_session=org.session(TEAM_B))
+
+    assert reshaped.status == "left"
+    assert reshaped.note == "the target of rule audit-copy transforms the event; redrive it by hand"
+    assert depth(org, TEAM_B, "us-east-1", url)["ApproximateNumberOfMessages"] == 1
