@@ -542,6 +542,21 @@ def test_management_rule_forwards_organizations_calls_that_end_an_account(manage
     assert matching_rules(management, {**ACCOUNT_CLOSED, "source": "aws.controltower"}) == []
 
 
+def test_the_forwarder_sends_every_organizations_call_the_bus_routes_and_no_other(management: dict) -> None:
+    """The two ends of one path: a call the bus would act on that the forwarder drops never arrives, and a
+    call forwarded for nothing costs a cross-account event."""
+    [bus_event] = [
+        event["Properties"]["Pattern"]
+        for event in load(ROOT / "template.yaml")["Resources"]["AccountBaselineStateMachine"]["Properties"][
+            "Events"
+        ].values()
+        if event["Properties"]["Pattern"]["source"] == ["aws.organizations"]
+    ]
+    forwarded = management["Resources"]["ForwardOrganizationsAccountCallsRule"]["Properties"]["EventPattern"]
+    assert forwarded["detail"] == bus_event["detail"]
+    assert (forwarded["source"], forwarded["detail-type"]) == (bus_event["source"], bus_event["detail-type"])
+
+
 # ---------------------------------------------------------------- linters
 
 
