@@ -345,6 +345,44 @@ def run_redrive(args: argparse.Namespace) -> int:
     return EXIT_FAILED if not args.dry_run and summary["left"] else EXIT_OK
 
 
+def run_rebaseline(args: argparse.Namespace) -> int:
+    from govern import operations
+
+    with operations.governance_account(region=args.region):
+        table = args.table or (
+            operations.stack_output(args.stack_name, operations.INVENTORY_TABLE_OUTPUT)
+            if args.stack_name
+            else ""
+        )
+        machine = args.state_machine_arn or (
+            operations.flow_entry_points(args.stack_name).get("account-baseline", "")
+            if args.stack_name
+            else ""
+        )
+    if not table or not machine:
+        raise UsageError("no inventory or workflow: pass --stack-name, or --table and --state-machine-arn")
+    results = operations.rebaseline(machine, args.dry_run, inventory_table=table, region=args.region)
+    summary = {
+        "accounts": len(results),
+        "started": sum(r.status == "started" for r in results),
+        "would_start": sum(r.status == "would-start" for r in results),
+        "failed": sum(r.status == "failed" for r in results),
+    }
+    if args.json:
+        document = {"dry_run": args.dry_run, "accounts": [r.to_json() for r in results], "summary": summary}
+        print(json.dumps(document, indent=2))
+    else:
+        for result in results:
+            print(
+                f"{result.status:<11} {result.account_id} {result.account_name} ({result.ou_name}): "
+                f"{result.from_version} -> {result.to_version} {result.execution_arn}".rstrip()
+            )
+            if result.note:
+                print(f"    {result.note}")
+        print(f"summary: {json.dumps(summary)}")
+    return EXIT_FAILED if summary["failed"] else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="govern", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -396,13 +434,25 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     redrive.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
+    rebaseline = commands.add_parser(
+        "rebaseline",
+        parents=[deployed],
+        help="apply this release's account baseline to every account of the inventory on an older one",
+    )
+    rebaseline.add_argument(
+        "--table", metavar="NAME", help="the inventory table (default: the stack's AccountInventoryTableName)"
+    )
+    rebaseline.add_argument(
+        "--state-machine-arn", metavar="ARN", help="AccountBaselineStateMachine (default: from the stack)"
+    )
+    rebaseline.add_argument("--dry-run", action="store_true", help="list the accounts; start nothing")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("ledger", "redrive"):
+    if args.command in ("ledger", "redrive", "rebaseline"):
         return _run_operation(args)
     for account in (args.governance_account, args.management_account):
         if not (account.isdigit() and len(account) == 12):
@@ -420,7 +470,8 @@ def _run_operation(args: argparse.Namespace) -> int:
     from govern.operations import OperationError
 
     try:
-        return run_ledger(args) if args.command == "ledger" else run_redrive(args)
+        run = {"ledger": run_ledger, "redrive": run_redrive, "rebaseline": run_rebaseline}[args.command]
+        return run(args)
     except UsageError as error:
         print(f"govern: {error}", file=sys.stderr)
         return EXIT_USAGE

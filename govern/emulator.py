@@ -683,6 +683,17 @@ class Organization:
         if response.get("Failed"):
             raise RuntimeError(f"could not queue events on {queue_url}: {response['Failed'][0]}")
 
+    def wait_for_execution(self, execution_arn: str) -> str:
+        """The status of an execution started outside a replay (`govern redrive`, `govern rebaseline`), once
+        it has finished or WORKFLOW_TIMEOUT_SECONDS have passed."""
+        sfn = self._aws("stepfunctions")
+        deadline = time.monotonic() + WORKFLOW_TIMEOUT_SECONDS
+        while (status := sfn.describe_execution(executionArn=execution_arn)["status"]) == "RUNNING":
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        return str(status)
+
     def _wait_for_executions(self, deliveries: list[_Delivery]) -> bool:
         sfn = self._aws("stepfunctions")
         waited = False

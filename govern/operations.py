@@ -6,20 +6,23 @@ import contextlib
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import boto3
 from botocore.exceptions import ClientError
 
-from governance import ledger
+from governance import baseline, ledger
 from governance.ledger import LedgerEntry
 from governance.sessions import client, forget_sessions
 from governance.settings import settings
 
 # Outputs of the backbone stack (template.yaml) the operations read when given --stack-name.
 LEDGER_TABLE_OUTPUT = "LedgerTableName"
+INVENTORY_TABLE_OUTPUT = "AccountInventoryTableName"
 QUEUE_OUTPUTS = {
     "events": "EventsDeadLetterQueueUrl",
     "config-compliance": "ConfigComplianceDeadLetterQueueUrl",
@@ -45,16 +48,21 @@ class OperationError(RuntimeError):
 
 
 @contextlib.contextmanager
-def governance_account(*, ledger_table: str | None = None, region: str | None = None) -> Iterator[str]:
-    """Run the layer's code (ledger readers, sessions) from outside Lambda, with the caller's credentials
-    as the governance account's; restores the environment afterwards. Yields the account id."""
-    saved = {name: os.environ.get(name) for name in ("LEDGER_TABLE", "GOVERNANCE_ACCOUNT_ID", "AWS_REGION")}
+def governance_account(
+    *, ledger_table: str | None = None, inventory_table: str | None = None, region: str | None = None
+) -> Iterator[str]:
+    """Run the layer's code (ledger and inventory readers, sessions) from outside Lambda, with the caller's
+    credentials as the governance account's; restores the environment afterwards. Yields the account id."""
+    names = ("LEDGER_TABLE", "INVENTORY_TABLE", "GOVERNANCE_ACCOUNT_ID", "AWS_REGION")
+    saved = {name: os.environ.get(name) for name in names}
     try:
         resolved_region = region or os.environ.get("AWS_REGION") or boto3.Session().region_name
         if resolved_region:
             os.environ["AWS_REGION"] = resolved_region
         if ledger_table:
             os.environ["LEDGER_TABLE"] = ledger_table
+        if inventory_table:
+            os.environ["INVENTORY_TABLE"] = inventory_table
         if not os.environ.get("GOVERNANCE_ACCOUNT_ID"):
             # The one call made before the layer's sessions know which account is "ours".
             identity = boto3.client("sts", region_name=resolved_region).get_caller_identity()
@@ -219,22 +227,22 @@ def _release(sqs: Any, queue_url: str, message: dict[str, Any]) -> None:
         )
 
 
-def execution_name(event_id: str, redrive_number: int) -> str:
+def execution_name(event_id: str, redrive_number: int, operation: str = "redrive") -> str:
     """`redrive-<event id>-<n>`: the n-th redrive of an event, a valid and recognisable execution name."""
     suffix = f"-{redrive_number}"
     cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", event_id) or "event"
-    return ("redrive-" + cleaned)[: _EXECUTION_NAME_LIMIT - len(suffix)] + suffix
+    return (f"{operation}-" + cleaned)[: _EXECUTION_NAME_LIMIT - len(suffix)] + suffix
 
 
-def _start_execution(state_machine_arn: str, event: dict[str, Any]) -> str:
-    """Start the state machine with the event as input, named after the event and the redrive count:
+def _start_execution(state_machine_arn: str, event: dict[str, Any], operation: str = "redrive") -> str:
+    """Start the state machine with the event as input, named after the operation, the event and a count:
     a name already used (an earlier redrive) moves on to the next number."""
     sfn = client("stepfunctions")
     for number in range(1, _MAX_REDRIVES_OF_ONE_EVENT + 1):
         try:
             response = sfn.start_execution(
                 stateMachineArn=state_machine_arn,
-                name=execution_name(str(event.get("id", "")), number),
+                name=execution_name(str(event.get("id", "")), number, operation),
                 input=json.dumps(event),
             )
         except ClientError as error:
@@ -385,3 +393,94 @@ def _one_line(error: object) -> str:
         details = error.response.get("Error", {})
         return f"{details.get('Code', 'Error')}: {details.get('Message', '')}".strip()
     return " ".join(str(error).split()) or type(error).__name__
+
+
+# ---------------------------------------------------------------- govern rebaseline
+
+
+@dataclass
+class Rebaselined:
+    """One account on an older baseline version, and what `govern rebaseline` did about it."""
+
+    account_id: str
+    account_name: str
+    ou_name: str
+    from_version: str
+    to_version: str
+    status: Literal["started", "would-start", "failed"]
+    event_id: str = ""
+    execution_arn: str = ""
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rebaseline_event(item: dict[str, Any], account: str, region: str) -> dict[str, Any]:
+    """A successful UpdateManagedAccount for the inventory item's account and OU, as Account Factory's
+    "Update account" emits it, with a fresh CloudTrail id and the current time: the workflow applies the
+    current baseline and the inventory records it as the newer lifecycle change."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "version": "0",
+        "id": f"govern-rebaseline-{uuid.uuid4()}",
+        "detail-type": "AWS Service Event via CloudTrail",
+        "source": "aws.controltower",
+        "account": account,
+        "time": now,
+        "region": region,
+        "resources": [],
+        "detail": {
+            "eventTime": now,
+            "eventSource": "controltower.amazonaws.com",
+            "eventName": "UpdateManagedAccount",
+            "eventID": str(uuid.uuid4()),
+            "eventType": "AwsServiceEvent",
+            # Not Control Tower's: who started it, for whoever reads the execution's input.
+            "startedBy": "govern rebaseline",
+            "serviceEventDetails": {
+                "updateManagedAccountStatus": {
+                    "organizationalUnit": {
+                        "organizationalUnitName": str(item.get("ou_name", "")),
+                        "organizationalUnitId": str(item.get("ou_id", "")),
+                    },
+                    "account": {
+                        "accountName": str(item.get("account_name", "")),
+                        "accountId": str(item["account_id"]),
+                    },
+                    "state": "SUCCEEDED",
+                    "message": f"Re-baselined by govern rebaseline to {baseline.BASELINE_VERSION}.",
+                }
+            },
+        },
+    }
+
+
+def rebaseline(
+    state_machine_arn: str, dry_run: bool, *, inventory_table: str, region: str | None = None
+) -> list[Rebaselined]:
+    """Start the AccountBaseline workflow for every governed account of the inventory on an older baseline
+    version than this release's (baseline.accounts_on_older_baseline), or, with dry_run, list them and start
+    nothing. The workflow applies, verifies, registers and announces as for a Control Tower update."""
+    with governance_account(inventory_table=inventory_table, region=region) as account:
+        results: list[Rebaselined] = []
+        for item in baseline.accounts_on_older_baseline():
+            result = Rebaselined(
+                account_id=str(item["account_id"]),
+                account_name=str(item.get("account_name", "")),
+                ou_name=str(item.get("ou_name", "")),
+                from_version=str(item.get("baseline_version", "")),
+                to_version=baseline.BASELINE_VERSION,
+                status="would-start" if dry_run else "started",
+            )
+            results.append(result)
+            if dry_run:
+                continue
+            event = rebaseline_event(item, account, settings().region)
+            result.event_id = event["id"]
+            try:
+                result.execution_arn = _start_execution(state_machine_arn, event, "rebaseline")
+            except (ClientError, OperationError) as error:
+                result.status = "failed"
+                result.note = f"could not start: {_one_line(error)}"
+        return results

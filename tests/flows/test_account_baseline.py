@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from govern import operations
 from govern.cli import main
 from govern.emulator import Organization
 from govern.flows.accounts import role_appears_after
@@ -520,3 +521,62 @@ def test_govern_replay_json_reports_the_baseline_and_the_notice(capsys: pytest.C
     assert by_type["notify"]["status"] == "done"
     assert by_type["notify"]["verified"] is True
     assert report["summary"]["succeeded"] == 1
+
+
+def test_govern_rebaseline_brings_the_accounts_on_an_older_baseline_to_this_one(
+    org: Organization, load_event: LoadEvent, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = "555555555555"
+    created_other = json.loads(json.dumps(load_event("account-created")).replace(NEW_ACCOUNT, other))
+    created_other["id"], created_other["detail"]["eventID"] = "rb-created-other", "rb-change-other"
+    moved_other = moved_to(
+        json.loads(json.dumps(load_event("account-updated")).replace(NEW_ACCOUNT, other)), "Sandbox", "ou-x"
+    )
+    moved_other["id"], moved_other["detail"]["eventID"] = "rb-moved-other", "rb-move-other"
+    results = org.replay([load_event("account-created"), created_other, moved_other])
+    assert [result.outcome for result in results] == ["succeeded"] * 3, [r.error for r in results]
+    # Both were baselined by an older release; one has since left. The older baseline lacked a setting.
+    table = org.session().resource("dynamodb").Table(org.physical_id("AccountInventoryTable"))
+    for account in (NEW_ACCOUNT, other):
+        table.update_item(
+            Key={"account_id": account},
+            UpdateExpression="SET baseline_version = :old",
+            ExpressionAttributeValues={":old": "2026.10.1"},
+        )
+    org.session(NEW_ACCOUNT, "us-east-1").client("s3control").delete_public_access_block(
+        AccountId=NEW_ACCOUNT
+    )
+    machine, inventory_table = org.arn(MACHINE), org.physical_id("AccountInventoryTable")
+    executions_before = len(org.executions(MACHINE))
+
+    [listed] = operations.rebaseline(machine, dry_run=True, inventory_table=inventory_table)
+
+    assert (listed.account_id, listed.from_version, listed.to_version, listed.status) == (
+        NEW_ACCOUNT,
+        "2026.10.1",
+        BASELINE_VERSION,
+        "would-start",
+    )
+    assert len(org.executions(MACHINE)) == executions_before
+
+    status = main(["rebaseline", "--table", inventory_table, "--state-machine-arn", machine, "--json"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert document["summary"] == {"accounts": 1, "started": 1, "would_start": 0, "failed": 0}
+    [started] = document["accounts"]
+    assert org.wait_for_execution(started["execution_arn"]) == "SUCCEEDED"
+    items = {item["account_id"]: item for item in inventory(org)}
+    assert (items[NEW_ACCOUNT]["baseline_version"], items[NEW_ACCOUNT]["lifecycle_event_id"]) == (
+        BASELINE_VERSION,
+        started["event_id"],
+    )
+    assert (items[other]["baseline_status"], items[other]["baseline_version"]) == ("left", "2026.10.1")
+    assert account_public_access_block(org, "us-east-1") == ALL_FOUR_ON
+    assert sorted((e.action, e.status) for e in org.ledger(started["event_id"])) == [
+        ("baseline_account", "done"),
+        ("notify", "done"),
+    ]
+    assert kinds(org)[-1] == "account-baselined"
+    # Nothing is left on an older baseline: a second run starts nothing.
+    assert operations.rebaseline(machine, dry_run=False, inventory_table=inventory_table) == []

@@ -5,7 +5,6 @@ metrics ForwardingDeadLettersAlarm and ForwardingQueuesUnreadableAlarm watch (te
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -255,13 +254,7 @@ def test_govern_redrive_hands_a_member_queues_events_to_the_backbone_and_leaves_
     }
     assert run_watcher(org)["dead_letters"] == 1
     # The approval went to the promotion workflow, which registered the version centrally, once.
-    sfn = org.session().client("stepfunctions")
-    execution = moved[approval["id"]].execution_arn
-    for _ in range(3000):
-        if sfn.describe_execution(executionArn=execution)["status"] != "RUNNING":
-            break
-        time.sleep(0.01)
-    assert sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
+    assert org.wait_for_execution(moved[approval["id"]].execution_arn) == "SUCCEEDED"
     group = f"{TEAM_B}-churn-prediction"
     versions = org.session().client("sagemaker").list_model_packages(ModelPackageGroupName=group)
     assert len(versions["ModelPackageSummaryList"]) == 1

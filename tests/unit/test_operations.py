@@ -466,3 +466,48 @@ def test_execution_names_are_valid() -> None:
     long_name = execution_name("x" * 200, 12)
     assert len(long_name) == 80 and long_name.endswith("-12")
     assert execution_name("a:b/c d", 1) == "redrive-a-b-c-d-1"
+
+
+# ---------------------------------------------------------------- govern rebaseline (the flow: test_account_baseline)
+
+
+def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = _properties("AccountInventoryTable")
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName="ml-governance-dev-accounts",
+        AttributeDefinitions=inventory["AttributeDefinitions"],
+        KeySchema=inventory["KeySchema"],
+        BillingMode=inventory["BillingMode"],
+    )
+    boto3.resource("dynamodb", region_name=REGION).Table("ml-governance-dev-accounts").put_item(
+        Item={
+            "account_id": "333333333333",
+            "account_name": "ml-team-churn-dev",
+            "ou_name": "ML-Dev",
+            "ou_id": "ou-abcd-11111111",
+            "baseline_status": "baselined",
+            "baseline_version": "2025.1.0",
+        }
+    )
+    deployed_stack(
+        monkeypatch,
+        {"AccountInventoryTableName": "ml-governance-dev-accounts"},
+        {"AccountBaselineStateMachine": backbone.baseline_arn},
+    )
+
+    assert cli.main(["rebaseline", "--stack-name", "ml-governance-dev"]) == 0
+
+    out = capsys.readouterr().out
+    assert "started     333333333333 ml-team-churn-dev (ML-Dev): 2025.1.0 -> " in out
+    [execution] = executions_of(backbone, backbone.baseline_arn)
+    assert execution["name"].startswith("rebaseline-govern-rebaseline-")
+    event = json.loads(execution["input"])
+    status = event["detail"]["serviceEventDetails"]["updateManagedAccountStatus"]
+    assert (status["account"]["accountId"], status["organizationalUnit"]["organizationalUnitName"]) == (
+        "333333333333",
+        "ML-Dev",
+    )
+    assert cli.main(["rebaseline", "--table", "ml-governance-dev-accounts"]) == cli.EXIT_USAGE
+    assert "pass --stack-name, or --table and --state-machine-arn" in capsys.readouterr().err
