@@ -345,7 +345,10 @@ def run_redrive(args: argparse.Namespace) -> int:
     return EXIT_FAILED if not args.dry_run and summary["left"] else EXIT_OK
 
 
-def run_rebaseline(args: argparse.Namespace) -> int:
+def run_baselines(args: argparse.Namespace) -> int:
+    """govern rebaseline and govern enroll: start the AccountBaseline workflow for accounts."""
+    import boto3
+
     from govern import operations
 
     with operations.governance_account(region=args.region):
@@ -359,9 +362,26 @@ def run_rebaseline(args: argparse.Namespace) -> int:
             if args.stack_name
             else ""
         )
+        ou_map = ""
+        if args.command == "enroll":
+            ou_map = args.ou_environment_map or (
+                operations.stack_parameter(args.stack_name, "OuEnvironmentMap") if args.stack_name else ""
+            )
     if not table or not machine:
         raise UsageError("no inventory or workflow: pass --stack-name, or --table and --state-machine-arn")
-    results = operations.rebaseline(machine, args.dry_run, inventory_table=table, region=args.region)
+    if args.command == "rebaseline":
+        results = operations.rebaseline(machine, args.dry_run, inventory_table=table, region=args.region)
+    else:
+        if not ou_map:
+            raise UsageError("no OU map: pass --stack-name or --ou-environment-map")
+        results = operations.enroll(
+            machine,
+            args.dry_run,
+            inventory_table=table,
+            ou_environment_map=ou_map,
+            organizations_session=boto3.Session(profile_name=args.organizations_profile),
+            region=args.region,
+        )
     summary = {
         "accounts": len(results),
         "started": sum(r.status == "started" for r in results),
@@ -375,7 +395,8 @@ def run_rebaseline(args: argparse.Namespace) -> int:
         for result in results:
             print(
                 f"{result.status:<11} {result.account_id} {result.account_name} ({result.ou_name}): "
-                f"{result.from_version} -> {result.to_version} {result.execution_arn}".rstrip()
+                f"{result.from_version or 'not governed'} -> {result.to_version} "
+                f"{result.execution_arn}".rstrip()
             )
             if result.note:
                 print(f"    {result.note}")
@@ -439,20 +460,39 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[deployed],
         help="apply this release's account baseline to every account of the inventory on an older one",
     )
-    rebaseline.add_argument(
-        "--table", metavar="NAME", help="the inventory table (default: the stack's AccountInventoryTableName)"
+    enroll = commands.add_parser(
+        "enroll",
+        parents=[deployed],
+        help="baseline and register the accounts of the ML OUs the inventory does not hold as governed",
     )
-    rebaseline.add_argument(
-        "--state-machine-arn", metavar="ARN", help="AccountBaselineStateMachine (default: from the stack)"
+    enroll.add_argument(
+        "--organizations-profile",
+        metavar="PROFILE",
+        required=True,
+        help="AWS profile that can list the organization (management account or delegated administrator)",
     )
-    rebaseline.add_argument("--dry-run", action="store_true", help="list the accounts; start nothing")
+    enroll.add_argument(
+        "--ou-environment-map",
+        metavar="MAP",
+        help="OU-name=environment,... (default: the stack's OuEnvironmentMap)",
+    )
+    for command in (rebaseline, enroll):
+        command.add_argument(
+            "--table",
+            metavar="NAME",
+            help="the inventory table (default: the stack's AccountInventoryTableName)",
+        )
+        command.add_argument(
+            "--state-machine-arn", metavar="ARN", help="AccountBaselineStateMachine (default: from the stack)"
+        )
+        command.add_argument("--dry-run", action="store_true", help="list the accounts; start nothing")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("ledger", "redrive", "rebaseline"):
+    if args.command in ("ledger", "redrive", "rebaseline", "enroll"):
         return _run_operation(args)
     for account in (args.governance_account, args.management_account):
         if not (account.isdigit() and len(account) == 12):
@@ -470,7 +510,7 @@ def _run_operation(args: argparse.Namespace) -> int:
     from govern.operations import OperationError
 
     try:
-        run = {"ledger": run_ledger, "redrive": run_redrive, "rebaseline": run_rebaseline}[args.command]
+        run = {"ledger": run_ledger, "redrive": run_redrive}.get(args.command, run_baselines)
         return run(args)
     except UsageError as error:
         print(f"govern: {error}", file=sys.stderr)

@@ -49,11 +49,15 @@ class OperationError(RuntimeError):
 
 @contextlib.contextmanager
 def governance_account(
-    *, ledger_table: str | None = None, inventory_table: str | None = None, region: str | None = None
+    *,
+    ledger_table: str | None = None,
+    inventory_table: str | None = None,
+    ou_environment_map: str | None = None,
+    region: str | None = None,
 ) -> Iterator[str]:
     """Run the layer's code (ledger and inventory readers, sessions) from outside Lambda, with the caller's
     credentials as the governance account's; restores the environment afterwards. Yields the account id."""
-    names = ("LEDGER_TABLE", "INVENTORY_TABLE", "GOVERNANCE_ACCOUNT_ID", "AWS_REGION")
+    names = ("LEDGER_TABLE", "INVENTORY_TABLE", "OU_ENVIRONMENT_MAP", "GOVERNANCE_ACCOUNT_ID", "AWS_REGION")
     saved = {name: os.environ.get(name) for name in names}
     try:
         resolved_region = region or os.environ.get("AWS_REGION") or boto3.Session().region_name
@@ -63,6 +67,8 @@ def governance_account(
             os.environ["LEDGER_TABLE"] = ledger_table
         if inventory_table:
             os.environ["INVENTORY_TABLE"] = inventory_table
+        if ou_environment_map is not None:
+            os.environ["OU_ENVIRONMENT_MAP"] = ou_environment_map
         if not os.environ.get("GOVERNANCE_ACCOUNT_ID"):
             # The one call made before the layer's sessions know which account is "ours".
             identity = boto3.client("sts", region_name=resolved_region).get_caller_identity()
@@ -80,15 +86,31 @@ def governance_account(
         forget_sessions()
 
 
-def stack_outputs(stack_name: str) -> dict[str, str]:
-    """The outputs of the deployed backbone stack, by output key (in the governance account)."""
+def _described_stack(stack_name: str) -> dict[str, Any]:
+    """DescribeStacks of the deployed backbone stack (in the governance account)."""
     try:
         stacks = client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as error:
         raise OperationError(
             f"stack {stack_name}: {error.response['Error'].get('Message', error)}"
         ) from error
-    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+    return stacks[0]  # type: ignore[no-any-return]
+
+
+def stack_outputs(stack_name: str) -> dict[str, str]:
+    """The outputs of the deployed backbone stack, by output key."""
+    return {
+        output["OutputKey"]: output["OutputValue"]
+        for output in _described_stack(stack_name).get("Outputs", [])
+    }
+
+
+def stack_parameter(stack_name: str, key: str) -> str:
+    """A parameter value of the deployed backbone stack."""
+    for parameter in _described_stack(stack_name).get("Parameters", []):
+        if parameter["ParameterKey"] == key:
+            return str(parameter.get("ResolvedValue", parameter.get("ParameterValue", "")))
+    raise OperationError(f"stack {stack_name} has no parameter {key} (is it the backbone stack?)")
 
 
 def stack_output(stack_name: str, key: str) -> str:
@@ -395,17 +417,17 @@ def _one_line(error: object) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-# ---------------------------------------------------------------- govern rebaseline
+# ---------------------------------------------------------------- govern rebaseline, govern enroll
 
 
 @dataclass
-class Rebaselined:
-    """One account on an older baseline version, and what `govern rebaseline` did about it."""
+class BaselineStart:
+    """One account the AccountBaseline workflow is started for (or would be, in a dry run)."""
 
     account_id: str
     account_name: str
     ou_name: str
-    from_version: str
+    from_version: str  # "" for an account the inventory does not hold as governed
     to_version: str
     status: Literal["started", "would-start", "failed"]
     event_id: str = ""
@@ -416,17 +438,17 @@ class Rebaselined:
         return asdict(self)
 
 
-def rebaseline_event(item: dict[str, Any], account: str, region: str) -> dict[str, Any]:
-    """A successful UpdateManagedAccount for the inventory item's account and OU, as Account Factory's
-    "Update account" emits it, with a fresh CloudTrail id and the current time: the workflow applies the
-    current baseline and the inventory records it as the newer lifecycle change."""
+def update_account_event(account: dict[str, Any], caller: str, region: str, operation: str) -> dict[str, Any]:
+    """A successful UpdateManagedAccount for `account` (account_id, account_name, ou_name, ou_id) as
+    Account Factory's "Update account" emits it, with a fresh CloudTrail id and the current time: the
+    workflow applies the current baseline, and the inventory records it as the newest lifecycle change."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "version": "0",
-        "id": f"govern-rebaseline-{uuid.uuid4()}",
+        "id": f"govern-{operation}-{uuid.uuid4()}",
         "detail-type": "AWS Service Event via CloudTrail",
         "source": "aws.controltower",
-        "account": account,
+        "account": caller,
         "time": now,
         "region": region,
         "resources": [],
@@ -437,50 +459,117 @@ def rebaseline_event(item: dict[str, Any], account: str, region: str) -> dict[st
             "eventID": str(uuid.uuid4()),
             "eventType": "AwsServiceEvent",
             # Not Control Tower's: who started it, for whoever reads the execution's input.
-            "startedBy": "govern rebaseline",
+            "startedBy": f"govern {operation}",
             "serviceEventDetails": {
                 "updateManagedAccountStatus": {
                     "organizationalUnit": {
-                        "organizationalUnitName": str(item.get("ou_name", "")),
-                        "organizationalUnitId": str(item.get("ou_id", "")),
+                        "organizationalUnitName": str(account.get("ou_name", "")),
+                        "organizationalUnitId": str(account.get("ou_id", "")),
                     },
                     "account": {
-                        "accountName": str(item.get("account_name", "")),
-                        "accountId": str(item["account_id"]),
+                        "accountName": str(account.get("account_name", "")),
+                        "accountId": str(account["account_id"]),
                     },
                     "state": "SUCCEEDED",
-                    "message": f"Re-baselined by govern rebaseline to {baseline.BASELINE_VERSION}.",
+                    "message": f"Started by govern {operation}: baseline {baseline.BASELINE_VERSION}.",
                 }
             },
         },
     }
 
 
+def _start_baselines(
+    state_machine_arn: str, dry_run: bool, accounts: list[dict[str, Any]], operation: str, caller: str
+) -> list[BaselineStart]:
+    """Start the workflow for each account (a dry run lists them): one execution, one event, each."""
+    results: list[BaselineStart] = []
+    for account in accounts:
+        result = BaselineStart(
+            account_id=str(account["account_id"]),
+            account_name=str(account.get("account_name", "")),
+            ou_name=str(account.get("ou_name", "")),
+            from_version=str(account.get("baseline_version", "")),
+            to_version=baseline.BASELINE_VERSION,
+            status="would-start" if dry_run else "started",
+        )
+        results.append(result)
+        if dry_run:
+            continue
+        event = update_account_event(account, caller, settings().region, operation)
+        result.event_id = event["id"]
+        try:
+            result.execution_arn = _start_execution(state_machine_arn, event, operation)
+        except (ClientError, OperationError) as error:
+            result.status = "failed"
+            result.note = f"could not start: {_one_line(error)}"
+    return results
+
+
 def rebaseline(
     state_machine_arn: str, dry_run: bool, *, inventory_table: str, region: str | None = None
-) -> list[Rebaselined]:
+) -> list[BaselineStart]:
     """Start the AccountBaseline workflow for every governed account of the inventory on an older baseline
     version than this release's (baseline.accounts_on_older_baseline), or, with dry_run, list them and start
     nothing. The workflow applies, verifies, registers and announces as for a Control Tower update."""
-    with governance_account(inventory_table=inventory_table, region=region) as account:
-        results: list[Rebaselined] = []
-        for item in baseline.accounts_on_older_baseline():
-            result = Rebaselined(
-                account_id=str(item["account_id"]),
-                account_name=str(item.get("account_name", "")),
-                ou_name=str(item.get("ou_name", "")),
-                from_version=str(item.get("baseline_version", "")),
-                to_version=baseline.BASELINE_VERSION,
-                status="would-start" if dry_run else "started",
-            )
-            results.append(result)
-            if dry_run:
+    with governance_account(inventory_table=inventory_table, region=region) as caller:
+        return _start_baselines(
+            state_machine_arn, dry_run, baseline.accounts_on_older_baseline(), "rebaseline", caller
+        )
+
+
+def accounts_in_ml_ous(organizations: Any, mapping: dict[str, str]) -> list[dict[str, str]]:
+    """Every active account directly in an OU whose name the OU map holds, anywhere in the organization's
+    tree: account_id, account_name, ou_name, ou_id (what a Control Tower lifecycle event says)."""
+    found: list[dict[str, str]] = []
+    parents = [
+        root["Id"] for page in organizations.get_paginator("list_roots").paginate() for root in page["Roots"]
+    ]
+    while parents:
+        parent = parents.pop()
+        units = organizations.get_paginator("list_organizational_units_for_parent").paginate(ParentId=parent)
+        for unit in (unit for page in units for unit in page["OrganizationalUnits"]):
+            parents.append(unit["Id"])
+            if unit["Name"].strip().lower() not in mapping:
                 continue
-            event = rebaseline_event(item, account, settings().region)
-            result.event_id = event["id"]
-            try:
-                result.execution_arn = _start_execution(state_machine_arn, event, "rebaseline")
-            except (ClientError, OperationError) as error:
-                result.status = "failed"
-                result.note = f"could not start: {_one_line(error)}"
-        return results
+            accounts = organizations.get_paginator("list_accounts_for_parent").paginate(ParentId=unit["Id"])
+            for account in (account for page in accounts for account in page["Accounts"]):
+                # `State` replaces `Status` in newer responses; a suspended or closing account is left out.
+                if account.get("State", account.get("Status")) == "ACTIVE":
+                    found.append(
+                        {
+                            "account_id": account["Id"],
+                            "account_name": account.get("Name", ""),
+                            "ou_name": unit["Name"],
+                            "ou_id": unit["Id"],
+                        }
+                    )
+    return sorted(found, key=lambda account: account["account_id"])
+
+
+def enroll(
+    state_machine_arn: str,
+    dry_run: bool,
+    *,
+    inventory_table: str,
+    ou_environment_map: str,
+    organizations_session: boto3.Session,
+    region: str | None = None,
+) -> list[BaselineStart]:
+    """Start the AccountBaseline workflow for every active account of the ML OUs (OU_ENVIRONMENT_MAP) that
+    the inventory does not hold as governed: accounts enrolled in Control Tower before the backbone was
+    deployed, or moved back into an ML OU outside Account Factory. `organizations_session` reads the
+    organization (the management account, or an Organizations delegated administrator)."""
+    with governance_account(
+        inventory_table=inventory_table, ou_environment_map=ou_environment_map, region=region
+    ) as caller:
+        mapping = baseline.ou_environment_map()
+        if not mapping:
+            raise OperationError("the OU map is empty: no OU holds ML accounts")
+        organizations = organizations_session.client("organizations", region_name=settings().region)
+        accounts = []
+        for account in accounts_in_ml_ous(organizations, mapping):
+            item = baseline.inventory_item(account["account_id"]) or {}
+            if item.get("baseline_status") == "baselined":
+                continue  # governed already; `govern rebaseline` brings it to a newer baseline
+            accounts.append({**account, "baseline_version": item.get("baseline_version", "")})
+        return _start_baselines(state_machine_arn, dry_run, accounts, "enroll", caller)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -580,3 +581,83 @@ def test_govern_rebaseline_brings_the_accounts_on_an_older_baseline_to_this_one(
     assert kinds(org)[-1] == "account-baselined"
     # Nothing is left on an older baseline: a second run starts nothing.
     assert operations.rebaseline(machine, dry_run=False, inventory_table=inventory_table) == []
+
+
+def aws_profile(org: Organization, account: str, name: str, path: Path) -> None:
+    """An AWS profile named `name`, with credentials of `account` in the emulation, in the config file."""
+    credentials = org.session(account).get_credentials().get_frozen_credentials()
+    with path.open("a") as config:
+        config.write(
+            f"[profile {name}]\n"
+            f"aws_access_key_id = {credentials.access_key}\n"
+            f"aws_secret_access_key = {credentials.secret_key}\n"
+            f"aws_session_token = {credentials.token}\n"
+        )
+
+
+def test_govern_enroll_baselines_the_ml_accounts_enrolled_before_the_backbone(
+    org: Organization,
+    load_event: LoadEvent,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    organizations = org.session(org.management_account).client("organizations")
+    organizations.create_organization(FeatureSet="ALL")
+    root = organizations.list_roots()["Roots"][0]["Id"]
+
+    def unit(name: str, parent: str) -> str:
+        return str(
+            organizations.create_organizational_unit(ParentId=parent, Name=name)["OrganizationalUnit"]["Id"]
+        )
+
+    def account(name: str, parent: str) -> str:
+        created = organizations.create_account(Email=f"{name}@example.com", AccountName=name)
+        account_id = str(created["CreateAccountStatus"]["AccountId"])
+        organizations.move_account(AccountId=account_id, SourceParentId=root, DestinationParentId=parent)
+        return account_id
+
+    dev, sandbox = unit("ML-Dev", root), unit("Sandbox", root)
+    prod = unit("ML-Prod", sandbox)  # nested: OUs are found anywhere in the tree
+    legacy, risk = account("ml-team-legacy-dev", dev), account("ml-team-risk-prod", prod)
+    playground, governed = account("playground", sandbox), account("ml-team-churn-dev", dev)
+    for member in (legacy, risk, governed):
+        org.ensure_member(member)  # the member StackSet reached them when it was deployed
+    created = json.loads(json.dumps(load_event("account-created")).replace(NEW_ACCOUNT, governed))
+    assert [result.outcome for result in org.replay([created])] == ["succeeded"]
+    config = tmp_path / "config"
+    aws_profile(org, org.management_account, "management", config)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    machine, table = org.arn(MACHINE), org.physical_id("AccountInventoryTable")
+    command = ["enroll", "--organizations-profile", "management", "--table", table]
+    command += ["--state-machine-arn", machine, "--ou-environment-map", "ML-Dev=dev,ML-Prod=prod", "--json"]
+    executions_before = len(org.executions(MACHINE))
+
+    assert main([*command, "--dry-run"]) == 0
+
+    listed = json.loads(capsys.readouterr().out)
+    assert [(a["account_id"], a["ou_name"], a["status"]) for a in listed["accounts"]] == sorted(
+        [(legacy, "ML-Dev", "would-start"), (risk, "ML-Prod", "would-start")]
+    )
+    assert len(org.executions(MACHINE)) == executions_before
+
+    assert main(command) == 0
+
+    started = json.loads(capsys.readouterr().out)["accounts"]
+    assert [org.wait_for_execution(a["execution_arn"]) for a in started] == ["SUCCEEDED", "SUCCEEDED"]
+    items = {item["account_id"]: item for item in inventory(org)}
+    assert set(items) == {governed, legacy, risk}
+    assert (items[legacy]["baseline_status"], items[legacy]["environment"], items[legacy]["team"]) == (
+        "baselined",
+        "dev",
+        "legacy",
+    )
+    assert (items[risk]["environment"], items[risk]["team"]) == ("prod", "risk")
+    policy = org.session(risk).client("iam").get_account_password_policy()["PasswordPolicy"]
+    assert policy["MinimumPasswordLength"] >= 14
+    assert account_public_access_block(org, "us-east-1", account=legacy) == ALL_FOUR_ON
+    assert playground not in items
+    # Enrolled, they are watched like any vended account; a second run finds nothing to do.
+    assert org.run_scheduled("WatchForwardingFunction")["queues"] == 3
+    assert main(command) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["accounts"] == 0

@@ -468,7 +468,7 @@ def test_execution_names_are_valid() -> None:
     assert execution_name("a:b/c d", 1) == "redrive-a-b-c-d-1"
 
 
-# ---------------------------------------------------------------- govern rebaseline (the flow: test_account_baseline)
+# ---------------------------------------------------------------- govern rebaseline (the flow: see flows)
 
 
 def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
