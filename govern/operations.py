@@ -249,22 +249,22 @@ def _release(sqs: Any, queue_url: str, message: dict[str, Any]) -> None:
         )
 
 
-def execution_name(event_id: str, redrive_number: int, operation: str = "redrive") -> str:
+def execution_name(event_id: str, redrive_number: int, prefix: str = "redrive-") -> str:
     """`redrive-<event id>-<n>`: the n-th redrive of an event, a valid and recognisable execution name."""
     suffix = f"-{redrive_number}"
     cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", event_id) or "event"
-    return (f"{operation}-" + cleaned)[: _EXECUTION_NAME_LIMIT - len(suffix)] + suffix
+    return (prefix + cleaned)[: _EXECUTION_NAME_LIMIT - len(suffix)] + suffix
 
 
-def _start_execution(state_machine_arn: str, event: dict[str, Any], operation: str = "redrive") -> str:
-    """Start the state machine with the event as input, named after the operation, the event and a count:
+def _start_execution(state_machine_arn: str, event: dict[str, Any], prefix: str = "redrive-") -> str:
+    """Start the state machine with the event as input, named after the event and a count (after `prefix`):
     a name already used (an earlier redrive) moves on to the next number."""
     sfn = client("stepfunctions")
     for number in range(1, _MAX_REDRIVES_OF_ONE_EVENT + 1):
         try:
             response = sfn.start_execution(
                 stateMachineArn=state_machine_arn,
-                name=execution_name(str(event.get("id", "")), number, operation),
+                name=execution_name(str(event.get("id", "")), number, prefix),
                 input=json.dumps(event),
             )
         except ClientError as error:
@@ -498,7 +498,8 @@ def _start_baselines(
         event = update_account_event(account, caller, settings().region, operation)
         result.event_id = event["id"]
         try:
-            result.execution_arn = _start_execution(state_machine_arn, event, operation)
+            # The event id already says what started it: govern-rebaseline-<uuid>-1.
+            result.execution_arn = _start_execution(state_machine_arn, event, prefix="")
         except (ClientError, OperationError) as error:
             result.status = "failed"
             result.note = f"could not start: {_one_line(error)}"

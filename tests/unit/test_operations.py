@@ -502,8 +502,8 @@ def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
     out = capsys.readouterr().out
     assert "started     333333333333 ml-team-churn-dev (ML-Dev): 2025.1.0 -> " in out
     [execution] = executions_of(backbone, backbone.baseline_arn)
-    assert execution["name"].startswith("rebaseline-govern-rebaseline-")
     event = json.loads(execution["input"])
+    assert execution["name"] == f"{event['id']}-1" and event["id"].startswith("govern-rebaseline-")
     status = event["detail"]["serviceEventDetails"]["updateManagedAccountStatus"]
     assert (status["account"]["accountId"], status["organizationalUnit"]["organizationalUnitName"]) == (
         "333333333333",
