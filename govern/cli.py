@@ -271,17 +271,31 @@ def _print_ledger(entries: list[Any], out: TextIO) -> None:
             print(f"    {summary}", file=out)
 
 
+def _summary(total: str, results: list[Any], statuses: tuple[str, ...]) -> dict[str, int]:
+    """{total: how many results, then how many have each status}; `would-move` is counted as `would_move`."""
+    summary = {total: len(results)}
+    summary.update(
+        {status.replace("-", "_"): sum(r.status == status for r in results) for status in statuses}
+    )
+    return summary
+
+
+def _given_or_stack_output(args: argparse.Namespace, given: str | None, output: str) -> str:
+    """The value passed on the command line, else the stack's output `output` (with --stack-name), else ""."""
+    from govern import operations
+
+    if given:
+        return given
+    return operations.stack_output(args.stack_name, output) if args.stack_name else ""
+
+
 def run_ledger(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from govern import operations
 
     with operations.governance_account(region=args.region):
-        table = args.table or (
-            operations.stack_output(args.stack_name, operations.LEDGER_TABLE_OUTPUT)
-            if args.stack_name
-            else ""
-        )
+        table = _given_or_stack_output(args, args.table, operations.LEDGER_TABLE_OUTPUT)
     if not table:
         raise UsageError("no ledger table: pass --table or --stack-name")
     entries = operations.ledger_listing(
@@ -298,11 +312,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     from govern import operations
 
     with operations.governance_account(region=args.region):
-        queue_url = args.queue_url or (
-            operations.stack_output(args.stack_name, operations.QUEUE_OUTPUTS[args.queue])
-            if args.stack_name
-            else ""
-        )
+        queue_url = _given_or_stack_output(args, args.queue_url, operations.QUEUE_OUTPUTS[args.queue])
         entry_points = operations.flow_entry_points(args.stack_name) if args.stack_name else {}
     if not queue_url:
         raise UsageError("no queue: pass --queue-url or --stack-name")
@@ -314,12 +324,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     results = operations.redrive(
         queue_url, args.dry_run, entry_points=entry_points, region=args.region, queue_session=queue_session
     )
-    summary = {
-        "messages": len(results),
-        "moved": sum(r.status == "moved" for r in results),
-        "would_move": sum(r.status == "would-move" for r in results),
-        "left": sum(r.status == "left" for r in results),
-    }
+    summary = _summary("messages", results, ("moved", "would-move", "left"))
     if args.json:
         print(
             json.dumps(
@@ -352,11 +357,7 @@ def run_baselines(args: argparse.Namespace) -> int:
     from govern import operations
 
     with operations.governance_account(region=args.region):
-        table = args.table or (
-            operations.stack_output(args.stack_name, operations.INVENTORY_TABLE_OUTPUT)
-            if args.stack_name
-            else ""
-        )
+        table = _given_or_stack_output(args, args.table, operations.INVENTORY_TABLE_OUTPUT)
         machine = args.state_machine_arn or (
             operations.flow_entry_points(args.stack_name).get("account-baseline", "")
             if args.stack_name
@@ -382,12 +383,7 @@ def run_baselines(args: argparse.Namespace) -> int:
             organizations_session=boto3.Session(profile_name=args.organizations_profile),
             region=args.region,
         )
-    summary = {
-        "accounts": len(results),
-        "started": sum(r.status == "started" for r in results),
-        "would_start": sum(r.status == "would-start" for r in results),
-        "failed": sum(r.status == "failed" for r in results),
-    }
+    summary = _summary("accounts", results, ("started", "would-start", "failed"))
     if args.json:
         document = {"dry_run": args.dry_run, "accounts": [r.to_json() for r in results], "summary": summary}
         print(json.dumps(document, indent=2))

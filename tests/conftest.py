@@ -40,3 +40,26 @@ def org() -> Iterator[Organization]:
 @pytest.fixture
 def events_dir() -> Path:
     return EVENTS_DIR
+
+
+AwsProfile = Callable[[Organization, str, str], None]
+
+
+@pytest.fixture
+def aws_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AwsProfile:
+    """Adds a named AWS profile with an emulated account's credentials to this test's own AWS config file,
+    as an operator's profile for that account: what `govern ... --*-profile NAME` reads."""
+    config = tmp_path / "aws-config"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+
+    def add(org: Organization, account: str, name: str) -> None:
+        credentials = org.session(account).get_credentials().get_frozen_credentials()
+        with config.open("a") as written:
+            written.write(
+                f"[profile {name}]\n"
+                f"aws_access_key_id = {credentials.access_key}\n"
+                f"aws_secret_access_key = {credentials.secret_key}\n"
+                f"aws_session_token = {credentials.token}\n"
+            )
+
+    return add

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from govern.cli import main
 from govern.emulator import Organization
 from govern.flows.accounts import role_appears_after
 from governance.baseline import BASELINE_VERSION, ROLE_WAIT_MAX_ATTEMPTS
-from tests.conftest import EVENTS_DIR
+from tests.conftest import EVENTS_DIR, AwsProfile
 
 LoadEvent = Callable[[str], dict[str, Any]]
 
@@ -583,24 +582,8 @@ def test_govern_rebaseline_brings_the_accounts_on_an_older_baseline_to_this_one(
     assert operations.rebaseline(machine, dry_run=False, inventory_table=inventory_table) == []
 
 
-def aws_profile(org: Organization, account: str, name: str, path: Path) -> None:
-    """An AWS profile named `name`, with credentials of `account` in the emulation, in the config file."""
-    credentials = org.session(account).get_credentials().get_frozen_credentials()
-    with path.open("a") as config:
-        config.write(
-            f"[profile {name}]\n"
-            f"aws_access_key_id = {credentials.access_key}\n"
-            f"aws_secret_access_key = {credentials.secret_key}\n"
-            f"aws_session_token = {credentials.token}\n"
-        )
-
-
 def test_govern_enroll_baselines_the_ml_accounts_enrolled_before_the_backbone(
-    org: Organization,
-    load_event: LoadEvent,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    org: Organization, load_event: LoadEvent, aws_profile: AwsProfile, capsys: pytest.CaptureFixture[str]
 ) -> None:
     organizations = org.session(org.management_account).client("organizations")
     organizations.create_organization(FeatureSet="ALL")
@@ -625,9 +608,7 @@ def test_govern_enroll_baselines_the_ml_accounts_enrolled_before_the_backbone(
         org.ensure_member(member)  # the member StackSet reached them when it was deployed
     created = json.loads(json.dumps(load_event("account-created")).replace(NEW_ACCOUNT, governed))
     assert [result.outcome for result in org.replay([created])] == ["succeeded"]
-    config = tmp_path / "config"
-    aws_profile(org, org.management_account, "management", config)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    aws_profile(org, org.management_account, "management")
     machine, table = org.arn(MACHINE), org.physical_id("AccountInventoryTable")
     command = ["enroll", "--organizations-profile", "management", "--table", table]
     command += ["--state-machine-arn", machine, "--ou-environment-map", "ML-Dev=dev,ML-Prod=prod", "--json"]

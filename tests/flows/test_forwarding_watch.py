@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from govern.template import TemplateError
 from governance import metric_names
 from governance.forwarding import FORWARDING_DEAD_LETTER_QUEUE
 from governance.sessions import forget_sessions
+from tests.conftest import AwsProfile
 from tests.flows.test_metrics import METRICS_ON, emitted
 
 LoadEvent = Callable[[str], dict[str, Any]]
@@ -267,25 +267,13 @@ def test_govern_redrive_hands_a_member_queues_events_to_the_backbone_and_leaves_
 
 
 def test_govern_redrive_reads_the_member_queue_with_the_profile_it_is_given(
-    org: Organization,
-    load_event: LoadEvent,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    org: Organization, load_event: LoadEvent, aws_profile: AwsProfile, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = queue_url(org, TEAM_B, "us-east-1")
     finding = as_team_b(load_event, "config-s3-public-read")
     org.seed(finding)
     forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
-    credentials = org.session(TEAM_B).get_credentials().get_frozen_credentials()
-    config = tmp_path / "config"
-    config.write_text(
-        "[profile team-b]\n"
-        f"aws_access_key_id = {credentials.access_key}\n"
-        f"aws_secret_access_key = {credentials.secret_key}\n"
-        f"aws_session_token = {credentials.token}\n"
-    )
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    aws_profile(org, TEAM_B, "team-b")
 
     status = cli.main(["redrive", "--queue-url", url, "--queue-profile", "team-b", "--json"])
 

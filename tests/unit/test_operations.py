@@ -57,6 +57,15 @@ def _properties(logical_id: str) -> dict[str, Any]:
     return TEMPLATE["Resources"][logical_id]["Properties"]  # type: ignore[no-any-return]
 
 
+def _create_table(logical_id: str, name: str) -> None:
+    """The table as template.yaml defines it: keys, indexes, billing."""
+    properties = _properties(logical_id)
+    keys = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName=name, **{key: properties[key] for key in keys if key in properties}
+    )
+
+
 def _queue(sqs: Any, name: str, **attributes: str) -> tuple[str, str]:
     url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -71,14 +80,7 @@ def backbone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backbone]:
     for name in ("AWS_REGION", "GOVERNANCE_ACCOUNT_ID", "LEDGER_TABLE", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
-        ledger = _properties("LedgerTable")
-        boto3.client("dynamodb", region_name=REGION).create_table(
-            TableName="ml-governance-dev-ledger",
-            AttributeDefinitions=ledger["AttributeDefinitions"],
-            KeySchema=ledger["KeySchema"],
-            GlobalSecondaryIndexes=ledger["GlobalSecondaryIndexes"],
-            BillingMode=ledger["BillingMode"],
-        )
+        _create_table("LedgerTable", "ml-governance-dev-ledger")
         sqs = boto3.client("sqs", region_name=REGION)
         events_dlq, _ = _queue(sqs, "ml-governance-dev-events-dlq")
         config_dlq, config_dlq_arn = _queue(sqs, "ml-governance-dev-config-compliance-dlq")
@@ -474,13 +476,7 @@ def test_execution_names_are_valid() -> None:
 def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
     backbone: Backbone, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    inventory = _properties("AccountInventoryTable")
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName="ml-governance-dev-accounts",
-        AttributeDefinitions=inventory["AttributeDefinitions"],
-        KeySchema=inventory["KeySchema"],
-        BillingMode=inventory["BillingMode"],
-    )
+    _create_table("AccountInventoryTable", "ml-governance-dev-accounts")
     boto3.resource("dynamodb", region_name=REGION).Table("ml-governance-dev-accounts").put_item(
         Item={
             "account_id": "333333333333",
