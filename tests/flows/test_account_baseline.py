@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from govern import operations
 from govern.cli import main
 from govern.emulator import Organization
+from govern.faults import inject_api_faults, throttling
 from govern.flows.accounts import role_appears_after
 from governance.baseline import BASELINE_VERSION, ROLE_WAIT_MAX_ATTEMPTS
 from tests.conftest import EVENTS_DIR, AwsProfile
@@ -642,3 +643,31 @@ def test_govern_enroll_baselines_the_ml_accounts_enrolled_before_the_backbone(
     assert org.run_scheduled("WatchForwardingFunction")["queues"] == 3
     assert main(command) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["accounts"] == 0
+
+
+def test_a_departure_notice_throttled_past_its_retries_is_sent_when_the_workflow_retries(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    [created] = org.replay([load_event("account-created")])
+    assert created.outcome == "succeeded", created.error
+    closed = organizations_call(load_event, "CloseAccount")
+    # Every attempt botocore makes at the notice fails: the step fails after the item was written.
+    fault = throttling("sns", "Publish", times=5, request_contains="account-closed")
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([closed], seed=False)
+
+    assert fault.hits == 5
+    assert result.outcome == "succeeded", result.error
+    # The workflow's retry found the item already written, and told the platform admins all the same.
+    assert kinds(org) == ["account-baselined", "account-closed"]
+    [item] = inventory(org)
+    assert (item["baseline_status"], item["left_reason"]) == ("left", "closed")
+    assert sorted((e.action, e.status) for e in org.ledger(closed["id"])) == [
+        ("deregister_account", "done"),
+        ("notify", "done"),
+    ]
+    # A redelivery afterwards tells no one again.
+    [again] = org.replay([organizations_call(load_event, "CloseAccount")])
+    assert [(a.type, a.status) for a in again.actions] == [("deregister_account", "skipped")]
+    assert kinds(org) == ["account-baselined", "account-closed"]

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from governance.claims import forgotten_on_failure, once
 from governance.errors import MalformedEvent
 from governance.ledger import Action, LedgerEntry, Status, record
 from governance.notifier import Severity, notify
@@ -639,18 +640,23 @@ def deregister_account(facts: AccountFacts) -> dict[str, Any]:
         "lifecycle_event": facts.event_name,
         "inventory": outcome,
     }
-    if outcome == "left":
-        notify(
-            "platform",
-            departure.subject.format(name=facts.account_name, account=facts.account_id, ou=facts.ou_name),
-            {**detail, "what_changes": departure.what_changes},
-            severity=departure.severity,
-            account=facts.account_id,
-            kind=departure.kind,
-            event_id=facts.event_id,
-            flow=FLOW,
-        )
-    status: Status = "done" if outcome == "left" else "skipped"
+    # Told once per change: a retry after the item was written but before the notice went out (SNS
+    # throttled past its retries, say) finds a duplicate and still tells; a redelivery does not.
+    marker = f"account-departure#{facts.account_id}#{facts.change}"
+    told = outcome in ("left", "duplicate") and once(marker)
+    if told:
+        with forgotten_on_failure(marker):
+            notify(
+                "platform",
+                departure.subject.format(name=facts.account_name, account=facts.account_id, ou=facts.ou_name),
+                {**detail, "what_changes": departure.what_changes},
+                severity=departure.severity,
+                account=facts.account_id,
+                kind=departure.kind,
+                event_id=facts.event_id,
+                flow=FLOW,
+            )
+    status: Status = "done" if outcome == "left" or told else "skipped"
     return _ledger_account_decision(facts, "deregister_account", status, detail)
 
 

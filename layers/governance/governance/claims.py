@@ -6,6 +6,8 @@ releases it, so the next attempt does not wait for the lease."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -62,3 +64,34 @@ def release_claim(key: dict[str, str], *, status: str, owner: str) -> bool:
             return False
         raise
     return True
+
+
+# --- once: a notice sent once per change, whatever retries and redeliveries reach it ------------------
+
+ONCE_RETENTION_SECONDS = 90 * 24 * 3600
+
+
+def once(marker: str) -> bool:
+    """True the first time `marker` is seen (a conditional put in the state table), False ever after:
+    what keeps a duplicate delivery or a retried step from notifying twice. Markers expire after 90 days."""
+    now = int(time.time())
+    try:
+        state_table().put_item(
+            Item={"pk": marker, "sk": "once", "first_seen": now, "expires_at": now + ONCE_RETENTION_SECONDS},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+@contextmanager
+def forgotten_on_failure(marker: str) -> Iterator[None]:
+    """Undo `once(marker)` when the work it guarded fails, so the retry after the fix does it."""
+    try:
+        yield
+    except Exception:
+        state_table().delete_item(Key={"pk": marker, "sk": "once"})
+        raise

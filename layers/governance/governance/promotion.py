@@ -6,7 +6,6 @@ import posixpath
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -15,7 +14,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from governance import claims
-from governance.claims import state_table, take_claim
+from governance.claims import forgotten_on_failure, once, state_table, take_claim
 from governance.errors import MalformedEvent
 from governance.ledger import LedgerEntry, record
 from governance.naming import central_group_name
@@ -743,32 +742,3 @@ def announce_replication(
             flow=FLOW,
         )
     return {"notified": True, "message_id": message_id}
-
-
-ONCE_RETENTION_SECONDS = 90 * 24 * 3600
-
-
-def once(marker: str) -> bool:
-    """True the first time `marker` is seen (a conditional put in the state table), False ever after:
-    what keeps a duplicate delivery or a retried step from notifying twice. Markers expire after 90 days."""
-    now = int(time.time())
-    try:
-        state_table().put_item(
-            Item={"pk": marker, "sk": "once", "first_seen": now, "expires_at": now + ONCE_RETENTION_SECONDS},
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
-
-
-@contextmanager
-def forgotten_on_failure(marker: str) -> Iterator[None]:
-    """Undo `once(marker)` when the work it guarded fails, so the retry after the fix does it."""
-    try:
-        yield
-    except Exception:
-        state_table().delete_item(Key={"pk": marker, "sk": "once"})
-        raise
