@@ -442,7 +442,7 @@ def update_account_event(account: dict[str, Any], caller: str, region: str, oper
     """A successful UpdateManagedAccount for `account` (account_id, account_name, ou_name, ou_id) as
     Account Factory's "Update account" emits it, with a fresh CloudTrail id and the current time: the
     workflow applies the current baseline, and the inventory records it as the newest lifecycle change."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = baseline.utc_timestamp(datetime.now(UTC))
     return {
         "version": "0",
         "id": f"govern-{operation}-{uuid.uuid4()}",

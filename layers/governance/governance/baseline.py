@@ -176,7 +176,7 @@ def describe_lifecycle_event(event: Any) -> AccountFacts:
         event_name=lifecycle.detail.eventName,
         state=status.state,
         change=str(extra.get("eventID") or lifecycle.id),
-        lifecycle_at=lifecycle.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        lifecycle_at=utc_timestamp(lifecycle.time),
         account_id=status.account.accountId or "",
         account_name=status.account.accountName,
         ou_name=status.organizationalUnit.organizationalUnitName,
@@ -198,7 +198,7 @@ def _describe_organizations_call(event: dict[str, Any]) -> AccountFacts:
         event_name=detail.eventName,
         state=CALL_REFUSED if refused else ORGANIZATIONS_CALL_STATES[detail.eventName],
         change=detail.eventID,
-        lifecycle_at=call.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        lifecycle_at=utc_timestamp(call.time),
         account_id="" if refused or detail.requestParameters is None else detail.requestParameters.accountId,
     )
 
@@ -468,8 +468,13 @@ def verify_baseline(facts: AccountFacts, applied: dict[str, Any]) -> dict[str, A
 Registration = Literal["registered", "updated", "duplicate", "stale"]
 
 
+def utc_timestamp(moment: datetime) -> str:
+    """`2026-11-04T15:08:39Z`: how the inventory records times, so that they compare as strings."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_timestamp(datetime.now(UTC))
 
 
 def _inventory() -> Any:
