@@ -975,6 +975,7 @@ class Organization:
         self._compress_workflow_time(stack)
         self._parse_each_definition_once(stack)
         self._check_retention_without_scanning(stack)
+        self._write_dynamodb_items_atomically(stack)
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
         # moto does not implement TestEventPattern; its pattern engine (the one routing here) answers it.
         stack.enter_context(_patched(EventsHandler, "test_event_pattern", test_event_pattern))
@@ -1016,6 +1017,28 @@ class Organization:
             return parse(self._evaluation_details.state_machine_details.definition)[0]
 
         stack.enter_context(_patched(ExecutionWorker, "_get_evaluation_entrypoint", parsed_program))
+
+    @staticmethod
+    def _write_dynamodb_items_atomically(stack: contextlib.ExitStack) -> None:
+        """DynamoDB applies a conditional write atomically. moto reads the item, evaluates the condition and
+        writes in separate steps, so two threads could both pass `attribute_not_exists(pk)`: 10 keys in 150
+        had two winners with six concurrent writers. Claims, once-markers and the inventory's lifecycle
+        condition rest on that atomicity, and concurrent duplicates then started a second pipeline now and
+        then. One lock over moto's item writes gives them DynamoDB's guarantee."""
+        from moto.dynamodb.models import DynamoDBBackend
+
+        lock = threading.RLock()
+
+        def atomic(write: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(write)
+            def locked(*args: Any, **kwargs: Any) -> Any:
+                with lock:
+                    return write(*args, **kwargs)
+
+            return locked
+
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+            stack.enter_context(_patched(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name))))
 
     @staticmethod
     def _check_retention_without_scanning(stack: contextlib.ExitStack) -> None:

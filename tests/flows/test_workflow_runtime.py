@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from govern.emulator import Organization
 
@@ -61,3 +65,44 @@ def test_a_task_that_keeps_failing_is_caught_recorded_and_notified(
     assert any("FAILED" in note.subject for note in org.notifications("platform"))
     inventory = org.session().client("dynamodb").scan(TableName=org.physical_id("AccountInventoryTable"))
     assert inventory["Items"] == []
+
+
+def test_a_conditional_write_has_one_winner_however_many_threads_race_for_it(org: Organization) -> None:
+    """DynamoDB's guarantee, which claims and once-markers rest on: of concurrent conditional puts of one
+    item, exactly one succeeds. Without it, concurrent duplicate deliveries could both start a pipeline."""
+    table = org.physical_id("StateTable")
+    keys, writers = 150, 6
+    winners: list[int] = []
+    refused: list[int] = []
+    record = threading.Lock()
+
+    def write_every_key() -> None:
+        dynamodb = org.session().client("dynamodb")
+        for key in range(keys):
+            try:
+                dynamodb.put_item(
+                    TableName=table,
+                    Item={"pk": {"S": f"race#{key}"}, "sk": {"S": "once"}},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except ClientError as error:
+                assert error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+                with record:
+                    refused.append(key)
+            else:
+                with record:
+                    winners.append(key)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can, as a loaded machine does
+    try:
+        threads = [threading.Thread(target=write_every_key) for _ in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert sorted(winners) == list(range(keys)), [k for k in set(winners) if winners.count(k) > 1]
+    assert len(refused) == keys * (writers - 1)
