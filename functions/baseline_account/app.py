@@ -19,7 +19,7 @@ with init_phase():
         AccountFacts,
         apply_baseline,
         deregister_departed_account,
-        describe_lifecycle_event,
+        describe_for_workflow,
         notify_creation_failed,
         notify_not_governed,
         register_account,
@@ -41,7 +41,7 @@ def _facts(payload: dict[str, Any]) -> AccountFacts:
 
 
 STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "describe": lambda payload: describe_lifecycle_event(payload["event"]).to_payload(),
+    "describe": lambda payload: describe_for_workflow(payload["event"]),
     "notify_creation_failed": lambda payload: notify_creation_failed(_facts(payload)),
     "notify_not_governed": lambda payload: notify_not_governed(_facts(payload)),
     "deregister": lambda payload: deregister_departed_account(_facts(payload)),

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from govern import operations
 from govern.cli import main
 from govern.emulator import Organization
-from govern.faults import inject_api_faults, throttling
+from govern.faults import access_denied, inject_api_faults, throttling
 from govern.flows.accounts import role_appears_after
 from governance.baseline import BASELINE_VERSION, ROLE_WAIT_MAX_ATTEMPTS
 from tests.conftest import EVENTS_DIR, AwsProfile
@@ -671,3 +671,25 @@ def test_a_departure_notice_throttled_past_its_retries_is_sent_when_the_workflow
     [again] = org.replay([organizations_call(load_event, "CloseAccount")])
     assert [(a.type, a.status) for a in again.actions] == [("deregister_account", "skipped")]
     assert kinds(org) == ["account-baselined", "account-closed"]
+
+
+def test_a_move_out_that_cannot_be_recorded_fails_as_a_deregistration_not_as_a_notice(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    [created] = org.replay([load_event("account-created")])
+    assert created.outcome == "succeeded", created.error
+    moved = moved_to(load_event("account-updated"), "Sandbox", "ou-abcd-99999999")
+    fault = access_denied("dynamodb", "UpdateItem", request_contains=org.physical_id("AccountInventoryTable"))
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([moved], seed=False)
+
+    assert fault.hits == 1
+    assert result.outcome in ("failed", "dead-lettered"), result.outcome
+    assert result.error and fault.error in result.error
+    # The ledger says what failed: the deregistration, which the workflow reached directly.
+    assert [(e.action, e.status) for e in org.ledger(moved["id"]) if e.status == "failed"] == [
+        ("deregister_account", "failed")
+    ]
+    [item] = inventory(org)
+    assert item["baseline_status"] == "baselined"

@@ -236,11 +236,19 @@ def notify_creation_failed(facts: AccountFacts) -> dict[str, Any]:
     return {"notified": message_id}
 
 
+def describe_for_workflow(event: Any) -> dict[str, Any]:
+    """The describe step's result, the state machine's `account`: the facts, `governed`, and `registered`,
+    whether the inventory holds an account that succeeded outside the ML OUs (it has left them: the
+    workflow deregisters it; an unregistered one only gets the not-governed notice)."""
+    facts = describe_lifecycle_event(event)
+    registered = (
+        facts.state == "SUCCEEDED" and not facts.governed and inventory_item(facts.account_id) is not None
+    )
+    return {**facts.to_payload(), "registered": registered}
+
+
 def notify_not_governed(facts: AccountFacts) -> dict[str, Any]:
-    """Say that an account outside the ML OUs was seen and left alone, so a typo in the map is noticed.
-    An account the inventory holds was registered in an ML OU and has left: deregister_account."""
-    if inventory_item(facts.account_id) is not None:
-        return deregister_account(facts)
+    """Say that an account outside the ML OUs was seen and left alone, so a typo in the map is noticed."""
     message_id = notify(
         "platform",
         f"Account {facts.account_name} ({facts.account_id}) in OU {facts.ou_name} is not baselined",
@@ -594,8 +602,9 @@ def left_reason(facts: AccountFacts) -> str:
 
 
 def deregister_departed_account(facts: AccountFacts) -> dict[str, Any]:
-    """An account was closed or removed from the organization: deregister_account if the inventory holds
-    it. An account the backbone never registered is none of its business: no ledger entry, no notice."""
+    """An account moved out of the ML OUs, closed or removed from the organization: deregister_account if
+    the inventory holds it. An account the backbone never registered is none of its business: no ledger
+    entry, no notice."""
     item = inventory_item(facts.account_id)
     if item is None:
         return {"status": "ignored", "account_id": facts.account_id, "inventory": "absent"}
