@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -157,3 +158,26 @@ def test_central_decision_from_a_team_account_does_not_start_a_deployment(deploy
 
 def test_rejection_in_the_central_registry_is_routed_but_not_promoted(deployed: Organization) -> None:
     assert matched(deployed, read_event("model-rejected-in-central-registry")) == {CENTRAL_DECISION}
+
+
+def test_the_central_decision_archive_keeps_what_the_default_bus_rule_takes(deployed: Organization) -> None:
+    """A replay from the default bus archive can only bring back what the archive's pattern kept: every
+    model package change of the central registry, pending ones too, and no team account's."""
+    from moto.events.models import EventPattern
+
+    from govern.template import load_template
+
+    properties = load_template(deployed.template_path)["Resources"]["CentralDecisionArchive"]["Properties"]
+    archive = EventPattern.load(json.dumps(deployed.resolver.resolve(properties["EventPattern"])))
+    [rule] = [rule for rule in deployed.rules if rule.bus == "default"]
+    assert rule.logical_id == CENTRAL_DECISION
+    central = [
+        _mutate("model-approved-in-central-registry", ("detail", "ModelApprovalStatus"), status)
+        for status in ("Approved", "Rejected", "PendingManualApproval")
+    ]
+    taken = [event for event in central if rule.matches(event)]
+    assert len(taken) == 2  # approved and rejected: the rule's own filter
+    assert all(archive.matches_event(event) for event in central)
+    team = read_event("model-approved-in-team-account")
+    assert not archive.matches_event(team)  # kept by the governance bus archive instead
+    assert not archive.matches_event(read_event("config-s3-public-read"))
