@@ -120,6 +120,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "region": "us-east-1",
             "formula": cost.FORMULA,
             "per_10k_events_a_month": cost.cost_table(cost.profile_events()),
+            "fixed_prices_usd": cost.FIXED_PRICES,
+            "fixed_formula": cost.FIXED_FORMULA,
+            "fixed_a_month": cost.fixed_costs(),
         }
     save(report, args.output)
     return report
@@ -163,6 +166,23 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{c['sns']:<7.3f} {c['dynamodb']:<8.3f} {c['total']:.3f}"
             )
         print(f"  formula: {report['cost']['formula']}")
+        fixed = report["cost"].get("fixed_a_month")
+        if fixed:
+            print("\nfixed cost a month, whatever the traffic (USD)")
+            print(f"  {'where':<32} alarms  dashboards  KMS keys  custom metrics  total")
+            for where, row in fixed.items():
+                if "alarm_metrics" in row:
+                    print(
+                        f"  {where:<32} {row['alarm_metrics']:<7} {row['dashboards']:<11} "
+                        f"{row['kms_keys']:<9} {row.get('custom_metrics', 0):<15} {row['monthly_usd']:.2f}"
+                    )
+            watch = fixed["forwarding watch"]
+            print(
+                f"  forwarding watch, {watch['schedule']}: {watch['runs_per_month']} runs, "
+                f"{watch['monthly_usd']:.4f} + {watch['monthly_usd_per_account_region']:.4f} "
+                "per account and Region"
+            )
+            print(f"  formula: {report['cost']['fixed_formula']}")
 
 
 def main(argv: list[str] | None = None) -> int:

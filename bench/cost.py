@@ -9,6 +9,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,15 @@ PRICES = {
     "dynamodb_write_request_unit": 0.625 / 1_000_000,  # on-demand, after the November 2024 price cut
     "dynamodb_read_request_unit": 0.125 / 1_000_000,
 }
+# What the backbone costs a month whatever the traffic (aws.amazon.com/cloudwatch/pricing, /kms/pricing;
+# first tiers, standard-resolution alarms). A custom metric is billed by the hour in which it gets data.
+FIXED_PRICES = {
+    "cloudwatch_alarm_metric_month": 0.10,
+    "cloudwatch_dashboard_month": 3.00,
+    "cloudwatch_custom_metric_month": 0.30,
+    "kms_key_month": 1.00,
+}
+HOURS_PER_MONTH = 730
 PRICES_AS_OF = "2026-11-26"
 EVENTS_PER_MONTH = 10_000
 
@@ -142,15 +152,33 @@ class _Recorder:
         recorder = self
         original_call = BaseClient._make_api_call  # type: ignore[attr-defined]
         original_invoke = type(org)._invoke
+        original_submit = ThreadPoolExecutor.submit
 
         def make_api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
             current: Invocation | None = getattr(recorder.local, "invocation", None)
             if current is not None:
                 service = client.meta.service_model.service_name
-                current.calls[(service, operation)] += 1
-                if service == "dynamodb" and "TableName" in params:
-                    current.dynamodb_tables.append((operation, str(params["TableName"])))
+                with recorder.lock:
+                    current.calls[(service, operation)] += 1
+                    if service == "dynamodb" and "TableName" in params:
+                        current.dynamodb_tables.append((operation, str(params["TableName"])))
             return original_call(client, operation, params)
+
+        def submit(executor: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            # A handler's own worker threads (the forwarding watch reads accounts side by side) work for
+            # the invocation that started them.
+            invocation: Invocation | None = getattr(recorder.local, "invocation", None)
+            if invocation is None:
+                return original_submit(executor, fn, *args, **kwargs)
+
+            def on_behalf(*inner_args: Any, **inner_kwargs: Any) -> Any:
+                recorder.local.invocation = invocation
+                try:
+                    return fn(*inner_args, **inner_kwargs)
+                finally:
+                    recorder.local.invocation = None
+
+            return original_submit(executor, on_behalf, *args, **kwargs)
 
         def invoke(self: Any, function: Any, payload: Any) -> Any:
             invocation = Invocation(function.logical_id, function.memory)
@@ -165,11 +193,13 @@ class _Recorder:
 
         BaseClient._make_api_call = make_api_call  # type: ignore[attr-defined]
         type(org)._invoke = invoke
+        ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
         try:
             yield
         finally:
             BaseClient._make_api_call = original_call  # type: ignore[attr-defined]
             type(org)._invoke = original_invoke
+            ThreadPoolExecutor.submit = original_submit  # type: ignore[method-assign]
 
     def take(self) -> list[Invocation]:
         with self.lock:
@@ -245,3 +275,125 @@ def cost_table(profiles: list[EventProfile]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# ------------------------------------------------------------------------------- fixed monthly costs
+TEMPLATES = {
+    "governance account": ROOT / "template.yaml",
+    "management account, per Region": ROOT / "templates" / "management-account.yaml",
+    "member account, per Region": ROOT / "templates" / "member-account.yaml",
+}
+WATCHER = "WatchForwardingFunction"
+_RATE_MINUTES = {"minute": 1, "minutes": 1, "hour": 60, "hours": 60, "day": 1440, "days": 1440}
+
+
+def _alarm_metrics(properties: dict[str, Any]) -> int:
+    """An alarm is billed per metric it watches: one, or each MetricStat of a metric-math alarm."""
+    metrics = properties.get("Metrics")
+    return sum(1 for query in metrics if "MetricStat" in query) if metrics else 1
+
+
+def standing_resources(template: dict[str, Any]) -> dict[str, int]:
+    resources = template.get("Resources") or {}
+    by_type = Counter(resource["Type"] for resource in resources.values())
+    return {
+        "alarm_metrics": sum(
+            _alarm_metrics(resource.get("Properties") or {})
+            for resource in resources.values()
+            if resource["Type"] == "AWS::CloudWatch::Alarm"
+        ),
+        "dashboards": by_type["AWS::CloudWatch::Dashboard"],
+        "kms_keys": by_type["AWS::KMS::Key"],
+    }
+
+
+def _standing_monthly(counts: dict[str, int]) -> float:
+    return (
+        counts["alarm_metrics"] * FIXED_PRICES["cloudwatch_alarm_metric_month"]
+        + counts["dashboards"] * FIXED_PRICES["cloudwatch_dashboard_month"]
+        + counts["kms_keys"] * FIXED_PRICES["kms_key_month"]
+        + counts.get("custom_metrics", 0) * FIXED_PRICES["cloudwatch_custom_metric_month"]
+    )
+
+
+def runs_per_month(schedule: str) -> int:
+    """`rate(15 minutes)` -> 2,920 runs in a 730-hour month."""
+    amount, unit = schedule.removeprefix("rate(").removesuffix(")").split()
+    return int(HOURS_PER_MONTH * 60 / (int(amount) * _RATE_MINUTES[unit]))
+
+
+def _watch_run(org: Any, recorder: _Recorder) -> tuple[int, dict[str, float]]:
+    """One scheduled run of the forwarding watch: the queues it read, and what the run used."""
+    recorder.take()
+    summary = org.run_scheduled(WATCHER)
+    [invocation] = recorder.take()
+    profile = EventProfile(WATCHER, "schedule", "succeeded", [invocation], 0, 0, {})
+    return int(summary["queues"]), profile.usage()
+
+
+def fixed_costs() -> dict[str, Any]:
+    """The standing resources of the three templates, and the forwarding watch's schedule, measured on
+    the emulation with one governed account and with two: its cost per run and per account-Region."""
+    from govern.emulator import Organization
+    from govern.template import load_template
+
+    sys.path.insert(0, str(ROOT / "layers" / "governance"))
+    from governance import metric_names
+
+    rows: dict[str, dict[str, Any]] = {}
+    for name, path in TEMPLATES.items():
+        counts = standing_resources(load_template(path))
+        if name == "governance account":
+            # One metric per name: Powertools' only dimension is the service.
+            counts["custom_metrics"] = len(metric_names.ALL | metric_names.FORWARDING)
+        rows[name] = {**counts, "monthly_usd": round(_standing_monthly(counts), 2)}
+
+    created = json.loads((ROOT / "events" / "account-created.json").read_text(encoding="utf-8"))
+    second = json.loads(
+        json.dumps(created)
+        .replace("333333333333", "555555555555")
+        .replace("ml-team-churn-dev", "ml-team-fraud-dev")
+        .replace(created["id"], "8f1c2f0e-54b7-4f11-9a57-0b2b7f5a1d55")
+    )
+    recorder = _Recorder()
+    with contextlib.redirect_stdout(sys.stderr), Organization() as org, recorder.installed(org):
+        [watcher] = [function for function in org.functions.values() if function.logical_id == WATCHER]
+        [(_, schedule)] = watcher.schedules
+        readings = []
+        for event in (created, second):
+            [result] = org.replay([event])
+            if result.outcome != "succeeded":
+                raise RuntimeError(f"cost: the account to watch was not baselined: {result.outcome}")
+            readings.append(_watch_run(org, recorder))
+    (queues_1, use_1), (queues_2, use_2) = readings
+    if (queues_1, queues_2) != (1, 2):
+        raise RuntimeError(f"cost: the watch read {queues_1} then {queues_2} queues, not 1 then 2")
+    per_queue = {unit: use_2[unit] - use_1[unit] for unit in use_1}
+    base = {unit: use_1[unit] - per_queue[unit] for unit in use_1}
+    runs = runs_per_month(schedule)
+
+    def monthly(use: dict[str, float]) -> float:
+        return runs * (
+            use["lambda_requests"] * PRICES["lambda_request"]
+            + use["lambda_gb_seconds"] * PRICES["lambda_arm64_gb_second"]
+            + use["sqs_requests"] * PRICES["sqs_standard_request"]
+            + use["dynamodb_rru"] * PRICES["dynamodb_read_request_unit"]
+        )
+
+    rows["forwarding watch"] = {
+        "schedule": schedule,
+        "runs_per_month": runs,
+        "per_run": {key: round(value, 6) for key, value in base.items()},
+        "per_account_region_per_run": {key: round(value, 6) for key, value in per_queue.items()},
+        "monthly_usd": round(monthly(base), 4),
+        "monthly_usd_per_account_region": round(monthly(per_queue), 4),
+    }
+    return rows
+
+
+FIXED_FORMULA = (
+    "a month = alarm metrics x $0.10 + dashboards x $3.00 + KMS keys x $1.00 + custom metrics x $0.30"
+    f" (each billed only in hours it gets data); forwarding watch = runs a month ({HOURS_PER_MONTH} h /"
+    " its rate) x (Lambda request + GB-s + SQS requests + DynamoDB reads of one run, priced as above),"
+    " measured with one governed account and with two"
+)

@@ -93,6 +93,52 @@ def test_cost_counts_index_writes_and_prices_each_unit() -> None:
     assert Counter(invocation.calls)[("dynamodb", "PutItem")] == 2
 
 
+def test_a_month_of_a_schedule_and_an_alarm_s_metrics() -> None:
+    assert cost.runs_per_month("rate(15 minutes)") == 2920
+    assert cost.runs_per_month("rate(1 hour)") == 730
+    template = {
+        "Resources": {
+            "Plain": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"MetricName": "Errors"}},
+            "Math": {
+                "Type": "AWS::CloudWatch::Alarm",
+                "Properties": {
+                    "Metrics": [
+                        {"Id": "a", "MetricStat": {}},
+                        {"Id": "b", "MetricStat": {}},
+                        {"Id": "sum", "Expression": "a + b"},
+                    ]
+                },
+            },
+            "Board": {"Type": "AWS::CloudWatch::Dashboard", "Properties": {}},
+        }
+    }
+    assert cost.standing_resources(template) == {"alarm_metrics": 3, "dashboards": 1, "kms_keys": 0}
+
+
+def test_the_fixed_costs_count_the_templates_and_the_watch_s_calls_in_every_thread() -> None:
+    """The watch reads accounts in worker threads: their SQS calls are its own, or the cost is zero."""
+    from tests.template.templates import load_plain, of_type
+
+    fixed = cost.fixed_costs()
+    governance = fixed["governance account"]
+    assert governance["alarm_metrics"] == len(of_type(load_plain(), "AWS::CloudWatch::Alarm"))
+    assert governance["kms_keys"] == governance["dashboards"] == 1
+    watch = fixed["forwarding watch"]
+    assert watch["runs_per_month"] == 2920
+    # GetQueueUrl and GetQueueAttributes in each account and Region; the inventory read once per run.
+    assert watch["per_account_region_per_run"]["sqs_requests"] == 2
+    assert watch["per_run"]["sqs_requests"] == 0
+    assert watch["per_run"]["dynamodb_rru"] == 1
+    assert watch["monthly_usd_per_account_region"] == pytest.approx(
+        2920
+        * (
+            2 * cost.PRICES["sqs_standard_request"]
+            + watch["per_account_region_per_run"]["lambda_gb_seconds"] * cost.PRICES["lambda_arm64_gb_second"]
+        ),
+        abs=1e-4,
+    )
+
+
 def test_the_cold_start_records_the_interpreter_it_measured(tmp_path: Path) -> None:
     # An empty layer: the versions are this interpreter's own.
     described = describe_interpreter(sys.executable, tmp_path)
