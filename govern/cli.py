@@ -389,10 +389,11 @@ def run_baselines(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         for result in results:
+            where = f" ({result.ou_name})" if result.ou_name else ""
+            after = result.to_version if result.change == "baseline" else f"left, {result.change}"
             print(
-                f"{result.status:<11} {result.account_id} {result.account_name} ({result.ou_name}): "
-                f"{result.from_version or 'not governed'} -> {result.to_version} "
-                f"{result.execution_arn}".rstrip()
+                f"{result.status:<11} {result.account_id} {result.account_name}{where}: "
+                f"{result.from_version or 'not governed'} -> {after} {result.execution_arn}".rstrip()
             )
             if result.note:
                 print(f"    {result.note}")
@@ -459,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     enroll = commands.add_parser(
         "enroll",
         parents=[deployed],
-        help="baseline and register the accounts of the ML OUs the inventory does not hold as governed",
+        help="baseline and register the accounts of the ML OUs the inventory does not hold as governed, "
+        "and deregister the governed accounts that are in no ML OU any more",
     )
     enroll.add_argument(
         "--organizations-profile",

@@ -433,6 +433,8 @@ class BaselineStart:
     event_id: str = ""
     execution_arn: str = ""
     note: str = ""
+    # "baseline", or why a governed account is deregistered: "moved", "closed", "removed" (govern enroll).
+    change: str = "baseline"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -478,24 +480,70 @@ def update_account_event(account: dict[str, Any], caller: str, region: str, oper
     }
 
 
+def organizations_call_event(
+    event_name: str, account_id: str, management_account: str, region: str, operation: str
+) -> dict[str, Any]:
+    """A successful CloseAccount or RemoveAccountFromOrganization of `account_id` as CloudTrail records it
+    in the management account, with a fresh id and the current time: the workflow deregisters the account
+    as it does when the call's own record arrives (a record that was lost, or predates the backbone)."""
+    now = baseline.utc_timestamp(datetime.now(UTC))
+    return {
+        "version": "0",
+        "id": f"govern-{operation}-{uuid.uuid4()}",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.organizations",
+        "account": management_account,
+        "time": now,
+        "region": region,
+        "resources": [],
+        "detail": {
+            "eventTime": now,
+            "eventSource": "organizations.amazonaws.com",
+            "eventName": event_name,
+            "eventID": str(uuid.uuid4()),
+            "eventType": "AwsApiCall",
+            "requestParameters": {"accountId": account_id},
+            # Not CloudTrail's: who started it, and that the call itself happened earlier, unrecorded here.
+            "startedBy": f"govern {operation}",
+        },
+    }
+
+
+DEPARTURE_CALLS = {"closed": "CloseAccount", "removed": "RemoveAccountFromOrganization"}
+
+
 def _start_baselines(
-    state_machine_arn: str, dry_run: bool, accounts: list[dict[str, Any]], operation: str, caller: str
+    state_machine_arn: str,
+    dry_run: bool,
+    accounts: list[dict[str, Any]],
+    operation: str,
+    caller: str,
+    management_account: str = "",
 ) -> list[BaselineStart]:
-    """Start the workflow for each account (a dry run lists them): one execution, one event, each."""
+    """Start the workflow for each account (a dry run lists them): one execution, one event, each. An
+    account with a `change` of moved, closed or removed is deregistered rather than baselined."""
     results: list[BaselineStart] = []
     for account in accounts:
+        change = str(account.get("change", "baseline"))
         result = BaselineStart(
             account_id=str(account["account_id"]),
             account_name=str(account.get("account_name", "")),
             ou_name=str(account.get("ou_name", "")),
             from_version=str(account.get("baseline_version", "")),
-            to_version=baseline.BASELINE_VERSION,
+            to_version=baseline.BASELINE_VERSION if change == "baseline" else "",
             status="would-start" if dry_run else "started",
+            change=change,
+            note=str(account.get("note", "")),
         )
         results.append(result)
         if dry_run:
             continue
-        event = update_account_event(account, caller, settings().region, operation)
+        if change in DEPARTURE_CALLS:
+            event = organizations_call_event(
+                DEPARTURE_CALLS[change], result.account_id, management_account, settings().region, operation
+            )
+        else:  # a baseline, or a move out of the ML OUs: Account Factory's update into the OU it is in now
+            event = update_account_event(account, caller, settings().region, operation)
         result.event_id = event["id"]
         try:
             # The event id already says what started it: govern-rebaseline-<uuid>-1.
@@ -547,6 +595,30 @@ def accounts_in_ml_ous(organizations: Any, mapping: dict[str, str]) -> list[dict
     return sorted(found, key=lambda account: account["account_id"])
 
 
+def whereabouts(organizations: Any, account_id: str) -> dict[str, str]:
+    """Where a governed account found in no ML OU is now: `change` moved (with the OU it is in, or the
+    root), closed (suspended, or closing), or removed (the organization does not know it)."""
+    try:
+        described = organizations.describe_account(AccountId=account_id)["Account"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "AccountNotFoundException":
+            raise
+        return {"change": "removed", "ou_name": "", "note": "no longer in the organization"}
+    state = str(described.get("State", described.get("Status", "")))
+    if state != "ACTIVE":
+        return {"change": "closed", "ou_name": "", "note": f"account state {state}"}
+    [parent] = organizations.list_parents(ChildId=account_id)["Parents"]
+    if parent["Type"] == "ROOT":
+        return {"change": "moved", "ou_name": "Root", "ou_id": parent["Id"], "note": "moved to the root"}
+    unit = organizations.describe_organizational_unit(OrganizationalUnitId=parent["Id"])["OrganizationalUnit"]
+    return {
+        "change": "moved",
+        "ou_name": unit["Name"],
+        "ou_id": unit["Id"],
+        "note": f"moved to {unit['Name']}",
+    }
+
+
 def enroll(
     state_machine_arn: str,
     dry_run: bool,
@@ -556,10 +628,14 @@ def enroll(
     organizations_session: boto3.Session,
     region: str | None = None,
 ) -> list[BaselineStart]:
-    """Start the AccountBaseline workflow for every active account of the ML OUs (OU_ENVIRONMENT_MAP) that
-    the inventory does not hold as governed: accounts enrolled in Control Tower before the backbone was
-    deployed, or moved back into an ML OU outside Account Factory. `organizations_session` reads the
-    organization (the management account, or an Organizations delegated administrator)."""
+    """Bring the inventory in line with the organization. Start the AccountBaseline workflow for every
+    active account of the ML OUs (OU_ENVIRONMENT_MAP) that the inventory does not hold as governed:
+    accounts enrolled in Control Tower before the backbone was deployed, or moved into an ML OU outside
+    Account Factory. And for every account the inventory governs that is in no ML OU any more, to
+    deregister it: moved out outside Account Factory (the Organizations console's move, which Control
+    Tower does not announce), closed or removed while the backbone missed the call's record.
+    `organizations_session` reads the organization (the management account, or an Organizations delegated
+    administrator)."""
     with governance_account(
         inventory_table=inventory_table, ou_environment_map=ou_environment_map, region=region
     ) as caller:
@@ -567,10 +643,27 @@ def enroll(
         if not mapping:
             raise OperationError("the OU map is empty: no OU holds ML accounts")
         organizations = organizations_session.client("organizations", region_name=settings().region)
+        in_ml_ous = accounts_in_ml_ous(organizations, mapping)
+        governed = {str(item["account_id"]): item for item in baseline.governed_accounts()}
         accounts = []
-        for account in accounts_in_ml_ous(organizations, mapping):
-            item = baseline.inventory_item(account["account_id"]) or {}
+        for account in in_ml_ous:
+            item = governed.get(account["account_id"]) or baseline.inventory_item(account["account_id"]) or {}
             if item.get("baseline_status") == "baselined":
                 continue  # governed already; `govern rebaseline` brings it to a newer baseline
             accounts.append({**account, "baseline_version": item.get("baseline_version", "")})
-        return _start_baselines(state_machine_arn, dry_run, accounts, "enroll", caller)
+        found = {account["account_id"] for account in in_ml_ous}
+        for account_id, item in sorted(governed.items()):
+            if account_id in found:
+                continue
+            accounts.append(
+                {
+                    "account_id": account_id,
+                    "account_name": str(item.get("account_name", "")),
+                    "baseline_version": str(item.get("baseline_version", "")),
+                    **whereabouts(organizations, account_id),
+                }
+            )
+        management = ""
+        if any(account.get("change") in DEPARTURE_CALLS for account in accounts):
+            management = organizations.describe_organization()["Organization"]["MasterAccountId"]
+        return _start_baselines(state_machine_arn, dry_run, accounts, "enroll", caller, management)

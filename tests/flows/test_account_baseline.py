@@ -583,36 +583,70 @@ def test_govern_rebaseline_brings_the_accounts_on_an_older_baseline_to_this_one(
     assert operations.rebaseline(machine, dry_run=False, inventory_table=inventory_table) == []
 
 
-def test_govern_enroll_baselines_the_ml_accounts_enrolled_before_the_backbone(
-    org: Organization, load_event: LoadEvent, aws_profile: AwsProfile, capsys: pytest.CaptureFixture[str]
-) -> None:
-    organizations = org.session(org.management_account).client("organizations")
-    organizations.create_organization(FeatureSet="ALL")
-    root = organizations.list_roots()["Roots"][0]["Id"]
+class MotoOrganization:
+    """The organization in moto's Organizations, as the management account sees it."""
 
-    def unit(name: str, parent: str) -> str:
-        return str(
-            organizations.create_organizational_unit(ParentId=parent, Name=name)["OrganizationalUnit"]["Id"]
-        )
+    def __init__(self, org: Organization) -> None:
+        self.client = org.session(org.management_account).client("organizations")
+        self.client.create_organization(FeatureSet="ALL")
+        self.root = str(self.client.list_roots()["Roots"][0]["Id"])
 
-    def account(name: str, parent: str) -> str:
-        created = organizations.create_account(Email=f"{name}@example.com", AccountName=name)
+    def unit(self, name: str, parent: str | None = None) -> str:
+        created = self.client.create_organizational_unit(ParentId=parent or self.root, Name=name)
+        return str(created["OrganizationalUnit"]["Id"])
+
+    def account(self, name: str, parent: str) -> str:
+        created = self.client.create_account(Email=f"{name}@example.com", AccountName=name)
         account_id = str(created["CreateAccountStatus"]["AccountId"])
-        organizations.move_account(AccountId=account_id, SourceParentId=root, DestinationParentId=parent)
+        self.move(account_id, self.root, parent)
         return account_id
 
-    dev, sandbox = unit("ML-Dev", root), unit("Sandbox", root)
-    prod = unit("ML-Prod", sandbox)  # nested: OUs are found anywhere in the tree
-    legacy, risk = account("ml-team-legacy-dev", dev), account("ml-team-risk-prod", prod)
-    playground, governed = account("playground", sandbox), account("ml-team-churn-dev", dev)
-    for member in (legacy, risk, governed):
-        org.ensure_member(member)  # the member StackSet reached them when it was deployed
-    created = json.loads(json.dumps(load_event("account-created")).replace(NEW_ACCOUNT, governed))
-    assert [result.outcome for result in org.replay([created])] == ["succeeded"]
+    def move(self, account_id: str, source: str, destination: str) -> None:
+        self.client.move_account(AccountId=account_id, SourceParentId=source, DestinationParentId=destination)
+
+
+def governed_by_account_factory(org: Organization, load_event: LoadEvent, *accounts: str) -> None:
+    """Each account created by Account Factory in an ML OU, and baselined by the backbone then."""
+    events = []
+    for number, account in enumerate(accounts):
+        event = json.loads(json.dumps(load_event("account-created")).replace(NEW_ACCOUNT, account))
+        event["id"], event["detail"]["eventID"] = f"af-created-{number}", f"af-change-{number}"
+        events.append(event)
+    assert [result.outcome for result in org.replay(events)] == ["succeeded"] * len(accounts)
+
+
+def enroll_command(org: Organization, aws_profile: AwsProfile) -> list[str]:
     aws_profile(org, org.management_account, "management")
     machine, table = org.arn(MACHINE), org.physical_id("AccountInventoryTable")
     command = ["enroll", "--organizations-profile", "management", "--table", table]
-    command += ["--state-machine-arn", machine, "--ou-environment-map", "ML-Dev=dev,ML-Prod=prod", "--json"]
+    return [
+        *command,
+        "--state-machine-arn",
+        machine,
+        "--ou-environment-map",
+        "ML-Dev=dev,ML-Prod=prod",
+        "--json",
+    ]
+
+
+def test_govern_enroll_baselines_the_ml_accounts_enrolled_before_the_backbone(
+    org: Organization, load_event: LoadEvent, aws_profile: AwsProfile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    organization = MotoOrganization(org)
+    dev, sandbox = organization.unit("ML-Dev"), organization.unit("Sandbox")
+    prod = organization.unit("ML-Prod", sandbox)  # nested: OUs are found anywhere in the tree
+    legacy, risk = (
+        organization.account("ml-team-legacy-dev", dev),
+        organization.account("ml-team-risk-prod", prod),
+    )
+    playground, governed = (
+        organization.account("playground", sandbox),
+        organization.account("ml-team-churn-dev", dev),
+    )
+    for member in (legacy, risk, governed):
+        org.ensure_member(member)  # the member StackSet reached them when it was deployed
+    governed_by_account_factory(org, load_event, governed)
+    command = enroll_command(org, aws_profile)
     executions_before = len(org.executions(MACHINE))
 
     assert main([*command, "--dry-run"]) == 0
@@ -641,6 +675,75 @@ def test_govern_enroll_baselines_the_ml_accounts_enrolled_before_the_backbone(
     assert playground not in items
     # Enrolled, they are watched like any vended account; a second run finds nothing to do.
     assert org.run_scheduled("WatchForwardingFunction")["queues"] == 3
+    assert main(command) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["accounts"] == 0
+
+
+def test_govern_enroll_deregisters_the_governed_accounts_that_left_without_an_event(
+    org: Organization, load_event: LoadEvent, aws_profile: AwsProfile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    organization = MotoOrganization(org)
+    dev, sandbox = organization.unit("ML-Dev"), organization.unit("Sandbox")
+    staying, moved = (
+        organization.account("ml-team-churn-dev", dev),
+        organization.account("ml-team-old-dev", dev),
+    )
+    closed, removed = (
+        organization.account("ml-team-gone-dev", dev),
+        organization.account("ml-team-out-dev", dev),
+    )
+    for member in (staying, moved, closed, removed):
+        org.ensure_member(member)
+    governed_by_account_factory(org, load_event, staying, moved, closed, removed)
+    # Then, out of the backbone's sight: a move in the Organizations console (Control Tower says nothing),
+    # and a closure and a removal whose CloudTrail records never reached the governance bus.
+    organization.move(moved, dev, sandbox)
+    organization.client.close_account(AccountId=closed)
+    organization.client.remove_account_from_organization(AccountId=removed)
+    command = enroll_command(org, aws_profile)
+    executions_before = len(org.executions(MACHINE))
+
+    assert main([*command, "--dry-run"]) == 0
+
+    listed = json.loads(capsys.readouterr().out)["accounts"]
+    assert sorted((a["account_id"], a["change"], a["ou_name"], a["to_version"]) for a in listed) == sorted(
+        [(moved, "moved", "Sandbox", ""), (closed, "closed", "", ""), (removed, "removed", "", "")]
+    )
+    assert len(org.executions(MACHINE)) == executions_before
+    assert {item["baseline_status"] for item in inventory(org)} == {"baselined"}
+    assert main([*command[:-1], "--dry-run"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    # The name is the inventory's (all four were vended from the same sample event).
+    assert f"would-start {moved} ml-team-churn-dev (Sandbox): {BASELINE_VERSION} -> left, moved" in text
+    assert f"would-start {closed} ml-team-churn-dev: {BASELINE_VERSION} -> left, closed" in text
+
+    assert main(command) == 0
+
+    started = {a["change"]: a for a in json.loads(capsys.readouterr().out)["accounts"]}
+    assert [org.wait_for_execution(a["execution_arn"]) for a in started.values()] == ["SUCCEEDED"] * 3
+    items = {item["account_id"]: item for item in inventory(org)}
+    assert items[staying]["baseline_status"] == "baselined"
+    assert (items[moved]["baseline_status"], items[moved]["left_reason"], items[moved]["left_ou_name"]) == (
+        "left",
+        "moved",
+        "Sandbox",
+    )
+    assert (items[closed]["baseline_status"], items[closed]["left_reason"]) == ("left", "closed")
+    assert (items[removed]["baseline_status"], items[removed]["left_reason"]) == ("left", "removed")
+    for change, account in (("moved", moved), ("closed", closed), ("removed", removed)):
+        entries = org.ledger(started[change]["event_id"])
+        assert sorted((e.action, e.status) for e in entries) == [
+            ("deregister_account", "done"),
+            ("notify", "done"),
+        ]
+        assert [e.target for e in entries if e.action == "deregister_account"] == [account], change
+    assert sorted(kinds(org)[4:]) == [
+        "account-closed",
+        "account-left-ml-ous",
+        "account-removed-from-organization",
+    ]
+    # Only the account still in an ML OU is watched; a second run finds nothing to do.
+    assert org.run_scheduled("WatchForwardingFunction")["queues"] == 1
     assert main(command) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["accounts"] == 0
 

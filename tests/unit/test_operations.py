@@ -507,3 +507,53 @@ def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
     )
     assert cli.main(["rebaseline", "--table", "ml-governance-dev-accounts"]) == cli.EXIT_USAGE
     assert "pass --stack-name, or --table and --state-machine-arn" in capsys.readouterr().err
+
+
+def test_whereabouts_of_a_governed_account_outside_the_ml_ous() -> None:
+    """Where `govern enroll` finds an account it governs but no ML OU holds: in another OU, at the root,
+    closed, or gone from the organization."""
+    with mock_aws():
+        organizations = boto3.client("organizations", region_name=REGION)
+        organizations.create_organization(FeatureSet="ALL")
+        root = organizations.list_roots()["Roots"][0]["Id"]
+        sandbox = organizations.create_organizational_unit(ParentId=root, Name="Sandbox")[
+            "OrganizationalUnit"
+        ]
+
+        def account(name: str) -> str:
+            created = organizations.create_account(Email=f"{name}@example.com", AccountName=name)
+            return str(created["CreateAccountStatus"]["AccountId"])
+
+        moved, rooted, closed, gone = (account(name) for name in ("moved", "rooted", "closed", "gone"))
+        organizations.move_account(AccountId=moved, SourceParentId=root, DestinationParentId=sandbox["Id"])
+        organizations.close_account(AccountId=closed)
+        organizations.remove_account_from_organization(AccountId=gone)
+
+        assert operations.whereabouts(organizations, moved) == {
+            "change": "moved",
+            "ou_name": "Sandbox",
+            "ou_id": sandbox["Id"],
+            "note": "moved to Sandbox",
+        }
+        assert operations.whereabouts(organizations, rooted)["ou_name"] == "Root"
+        assert operations.whereabouts(organizations, closed) == {
+            "change": "closed",
+            "ou_name": "",
+            "note": "account state SUSPENDED",
+        }
+        assert operations.whereabouts(organizations, gone)["change"] == "removed"
+
+
+def test_the_departure_events_of_govern_enroll_are_what_the_workflow_parses() -> None:
+    """The CloseAccount and RemoveAccountFromOrganization govern enroll starts the workflow with pass the
+    workflow's own validation, naming the account."""
+    from governance.baseline import describe_lifecycle_event
+
+    for change, call in operations.DEPARTURE_CALLS.items():
+        event = operations.organizations_call_event(call, "210987654321", "999999999999", REGION, "enroll")
+        facts = describe_lifecycle_event(event)
+        assert (facts.account_id, facts.state, facts.event_id) == (
+            "210987654321",
+            change.upper(),
+            event["id"],
+        )
