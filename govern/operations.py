@@ -440,73 +440,73 @@ class BaselineStart:
         return asdict(self)
 
 
-def update_account_event(account: dict[str, Any], caller: str, region: str, operation: str) -> dict[str, Any]:
-    """A successful UpdateManagedAccount for `account` (account_id, account_name, ou_name, ou_id) as
-    Account Factory's "Update account" emits it, with a fresh CloudTrail id and the current time: the
-    workflow applies the current baseline, and the inventory records it as the newest lifecycle change."""
+def _govern_event(
+    source: str, detail_type: str, account: str, region: str, operation: str, detail: dict[str, Any]
+) -> dict[str, Any]:
+    """An AWS event as the workflow receives it, for a change govern starts: a fresh id, the current time
+    (so the inventory takes it as the newest lifecycle change), a fresh CloudTrail id in `detail`."""
     now = baseline.utc_timestamp(datetime.now(UTC))
     return {
         "version": "0",
         "id": f"govern-{operation}-{uuid.uuid4()}",
-        "detail-type": "AWS Service Event via CloudTrail",
-        "source": "aws.controltower",
-        "account": caller,
+        "detail-type": detail_type,
+        "source": source,
+        "account": account,
         "time": now,
         "region": region,
         "resources": [],
         "detail": {
             "eventTime": now,
-            "eventSource": "controltower.amazonaws.com",
-            "eventName": "UpdateManagedAccount",
             "eventID": str(uuid.uuid4()),
-            "eventType": "AwsServiceEvent",
-            # Not Control Tower's: who started it, for whoever reads the execution's input.
+            **detail,
+            # Not AWS's: who started it, for whoever reads the execution's input.
             "startedBy": f"govern {operation}",
-            "serviceEventDetails": {
-                "updateManagedAccountStatus": {
-                    "organizationalUnit": {
-                        "organizationalUnitName": str(account.get("ou_name", "")),
-                        "organizationalUnitId": str(account.get("ou_id", "")),
-                    },
-                    "account": {
-                        "accountName": str(account.get("account_name", "")),
-                        "accountId": str(account["account_id"]),
-                    },
-                    "state": "SUCCEEDED",
-                    "message": f"Started by govern {operation}: baseline {baseline.BASELINE_VERSION}.",
-                }
-            },
         },
     }
+
+
+def update_account_event(account: dict[str, Any], caller: str, region: str, operation: str) -> dict[str, Any]:
+    """A successful UpdateManagedAccount for `account` (account_id, account_name, ou_name, ou_id) as
+    Account Factory's "Update account" emits it: the workflow applies the current baseline, or, for an OU
+    outside the map, deregisters the account as moved."""
+    status = {
+        "organizationalUnit": {
+            "organizationalUnitName": str(account.get("ou_name", "")),
+            "organizationalUnitId": str(account.get("ou_id", "")),
+        },
+        "account": {
+            "accountName": str(account.get("account_name", "")),
+            "accountId": str(account["account_id"]),
+        },
+        "state": "SUCCEEDED",
+        "message": f"Started by govern {operation}: baseline {baseline.BASELINE_VERSION}.",
+    }
+    detail = {
+        "eventSource": "controltower.amazonaws.com",
+        "eventName": "UpdateManagedAccount",
+        "eventType": "AwsServiceEvent",
+        "serviceEventDetails": {"updateManagedAccountStatus": status},
+    }
+    return _govern_event(
+        "aws.controltower", "AWS Service Event via CloudTrail", caller, region, operation, detail
+    )
 
 
 def organizations_call_event(
     event_name: str, account_id: str, management_account: str, region: str, operation: str
 ) -> dict[str, Any]:
     """A successful CloseAccount or RemoveAccountFromOrganization of `account_id` as CloudTrail records it
-    in the management account, with a fresh id and the current time: the workflow deregisters the account
-    as it does when the call's own record arrives (a record that was lost, or predates the backbone)."""
-    now = baseline.utc_timestamp(datetime.now(UTC))
-    return {
-        "version": "0",
-        "id": f"govern-{operation}-{uuid.uuid4()}",
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.organizations",
-        "account": management_account,
-        "time": now,
-        "region": region,
-        "resources": [],
-        "detail": {
-            "eventTime": now,
-            "eventSource": "organizations.amazonaws.com",
-            "eventName": event_name,
-            "eventID": str(uuid.uuid4()),
-            "eventType": "AwsApiCall",
-            "requestParameters": {"accountId": account_id},
-            # Not CloudTrail's: who started it, and that the call itself happened earlier, unrecorded here.
-            "startedBy": f"govern {operation}",
-        },
+    in the management account: the workflow deregisters the account as it does when the call's own record
+    arrives (for a record that was lost, or a call made before the backbone was deployed)."""
+    detail = {
+        "eventSource": "organizations.amazonaws.com",
+        "eventName": event_name,
+        "eventType": "AwsApiCall",
+        "requestParameters": {"accountId": account_id},
     }
+    return _govern_event(
+        "aws.organizations", "AWS API Call via CloudTrail", management_account, region, operation, detail
+    )
 
 
 DEPARTURE_CALLS = {"closed": "CloseAccount", "removed": "RemoveAccountFromOrganization"}

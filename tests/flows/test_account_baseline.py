@@ -595,11 +595,14 @@ class MotoOrganization:
         created = self.client.create_organizational_unit(ParentId=parent or self.root, Name=name)
         return str(created["OrganizationalUnit"]["Id"])
 
-    def account(self, name: str, parent: str) -> str:
-        created = self.client.create_account(Email=f"{name}@example.com", AccountName=name)
-        account_id = str(created["CreateAccountStatus"]["AccountId"])
-        self.move(account_id, self.root, parent)
-        return account_id
+    def accounts(self, parent: str, *names: str) -> list[str]:
+        """New accounts, moved from the root into `parent`; their ids, in order."""
+        ids = []
+        for name in names:
+            created = self.client.create_account(Email=f"{name}@example.com", AccountName=name)
+            ids.append(str(created["CreateAccountStatus"]["AccountId"]))
+            self.move(ids[-1], self.root, parent)
+        return ids
 
     def move(self, account_id: str, source: str, destination: str) -> None:
         self.client.move_account(AccountId=account_id, SourceParentId=source, DestinationParentId=destination)
@@ -635,13 +638,10 @@ def test_govern_enroll_baselines_the_ml_accounts_enrolled_before_the_backbone(
     organization = MotoOrganization(org)
     dev, sandbox = organization.unit("ML-Dev"), organization.unit("Sandbox")
     prod = organization.unit("ML-Prod", sandbox)  # nested: OUs are found anywhere in the tree
-    legacy, risk = (
-        organization.account("ml-team-legacy-dev", dev),
-        organization.account("ml-team-risk-prod", prod),
-    )
-    playground, governed = (
-        organization.account("playground", sandbox),
-        organization.account("ml-team-churn-dev", dev),
+    legacy, governed = organization.accounts(dev, "ml-team-legacy-dev", "ml-team-churn-dev")
+    [risk], [playground] = (
+        organization.accounts(prod, "ml-team-risk-prod"),
+        organization.accounts(sandbox, "playground"),
     )
     for member in (legacy, risk, governed):
         org.ensure_member(member)  # the member StackSet reached them when it was deployed
@@ -684,13 +684,8 @@ def test_govern_enroll_deregisters_the_governed_accounts_that_left_without_an_ev
 ) -> None:
     organization = MotoOrganization(org)
     dev, sandbox = organization.unit("ML-Dev"), organization.unit("Sandbox")
-    staying, moved = (
-        organization.account("ml-team-churn-dev", dev),
-        organization.account("ml-team-old-dev", dev),
-    )
-    closed, removed = (
-        organization.account("ml-team-gone-dev", dev),
-        organization.account("ml-team-out-dev", dev),
+    staying, moved, closed, removed = organization.accounts(
+        dev, "ml-team-churn-dev", "ml-team-old-dev", "ml-team-gone-dev", "ml-team-out-dev"
     )
     for member in (staying, moved, closed, removed):
         org.ensure_member(member)
