@@ -975,7 +975,7 @@ class Organization:
         self._compress_workflow_time(stack)
         self._parse_each_definition_once(stack)
         self._check_retention_without_scanning(stack)
-        self._write_dynamodb_items_atomically(stack)
+        self._write_atomically(stack)
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
         # moto does not implement TestEventPattern; its pattern engine (the one routing here) answers it.
         stack.enter_context(_patched(EventsHandler, "test_event_pattern", test_event_pattern))
@@ -1019,26 +1019,37 @@ class Organization:
         stack.enter_context(_patched(ExecutionWorker, "_get_evaluation_entrypoint", parsed_program))
 
     @staticmethod
-    def _write_dynamodb_items_atomically(stack: contextlib.ExitStack) -> None:
-        """DynamoDB applies a conditional write atomically. moto reads the item, evaluates the condition and
-        writes in separate steps, so two threads could both pass `attribute_not_exists(pk)`: 10 keys in 150
-        had two winners with six concurrent writers. Claims, once-markers and the inventory's lifecycle
-        condition rest on that atomicity, and concurrent duplicates then started a second pipeline now and
-        then. One lock over moto's item writes gives them DynamoDB's guarantee."""
+    def _write_atomically(stack: contextlib.ExitStack) -> None:
+        """What AWS does atomically, moto does in steps, and two threads (the workflows' executions) can
+        interleave them. One lock per service over the steps gives back AWS's guarantee:
+
+        - DynamoDB applies a conditional write atomically. moto reads the item, evaluates the condition and
+          writes, so two threads could both pass `attribute_not_exists(pk)`: 10 keys in 150 had two winners
+          with six concurrent writers. Claims, once-markers and the inventory's lifecycle condition rest on
+          that atomicity, and concurrent duplicates then started a second pipeline now and then.
+        - SageMaker numbers a group's versions one after the other. moto counts the group's packages and
+          adds one, so two replications into one central group could take the same number (46 distinct
+          versions of 60 with six threads), the second package replacing the first; and a listing could meet
+          a package being added ("dictionary changed size during iteration")."""
         from moto.dynamodb.models import DynamoDBBackend
+        from moto.sagemaker.models import SageMakerModelBackend
 
-        lock = threading.RLock()
-
-        def atomic(write: Callable[..., Any]) -> Callable[..., Any]:
-            @functools.wraps(write)
+        def atomic(lock: threading.RLock, step: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(step)
             def locked(*args: Any, **kwargs: Any) -> Any:
                 with lock:
-                    return write(*args, **kwargs)
+                    return step(*args, **kwargs)
 
             return locked
 
-        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-            stack.enter_context(_patched(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name))))
+        serialized: list[tuple[type, tuple[str, ...]]] = [
+            (DynamoDBBackend, ("put_item", "update_item", "delete_item", "transact_write_items")),
+            (SageMakerModelBackend, ("create_model_package", "update_model_package", "list_model_packages")),
+        ]
+        for backend, names in serialized:
+            lock = threading.RLock()
+            for name in names:
+                stack.enter_context(_patched(backend, name, atomic(lock, getattr(backend, name))))
 
     @staticmethod
     def _check_retention_without_scanning(stack: contextlib.ExitStack) -> None:

@@ -106,3 +106,45 @@ def test_a_conditional_write_has_one_winner_however_many_threads_race_for_it(org
 
     assert sorted(winners) == list(range(keys)), [k for k in set(winners) if winners.count(k) > 1]
     assert len(refused) == keys * (writers - 1)
+
+
+def test_concurrent_versions_of_one_model_package_group_get_numbers_of_their_own(org: Organization) -> None:
+    """SageMaker numbers a group's versions one after the other, however many are registered at once
+    (two approvals of one model replicated together, say). moto counts the group's packages and adds one,
+    so two threads could both take the same number, and the second package replaced the first."""
+    sagemaker = org.session().client("sagemaker")
+    group, writers, each = "race-model", 6, 10
+    sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    created: list[str] = []
+    record = threading.Lock()
+
+    def register() -> None:
+        client = org.session().client("sagemaker")
+        for _ in range(each):
+            arn = client.create_model_package(
+                ModelPackageGroupName=group,
+                InferenceSpecification={
+                    "Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/model:1"}],
+                    "SupportedContentTypes": ["text/csv"],
+                    "SupportedResponseMIMETypes": ["text/csv"],
+                },
+            )["ModelPackageArn"]
+            with record:
+                created.append(arn)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=register) for _ in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    listed = sagemaker.list_model_packages(ModelPackageGroupName=group, MaxResults=100)[
+        "ModelPackageSummaryList"
+    ]
+    assert len(set(created)) == writers * each, "two registrations were given one version"
+    assert sorted(p["ModelPackageVersion"] for p in listed) == list(range(1, writers * each + 1))
