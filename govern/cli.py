@@ -364,6 +364,9 @@ def run_baselines(args: argparse.Namespace) -> int:
             else ""
         )
         ou_map = ""
+        regions = getattr(args, "baseline_regions", None)
+        if args.command == "rebaseline" and regions is None and args.stack_name:
+            regions = operations.stack_parameter(args.stack_name, "BaselineRegions")
         if args.command == "enroll":
             ou_map = args.ou_environment_map or (
                 operations.stack_parameter(args.stack_name, "OuEnvironmentMap") if args.stack_name else ""
@@ -371,7 +374,9 @@ def run_baselines(args: argparse.Namespace) -> int:
     if not table or not machine:
         raise UsageError("no inventory or workflow: pass --stack-name, or --table and --state-machine-arn")
     if args.command == "rebaseline":
-        results = operations.rebaseline(machine, args.dry_run, inventory_table=table, region=args.region)
+        results = operations.rebaseline(
+            machine, args.dry_run, inventory_table=table, region=args.region, baseline_regions=regions
+        )
     else:
         if not ou_map:
             raise UsageError("no OU map: pass --stack-name or --ou-environment-map")
@@ -455,7 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
     rebaseline = commands.add_parser(
         "rebaseline",
         parents=[deployed],
-        help="apply this release's account baseline to every account of the inventory on an older one",
+        help="apply this release's account baseline to every governed account on an older one, or baselined "
+        "in other Regions than BaselineRegions",
+    )
+    rebaseline.add_argument(
+        "--baseline-regions",
+        metavar="REGIONS",
+        help="the Regions the baseline covers now, comma-separated (default: the stack's BaselineRegions); "
+        "accounts baselined in other Regions are re-baselined too",
     )
     enroll = commands.add_parser(
         "enroll",

@@ -555,15 +555,26 @@ def _start_baselines(
 
 
 def rebaseline(
-    state_machine_arn: str, dry_run: bool, *, inventory_table: str, region: str | None = None
+    state_machine_arn: str,
+    dry_run: bool,
+    *,
+    inventory_table: str,
+    region: str | None = None,
+    baseline_regions: str | None = None,
 ) -> list[BaselineStart]:
     """Start the AccountBaseline workflow for every governed account of the inventory on an older baseline
-    version than this release's (baseline.accounts_on_older_baseline), or, with dry_run, list them and start
-    nothing. The workflow applies, verifies, registers and announces as for a Control Tower update."""
+    version than this release's, or, given the deployed BaselineRegions, baselined in other Regions
+    (baseline.accounts_on_older_baseline); with dry_run, list them and start nothing. The workflow applies,
+    verifies, registers and announces as for a Control Tower update."""
+    try:
+        regions = baseline.region_list(baseline_regions) if baseline_regions is not None else None
+    except baseline.BaselineConfigurationError as error:
+        raise OperationError(str(error)) from None
+    if regions == []:
+        raise OperationError("BaselineRegions is empty: the workflow would use its own Region; name it")
     with governance_account(inventory_table=inventory_table, region=region) as caller:
-        return _start_baselines(
-            state_machine_arn, dry_run, baseline.accounts_on_older_baseline(), "rebaseline", caller
-        )
+        accounts = baseline.accounts_on_older_baseline(regions=regions)
+        return _start_baselines(state_machine_arn, dry_run, accounts, "rebaseline", caller)
 
 
 def accounts_in_ml_ous(organizations: Any, mapping: dict[str, str]) -> list[dict[str, str]]:

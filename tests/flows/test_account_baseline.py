@@ -15,6 +15,7 @@ from govern.emulator import Organization
 from govern.faults import access_denied, inject_api_faults, throttling
 from govern.flows.accounts import role_appears_after
 from governance.baseline import BASELINE_VERSION, ROLE_WAIT_MAX_ATTEMPTS
+from governance.forwarding import FORWARDING_DEAD_LETTER_QUEUE
 from tests.conftest import EVENTS_DIR, AwsProfile
 
 LoadEvent = Callable[[str], dict[str, Any]]
@@ -581,6 +582,49 @@ def test_govern_rebaseline_brings_the_accounts_on_an_older_baseline_to_this_one(
     assert kinds(org)[-1] == "account-baselined"
     # Nothing is left on an older baseline: a second run starts nothing.
     assert operations.rebaseline(machine, dry_run=False, inventory_table=inventory_table) == []
+
+
+def test_govern_rebaseline_baselines_a_region_added_to_baseline_regions(
+    org: Organization, load_event: LoadEvent, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [created] = org.replay([load_event("account-created")])
+    assert created.outcome == "succeeded", created.error
+    assert [item["regions"] for item in inventory(org)] == [["us-east-1"]]
+    # The platform team adds eu-west-1: the member StackSet gets instances there, and the stack's
+    # BaselineRegions names it. The account, vended before, has none of the Regional settings there.
+    org.configure(BASELINE_REGIONS="us-east-1,eu-west-1")
+    org.session(NEW_ACCOUNT, "eu-west-1").client("sqs").create_queue(QueueName=FORWARDING_DEAD_LETTER_QUEUE)
+    assert not ebs_encryption_by_default(org, "eu-west-1")
+    command = ["rebaseline", "--table", org.physical_id("AccountInventoryTable")]
+    command += ["--state-machine-arn", org.arn(MACHINE), "--json"]
+
+    # Its baseline version is this release's: the version alone finds nothing to do.
+    assert main([*command, "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["accounts"] == []
+    assert main([*command, "--baseline-regions", "us-east-1,eu-west-1", "--dry-run"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)["accounts"]
+    assert (listed["account_id"], listed["note"]) == (
+        NEW_ACCOUNT,
+        "baselined in us-east-1; BaselineRegions is eu-west-1, us-east-1",
+    )
+
+    assert main([*command, "--baseline-regions", "us-east-1,eu-west-1"]) == 0
+
+    [started] = json.loads(capsys.readouterr().out)["accounts"]
+    assert org.wait_for_execution(started["execution_arn"]) == "SUCCEEDED"
+    assert ebs_encryption_by_default(org, "eu-west-1")
+    [item] = inventory(org)
+    assert (sorted(item["regions"]), item["lifecycle_event_id"]) == (
+        ["eu-west-1", "us-east-1"],
+        started["event_id"],
+    )
+    assert org.run_scheduled("WatchForwardingFunction")["queues"] == 2
+    assert main([*command, "--baseline-regions", "us-east-1,eu-west-1"]) == 0
+    assert json.loads(capsys.readouterr().out)["accounts"] == []
+    assert main([*command, "--baseline-regions", "us-east-1,Europe"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "govern rebaseline: BASELINE_REGIONS entry 'Europe' is not a Region name"
+    )
 
 
 class MotoOrganization:

@@ -508,6 +508,27 @@ def test_accounts_on_an_older_baseline_are_found(aws: dict[str, str]) -> None:
     assert len(baseline.accounts_on_older_baseline("2099.1.1")) == 2
 
 
+def test_accounts_baselined_in_other_regions_than_baseline_regions_now_are_found(aws: dict[str, str]) -> None:
+    baseline_account(facts_of("account-created.json"))  # this release, in BASELINE_REGIONS
+    [item] = inventory_items()
+    recorded = list(item["regions"])
+    assert recorded == ["us-east-1", "eu-west-1"]
+
+    assert baseline.accounts_on_older_baseline(regions=reversed(recorded)) == []
+    [added] = baseline.accounts_on_older_baseline(regions=[*recorded, "ap-southeast-2"])
+    assert (added["account_id"], added["note"]) == (
+        "333333333333",
+        "baselined in eu-west-1, us-east-1; BaselineRegions is ap-southeast-2, eu-west-1, us-east-1",
+    )
+    # A Region dropped from BaselineRegions: the watch still reads it until the account is re-baselined.
+    [dropped] = baseline.accounts_on_older_baseline(regions=["us-east-1"])
+    assert dropped["note"] == "baselined in eu-west-1, us-east-1; BaselineRegions is us-east-1"
+    # Without the Regions, only the version counts, as before.
+    assert baseline.accounts_on_older_baseline() == []
+    with pytest.raises(baseline.BaselineConfigurationError, match="'Europe' is not a Region name"):
+        baseline.region_list("us-east-1, Europe")
+
+
 def test_facts_survive_the_round_trip_through_the_state_machine(aws: dict[str, str]) -> None:
     facts = facts_of("account-created.json")
 

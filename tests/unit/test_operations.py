@@ -24,6 +24,7 @@ from govern.operations import (
     stack_output,
 )
 from govern.template import load_template
+from governance.baseline import BASELINE_VERSION
 from governance.failures import dead_letter
 from governance.ledger import LedgerEntry, record
 from governance.settings import settings
@@ -237,13 +238,18 @@ class DeployedStack:
     """The backbone stack as CloudFormation describes it (the response shapes of DescribeStacks and
     ListStackResources). moto's CloudFormation needs extras this project does not install."""
 
-    def __init__(self, outputs: dict[str, str], resources: dict[str, str]) -> None:
+    def __init__(
+        self, outputs: dict[str, str], resources: dict[str, str], parameters: dict[str, str] | None = None
+    ) -> None:
         self.outputs = outputs
         self.resources = resources
+        self.parameters = parameters or {}
 
     def describe_stacks(self, StackName: str) -> dict[str, Any]:
         outputs = [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]
-        return {"Stacks": [{"StackName": StackName, "StackStatus": "UPDATE_COMPLETE", "Outputs": outputs}]}
+        parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in self.parameters.items()]
+        stack = {"StackName": StackName, "StackStatus": "UPDATE_COMPLETE", "Outputs": outputs}
+        return {"Stacks": [{**stack, "Parameters": parameters}]}
 
     def get_paginator(self, operation: str) -> Any:
         assert operation == "list_stack_resources"
@@ -264,10 +270,13 @@ class DeployedStack:
 
 
 def deployed_stack(
-    monkeypatch: pytest.MonkeyPatch, outputs: dict[str, str], resources: dict[str, str]
+    monkeypatch: pytest.MonkeyPatch,
+    outputs: dict[str, str],
+    resources: dict[str, str],
+    parameters: dict[str, str] | None = None,
 ) -> None:
     real_client = operations.client
-    stack = DeployedStack(outputs, resources)
+    stack = DeployedStack(outputs, resources, parameters)
 
     def client(service: str, *args: Any, **kwargs: Any) -> Any:
         return stack if service == "cloudformation" else real_client(service, *args, **kwargs)
@@ -491,12 +500,14 @@ def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
         monkeypatch,
         {"AccountInventoryTableName": "ml-governance-dev-accounts"},
         {"AccountBaselineStateMachine": backbone.baseline_arn},
+        {"BaselineRegions": "us-east-1,eu-west-1"},
     )
 
     assert cli.main(["rebaseline", "--stack-name", "ml-governance-dev"]) == 0
 
     out = capsys.readouterr().out
     assert "started     333333333333 ml-team-churn-dev (ML-Dev): 2025.1.0 -> " in out
+    assert "    baseline 2025.1.0 is older than " in out
     [execution] = executions_of(backbone, backbone.baseline_arn)
     event = json.loads(execution["input"])
     assert execution["name"] == f"{event['id']}-1" and event["id"].startswith("govern-rebaseline-")
@@ -507,6 +518,20 @@ def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
     )
     assert cli.main(["rebaseline", "--table", "ml-governance-dev-accounts"]) == cli.EXIT_USAGE
     assert "pass --stack-name, or --table and --state-machine-arn" in capsys.readouterr().err
+    # The stack's BaselineRegions counts too: an account on this release, baselined in one Region of two.
+    boto3.resource("dynamodb", region_name=REGION).Table("ml-governance-dev-accounts").put_item(
+        Item={
+            "account_id": "444444444444",
+            "account_name": "ml-team-fraud-dev",
+            "baseline_status": "baselined",
+            "baseline_version": BASELINE_VERSION,
+            "regions": ["us-east-1"],
+        }
+    )
+    assert cli.main(["rebaseline", "--stack-name", "ml-governance-dev", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"would-start 444444444444 ml-team-fraud-dev: {BASELINE_VERSION} -> {BASELINE_VERSION}" in out
+    assert "    baselined in us-east-1; BaselineRegions is eu-west-1, us-east-1" in out
 
 
 def test_whereabouts_of_a_governed_account_outside_the_ml_ous() -> None:

@@ -203,13 +203,18 @@ def _describe_organizations_call(event: dict[str, Any]) -> AccountFacts:
     )
 
 
-def baseline_regions() -> list[str]:
-    """BASELINE_REGIONS as a list, in order, without duplicates; the function's own region when unset."""
-    regions = [region.strip() for region in settings().baseline_regions.split(",") if region.strip()]
+def region_list(text: str) -> list[str]:
+    """A comma-separated list of Region names (BaselineRegions), in order, without duplicates."""
+    regions = [region.strip() for region in text.split(",") if region.strip()]
     for region in regions:
         if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
             raise BaselineConfigurationError(f"BASELINE_REGIONS entry {region!r} is not a Region name")
-    return list(dict.fromkeys(regions)) or [settings().region]
+    return list(dict.fromkeys(regions))
+
+
+def baseline_regions() -> list[str]:
+    """BASELINE_REGIONS as a list, in order, without duplicates; the function's own region when unset."""
+    return region_list(settings().baseline_regions) or [settings().region]
 
 
 # --- notices for events that do not lead to a baseline ---------------------------------------------
@@ -725,16 +730,29 @@ def governed_accounts() -> list[dict[str, Any]]:
     return [item for item in inventory_items() if item.get("baseline_status") == "baselined"]
 
 
-def accounts_on_older_baseline(current: str = BASELINE_VERSION) -> list[dict[str, Any]]:
-    """Governed accounts whose baseline is older than `current` (to roll a new one out)."""
-    return sorted(
-        (
-            item
-            for item in governed_accounts()
-            if version_key(str(item.get("baseline_version", ""))) < version_key(current)
-        ),
-        key=lambda item: str(item["account_id"]),
-    )
+def accounts_on_older_baseline(
+    current: str = BASELINE_VERSION, regions: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """Governed accounts whose baseline is older than `current` (to roll a new one out), and, given the
+    Regions the baseline covers now (BaselineRegions), those baselined in other Regions: a Region added
+    later has none of the Regional settings in the accounts baselined before it, and a Region removed is
+    still read by the forwarding watch. Each item comes with a `note` that says why."""
+    wanted = sorted(regions) if regions is not None else None
+    found = []
+    for item in governed_accounts():
+        version = str(item.get("baseline_version", ""))
+        recorded = sorted(str(region) for region in item.get("regions") or ())
+        if version_key(version) < version_key(current):
+            found.append({**item, "note": f"baseline {version or 'unknown'} is older than {current}"})
+        elif wanted is not None and recorded != wanted:
+            found.append(
+                {
+                    **item,
+                    "note": f"baselined in {', '.join(recorded) or 'no Region'}; "
+                    f"BaselineRegions is {', '.join(wanted)}",
+                }
+            )
+    return sorted(found, key=lambda item: str(item["account_id"]))
 
 
 # --- the summary -----------------------------------------------------------------------------------
