@@ -67,6 +67,21 @@ def test_a_task_that_keeps_failing_is_caught_recorded_and_notified(
     assert inventory["Items"] == []
 
 
+def race(work: Callable[[], None], threads: int) -> None:
+    """Run `work` in `threads` threads at once, switching between them as often as the interpreter can,
+    as a loaded machine does."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        running = [threading.Thread(target=work) for _ in range(threads)]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def test_a_conditional_write_has_one_winner_however_many_threads_race_for_it(org: Organization) -> None:
     """DynamoDB's guarantee, which claims and once-markers rest on: of concurrent conditional puts of one
     item, exactly one succeeds. Without it, concurrent duplicate deliveries could both start a pipeline."""
@@ -93,16 +108,7 @@ def test_a_conditional_write_has_one_winner_however_many_threads_race_for_it(org
                 with record:
                     winners.append(key)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can, as a loaded machine does
-    try:
-        threads = [threading.Thread(target=write_every_key) for _ in range(writers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    race(write_every_key, writers)
 
     assert sorted(winners) == list(range(keys)), [k for k in set(winners) if winners.count(k) > 1]
     assert len(refused) == keys * (writers - 1)
@@ -132,16 +138,7 @@ def test_concurrent_versions_of_one_model_package_group_get_numbers_of_their_own
             with record:
                 created.append(arn)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=register) for _ in range(writers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    race(register, writers)
 
     listed = sagemaker.list_model_packages(ModelPackageGroupName=group, MaxResults=100)[
         "ModelPackageSummaryList"
