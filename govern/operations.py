@@ -570,10 +570,11 @@ def rebaseline(
         regions = baseline.region_list(baseline_regions) if baseline_regions is not None else None
     except baseline.BaselineConfigurationError as error:
         raise OperationError(str(error)) from None
-    if regions == []:
-        raise OperationError("BaselineRegions is empty: the workflow would use its own Region; name it")
     with governance_account(inventory_table=inventory_table, region=region) as caller:
-        accounts = baseline.accounts_on_older_baseline(regions=regions)
+        # An empty BaselineRegions means the functions' own Region, the stack's (baseline_regions()).
+        accounts = baseline.accounts_on_older_baseline(
+            regions=[settings().region] if regions == [] else regions
+        )
         return _start_baselines(state_machine_arn, dry_run, accounts, "rebaseline", caller)
 
 

@@ -532,6 +532,9 @@ def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
     out = capsys.readouterr().out
     assert f"would-start 444444444444 ml-team-fraud-dev: {BASELINE_VERSION} -> {BASELINE_VERSION}" in out
     assert "    baselined in us-east-1; BaselineRegions is eu-west-1, us-east-1" in out
+    # Deployed with an empty BaselineRegions, the functions baseline their own Region: nothing to do.
+    assert cli.main(["rebaseline", "--stack-name", "ml-governance-dev", "--baseline-regions", ""]) == 0
+    assert "444444444444" not in capsys.readouterr().out
 
 
 def test_whereabouts_of_a_governed_account_outside_the_ml_ous() -> None:
