@@ -336,8 +336,6 @@ def fixed_costs() -> dict[str, Any]:
     the emulation with one governed account and with two: its cost per run and per account-Region."""
     from govern.emulator import Organization
     from govern.template import load_template
-
-    sys.path.insert(0, str(ROOT / "layers" / "governance"))
     from governance import metric_names
 
     rows: dict[str, dict[str, Any]] = {}
