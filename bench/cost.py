@@ -355,8 +355,7 @@ def fixed_costs() -> dict[str, Any]:
     )
     recorder = _Recorder()
     with contextlib.redirect_stdout(sys.stderr), Organization() as org, recorder.installed(org):
-        [watcher] = [function for function in org.functions.values() if function.logical_id == WATCHER]
-        [(_, schedule)] = watcher.schedules
+        [(_, schedule)] = org.function_spec(WATCHER).schedules
         readings = []
         for event in (created, second):
             [result] = org.replay([event])

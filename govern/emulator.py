@@ -854,8 +854,8 @@ class Organization:
         """One tick of the Schedule event of function `logical_id` (template.yaml), delivered as EventBridge
         delivers it: a `Scheduled Event`, through the Lambda API. Returns the function's response; a
         function error raises RuntimeError with its one-line message."""
-        function = next((f for f in self.functions.values() if f.logical_id == logical_id), None)
-        if function is None or not function.schedules:
+        function = self.function_spec(logical_id)
+        if not function.schedules:
             raise TemplateError(f"{logical_id} is not a function with a Schedule event in the template")
         rule_name, _ = function.schedules[0]
         tick = {
@@ -879,7 +879,7 @@ class Organization:
     def fail_next_invocations(self, function_logical_id: str, error_code: str, times: int = 1) -> None:
         """The next `times` invocations of the function fail in the Lambda service itself (before the
         handler runs), e.g. `TooManyRequestsException`: what a workflow's Retry is for."""
-        name = next(spec.name for spec in self.functions.values() if spec.logical_id == function_logical_id)
+        name = self.function_spec(function_logical_id).name
         with self._lock:
             self._invoke_faults.setdefault(name, []).extend([error_code] * times)
 
@@ -889,6 +889,13 @@ class Organization:
             return queued.pop(0) if queued else None
 
     # ------------------------------------------------------------------ in-process Lambda
+    def function_spec(self, logical_id: str) -> FunctionSpec:
+        """The function whose logical id in template.yaml is `logical_id`; TemplateError if none is."""
+        function = next((spec for spec in self.functions.values() if spec.logical_id == logical_id), None)
+        if function is None:
+            raise TemplateError(f"{logical_id} is not a function of the template")
+        return function
+
     def _function_by_arn(self, arn: str) -> FunctionSpec:
         name = arn.split(":function:", 1)[-1].split(":", 1)[0]
         return self.functions[name]
