@@ -111,19 +111,22 @@ class EventProfile:
         }
 
     def monthly_cost(self) -> dict[str, float]:
-        use = self.usage()
-        cost = {
-            "lambda": use["lambda_requests"] * PRICES["lambda_request"]
-            + use["lambda_gb_seconds"] * PRICES["lambda_arm64_gb_second"],
-            "step_functions": use["sfn_transitions"] * PRICES["sfn_standard_transition"],
-            "sqs": use["sqs_requests"] * PRICES["sqs_standard_request"],
-            "sns": use["sns_publishes"] * PRICES["sns_publish"],
-            "dynamodb": use["dynamodb_wru"] * PRICES["dynamodb_write_request_unit"]
-            + use["dynamodb_rru"] * PRICES["dynamodb_read_request_unit"],
-        }
-        monthly = {service: value * EVENTS_PER_MONTH for service, value in cost.items()}
+        monthly = {service: value * EVENTS_PER_MONTH for service, value in priced(self.usage()).items()}
         monthly["total"] = sum(monthly.values())
         return monthly
+
+
+def priced(use: dict[str, float]) -> dict[str, float]:
+    """What `use` (EventProfile.usage's units) costs, per service, at PRICES."""
+    return {
+        "lambda": use["lambda_requests"] * PRICES["lambda_request"]
+        + use["lambda_gb_seconds"] * PRICES["lambda_arm64_gb_second"],
+        "step_functions": use["sfn_transitions"] * PRICES["sfn_standard_transition"],
+        "sqs": use["sqs_requests"] * PRICES["sqs_standard_request"],
+        "sns": use["sns_publishes"] * PRICES["sns_publish"],
+        "dynamodb": use["dynamodb_wru"] * PRICES["dynamodb_write_request_unit"]
+        + use["dynamodb_rru"] * PRICES["dynamodb_read_request_unit"],
+    }
 
 
 FORMULA = (
@@ -370,12 +373,7 @@ def fixed_costs() -> dict[str, Any]:
     runs = runs_per_month(schedule)
 
     def monthly(use: dict[str, float]) -> float:
-        return runs * (
-            use["lambda_requests"] * PRICES["lambda_request"]
-            + use["lambda_gb_seconds"] * PRICES["lambda_arm64_gb_second"]
-            + use["sqs_requests"] * PRICES["sqs_standard_request"]
-            + use["dynamodb_rru"] * PRICES["dynamodb_read_request_unit"]
-        )
+        return runs * sum(priced(use).values())
 
     rows["forwarding watch"] = {
         "schedule": schedule,
