@@ -17,7 +17,8 @@ with init_phase():
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from governance import metric_names
-    from governance.events import ConfigComplianceChange, MalformedEvent, parse_event
+    from governance.events import MalformedEvent, parse_event
+    from governance.events.config import ConfigComplianceChange
     from governance.idempotency import register_lambda_context
     from governance.remediation.engine import record_dead_letter, record_rejection, remediate_evaluation
     from governance.remediation.policy import PolicyError

@@ -20,14 +20,11 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from govern.emulator import EventResult, Organization
-from governance.events import (
-    ConfigComplianceChange,
-    ControlTowerLifecycle,
-    MalformedEvent,
-    ModelPackageStateChange,
-    OrganizationsAccountCall,
-    parse_event,
-)
+from governance.events import MalformedEvent, parse_event
+from governance.events.config import ConfigComplianceChange
+from governance.events.control_tower import ControlTowerLifecycle
+from governance.events.organizations import OrganizationsAccountCall
+from governance.events.sagemaker import ModelPackageStateChange
 from tests.conftest import EVENTS_DIR
 
 # The kinds of event, by source, and the model the backbone parses each with.

@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 
 from govern.emulator import PROJECT_ROOT, Organization
 from govern.faults import Fault, inject_api_faults
-from governance.events import ConfigComplianceChange, parse_event
+from governance.events import parse_event
+from governance.events.config import ConfigComplianceChange
 from governance.remediation.engine import ALREADY_REQUESTED, remediate_evaluation
 from governance.remediation.policy import POLICY_FILE_VARIABLE, base_rule_names, packaged_policy_path
 

@@ -125,3 +125,16 @@ def test_workflow_steps_that_parse_no_event_start_without_pydantic(
     lambda_like: LambdaLike, name: str
 ) -> None:
     _run_probe(lambda_like, PYDANTIC_PROBE, PROJECT_ROOT / "functions" / name)
+
+
+# RemediateConfig parses every record, so it loads pydantic at import; but only the Config event models.
+EVENT_MODELS_PROBE = """
+import sys
+import app
+loaded = sorted(name for name in sys.modules if name.startswith("governance.events."))
+assert loaded == ["governance.events.config"], f"importing the handler loaded the event models {loaded}"
+"""
+
+
+def test_remediate_config_loads_only_the_config_event_models(lambda_like: LambdaLike) -> None:
+    _run_probe(lambda_like, EVENT_MODELS_PROBE, PROJECT_ROOT / "functions" / "remediate_config")

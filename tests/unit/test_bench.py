@@ -26,7 +26,8 @@ from bench.cold_start import (
 )
 from bench.replay import config_events
 from govern.template import load_template
-from governance.events import ConfigComplianceChange, parse_event
+from governance.events import parse_event
+from governance.events.config import ConfigComplianceChange
 from tests.conftest import EVENTS_DIR, files_under, read_event
 
 

@@ -17,13 +17,10 @@ from moto import mock_aws
 from govern.emulator import PROJECT_ROOT
 from governance import sessions
 from governance.errors import TransientAwsError, is_transient, transient_errors_retried_by_the_workflow
-from governance.events import (
-    ConfigComplianceChange,
-    ControlTowerLifecycle,
-    MalformedEvent,
-    ModelPackageStateChange,
-    parse_event,
-)
+from governance.events import MalformedEvent, parse_event
+from governance.events.config import ConfigComplianceChange
+from governance.events.control_tower import ControlTowerLifecycle
+from governance.events.sagemaker import ModelPackageStateChange
 from governance.failures import explain, record_workflow_failure
 from governance.ledger import LedgerEntry, entries_for_account, entries_for_event, entries_for_subject, record
 from governance.naming import central_group_name, model_card_name

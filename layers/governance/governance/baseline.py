@@ -164,7 +164,8 @@ def describe_lifecycle_event(event: Any) -> AccountFacts:
             change=str(event.get("detail", {}).get("eventID") or event.get("id", "")),
             lifecycle_at=str(event.get("time", "")),
         )
-    from governance.events import ControlTowerLifecycle, parse_event  # pydantic: this step only
+    from governance.events import parse_event  # pydantic: this step only
+    from governance.events.control_tower import ControlTowerLifecycle
 
     lifecycle = parse_event(event, ControlTowerLifecycle)
     status = lifecycle.detail.status
@@ -188,7 +189,8 @@ def describe_lifecycle_event(event: Any) -> AccountFacts:
 
 
 def _describe_organizations_call(event: dict[str, Any]) -> AccountFacts:
-    from governance.events import OrganizationsAccountCall, parse_event  # pydantic: this step only
+    from governance.events import parse_event  # pydantic: this step only
+    from governance.events.organizations import OrganizationsAccountCall
 
     call = parse_event(event, OrganizationsAccountCall)
     detail = call.detail

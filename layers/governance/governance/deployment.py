@@ -77,7 +77,8 @@ def check_backoff_seconds(attempt: int) -> int:
 def load_decision(event: dict[str, Any]) -> dict[str, Any]:
     """Parse the central registry's event and read the version's current decision from the registry."""
     # Only this step parses an event: the models (pydantic) load here, not when a pipeline check starts.
-    from governance.events import ModelPackageStateChange, parse_event
+    from governance.events import parse_event
+    from governance.events.sagemaker import ModelPackageStateChange
 
     change = parse_event(event, ModelPackageStateChange)
     arn = change.detail.ModelPackageArn

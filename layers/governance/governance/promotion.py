@@ -137,7 +137,8 @@ def _json_safe(value: Any) -> Any:
 def load_source_version(event: dict[str, Any]) -> SourceVersion:
     """Parse the approval event; describe the version in its own account, through GovernanceExecutionRole."""
     # Only this step parses an event: the models (pydantic) load here, not when any other step starts.
-    from governance.events import ModelPackageStateChange, parse_event
+    from governance.events import parse_event
+    from governance.events.sagemaker import ModelPackageStateChange
 
     approval = parse_event(event, ModelPackageStateChange)
     region, account, _, version = parse_model_package_arn(approval.detail.ModelPackageArn)

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from governance.errors import TransientAwsError, is_transient
 from governance.errors import one_line as _one_line
-from governance.events import ConfigComplianceChange
+from governance.events.config import ConfigComplianceChange
 from governance.idempotency import idempotent_on
 from governance.ledger import LedgerEntry, Status, record
 from governance.notifier import Severity, notify
