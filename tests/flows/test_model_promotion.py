@@ -9,7 +9,7 @@ from typing import Any
 
 from govern.emulator import Organization
 from govern.flows import models as model_support
-from governance.naming import central_group_name
+from governance.naming import central_group_name, model_card_name
 
 TEAM = "210987654321"
 GROUP = central_group_name(TEAM, "churn-prediction")
@@ -310,3 +310,118 @@ def test_pending_and_team_rejected_versions_are_ignored(org: Organization, load_
     assert [(r.outcome, r.rules, r.actions) for r in results] == [("ignored", [], []), ("ignored", [], [])]
     assert org.executions(MACHINE) == []
     assert central_groups(org) == []
+
+
+def team_approval(load_event: LoadEvent, group: str, event_id: str, pipeline: str = "") -> dict[str, Any]:
+    """The team sample approval, for version 1 of another team group (its own artifacts, its own pipeline)."""
+    event = load_event(APPROVED)
+    detail = event["detail"]
+    arn = f"arn:aws:sagemaker:us-east-1:{TEAM}:model-package/{group}/1"
+    detail.update(
+        ModelPackageGroupName=group, ModelPackageName=group, ModelPackageArn=arn, ModelPackageVersion=1
+    )
+    event.update(resources=[arn], id=event_id)
+    for container in detail["InferenceSpecification"]["Containers"]:
+        container["ModelDataUrl"] = f"s3://sagemaker-us-east-1-{TEAM}/{group}/model-1/model.tar.gz"
+    detail["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] = (
+        f"s3://sagemaker-us-east-1-{TEAM}/{group}/model-1/evaluation.json"
+    )
+    if pipeline:
+        detail["CustomerMetadataProperties"]["deployment-pipeline"] = pipeline
+    return event
+
+
+def test_team_groups_that_differ_only_past_the_name_limit_get_a_central_group_and_card_each(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    # 57 characters each, the same first 51: `<account>-<group>` must be cut to fit 63.
+    retail, telco = (
+        "customer-churn-prediction-xgboost-classifier-emea-retail",
+        "customer-churn-prediction-xgboost-classifier-emea-telco",
+    )
+    events = [
+        team_approval(load_event, retail, "00000000-0000-0000-0000-00000000000a", "retail-deploy"),
+        team_approval(load_event, telco, "00000000-0000-0000-0000-00000000000b", "telco-deploy"),
+    ]
+
+    results = org.replay(events)
+
+    assert [r.outcome for r in results] == ["succeeded", "succeeded"], [r.error for r in results]
+    sagemaker = org.session().client("sagemaker")
+    groups = central_groups(org)
+    assert len(groups) == 2 and all(len(name) <= 63 for name in groups)
+    for team_group, pipeline, event in (
+        (retail, "retail-deploy", events[0]),
+        (telco, "telco-deploy", events[1]),
+    ):
+        central_group = central_group_name(TEAM, team_group)
+        group_arn = sagemaker.describe_model_package_group(ModelPackageGroupName=central_group)[
+            "ModelPackageGroupArn"
+        ]
+        tags = {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=group_arn)["Tags"]}
+        assert tags["governance:source-group"] == team_group
+        assert tags["governance:deployment-pipeline"] == pipeline
+        [central] = replicas(org, event["detail"]["ModelPackageArn"], central_group)
+        card = card_content(org, model_card_name(central_group, 1))
+        assert card["model_package_details"]["model_package_arn"] == central["ModelPackageArn"]
+    assert len(cards(org)) == 2
+
+
+def test_a_central_group_holding_another_team_groups_replicas_is_refused(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(APPROVED)
+    sagemaker = org.session().client("sagemaker")
+    sagemaker.create_model_package_group(
+        ModelPackageGroupName=GROUP,
+        Tags=[
+            {"Key": "governance:source-account", "Value": TEAM},
+            {"Key": "governance:source-group", "Value": "churn-prediction-v2"},
+            {"Key": "governance:deployment-pipeline", "Value": "churn-v2-deploy"},
+        ],
+    )
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "failed"
+    assert result.error is not None and "\n" not in result.error
+    assert f"central group {GROUP} holds the replicas of churn-prediction-v2" in result.error
+    assert sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"] == []
+    assert cards(org) == []
+    [failure] = [e for e in org.ledger(event["id"]) if e.status == "failed"]
+    assert failure.action == "replicate_model" and failure.detail["error_type"] == "CentralGroupConflict"
+    [notice] = org.notifications("ml-governance")
+    assert notice.subject.startswith("[FAILED] model-promotion") and notice.attributes["severity"] == "HIGH"
+    state = org.session().resource("dynamodb").Table(org.physical_id("StateTable"))
+    claim = state.get_item(
+        Key={"pk": f"model-replica#{event['detail']['ModelPackageArn']}", "sk": "central-version"}
+    )
+    assert "Item" not in claim, "the failed execution gave its claim up"
+
+
+def test_central_groups_whose_card_names_must_be_cut_get_a_card_each(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    # The central groups fit (62 characters) but `-v1` does not: a plain cut gave both versions one card.
+    base = "fraud-detection-gradient-boosted-trees-card-tx-"
+    events = [
+        team_approval(load_event, base + "uk", "00000000-0000-0000-0000-0000000000c1"),
+        team_approval(load_event, base + "us", "00000000-0000-0000-0000-0000000000c2"),
+    ]
+
+    results = org.replay(events)
+
+    assert [r.outcome for r in results] == ["succeeded", "succeeded"], [r.error for r in results]
+    documented = {
+        name: card_content(org, name)["model_package_details"]["model_package_arn"] for name in cards(org)
+    }
+    assert sorted(documented.values()) == sorted(
+        replica["ModelPackageArn"]
+        for event in events
+        for replica in replicas(
+            org,
+            event["detail"]["ModelPackageArn"],
+            central_group_name(TEAM, event["detail"]["ModelPackageGroupName"]),
+        )
+    )
+    assert len(documented) == 2 and all(len(name) <= 63 and name.endswith("-v1") for name in documented)

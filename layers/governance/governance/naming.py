@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _MAX_NAME = 63  # SageMaker group and card names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+# Hex digits of the digest a shortened name ends with: 2**32 names per prefix before two are likely to meet.
+_DIGEST_CHARS = 8
 
 
 def _sagemaker_name(raw: str) -> str:
-    cleaned = re.sub(r"[^a-zA-Z0-9-]+", "-", raw).strip("-")
-    return cleaned[:_MAX_NAME].rstrip("-")
+    return re.sub(r"[^a-zA-Z0-9-]+", "-", raw).strip("-")
+
+
+def _fitted(name: str, identity: str, limit: int = _MAX_NAME) -> str:
+    """`name` as it is when it fits; else a prefix of it and a digest of `identity`, so two names that differ
+    only in the part cut off stay two names (a plain cut would make them one)."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:_DIGEST_CHARS]
+    return f"{name[: limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def central_group_name(source_account: str, source_group: str) -> str:
-    """`210987654321-churn-prediction`: one central group per source group and account."""
-    return _sagemaker_name(f"{source_account}-{source_group}")
+    """`210987654321-churn-prediction`: one central group per source group and account. A name longer than
+    SageMaker allows keeps its first 54 characters and ends with a digest of `<account>/<group>`."""
+    return _fitted(_sagemaker_name(f"{source_account}-{source_group}"), f"{source_account}/{source_group}")
 
 
 def model_card_name(central_group: str, central_version: int) -> str:
-    """`210987654321-churn-prediction-v1`: one card per central model version."""
+    """`210987654321-churn-prediction-v1`: one card per central model version. When the group's name leaves
+    no room for `-v<N>`, it is shortened the same way, with a digest of the whole group name."""
     suffix = f"-v{central_version}"
-    return _sagemaker_name(central_group)[: _MAX_NAME - len(suffix)].rstrip("-") + suffix
+    group = _sagemaker_name(central_group)
+    return _fitted(group, central_group, _MAX_NAME - len(suffix)) + suffix

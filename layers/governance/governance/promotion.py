@@ -72,6 +72,10 @@ class ReplicaIndexConflict(RuntimeError):
     """The replica index changed under this execution: another one took over its expired claim."""
 
 
+class CentralGroupConflict(ValueError):
+    """The central group this version's name leads to holds the replicas of another source group."""
+
+
 # ------------------------------------------------------------------------------------ the source
 
 
@@ -580,12 +584,31 @@ def ensure_central_group(source: SourceVersion, central_group: str) -> str:
                 raise
             described = sagemaker.describe_model_package_group(ModelPackageGroupName=central_group)
     group_arn = str(described["ModelPackageGroupArn"])
-    present = {tag["Key"] for tag in sagemaker.list_tags(ResourceArn=group_arn).get("Tags", [])}
+    present_tags = {
+        str(tag["Key"]): str(tag.get("Value", ""))
+        for tag in sagemaker.list_tags(ResourceArn=group_arn).get("Tags", [])
+    }
+    _refuse_a_group_of_another_source(central_group, present_tags, source)
+    present = set(present_tags)
     # Only missing tags are added: a platform owner may have changed the pipeline tag on purpose.
     missing = [{"Key": key, "Value": value} for key, value in tags.items() if key not in present]
     if missing:
         sagemaker.add_tags(ResourceArn=group_arn, Tags=missing)
     return group_arn
+
+
+def _refuse_a_group_of_another_source(
+    central_group: str, tags: dict[str, str], source: SourceVersion
+) -> None:
+    """A central group's tags say whose replicas it holds, and its deployment pipeline is that team's: a
+    version of another source group must never be registered (and so deployed) there."""
+    # A tag that is missing or empty says nothing (a group made by hand): the promotion adds it below.
+    owner = (tags.get(TAG_SOURCE_ACCOUNT) or source.account, tags.get(TAG_SOURCE_GROUP) or source.group)
+    if owner != (source.account, source.group):
+        raise CentralGroupConflict(
+            f"central group {central_group} holds the replicas of {owner[1]} from account {owner[0]}, "
+            f"not of {source.group} from account {source.account}; {source.arn} was not registered"
+        )
 
 
 def _rewritten(description: dict[str, Any], copies: dict[str, str]) -> dict[str, Any]:
