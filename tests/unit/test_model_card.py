@@ -14,6 +14,7 @@ import pytest
 
 from governance import model_card, promotion
 from governance.ledger import entries_for_event
+from governance.naming import central_group_name, model_card_name
 from tests.unit.test_promotion import BUCKET, TEAM, Backbone, provision_backbone, seeded_source
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "model_card.schema.json").read_text())
@@ -251,3 +252,34 @@ def test_ensure_card_writes_one_for_a_version_that_arrived_another_way(central: 
 
     assert first["change"] == "created" and second["change"] == "unchanged"
     assert versions(first["name"]) == [1]
+
+
+def test_names_that_fit_are_kept_and_cut_names_stay_apart() -> None:
+    assert central_group_name(TEAM, "churn-prediction") == f"{TEAM}-churn-prediction"
+    assert model_card_name(f"{TEAM}-churn-prediction", 3) == f"{TEAM}-churn-prediction-v3"
+    long_groups = [central_group_name(TEAM, "x" * 60 + suffix) for suffix in ("a", "b")]
+    assert len(set(long_groups)) == 2 and all(len(name) == 63 for name in long_groups)
+    assert central_group_name(TEAM, "x" * 60 + "a") == long_groups[0], "the same group, the same name"
+    cards = [model_card_name(f"{TEAM}-{'y' * 48}{suffix}", 12) for suffix in ("a", "b")]
+    assert len(set(cards)) == 2 and all(len(name) <= 63 and name.endswith("-v12") for name in cards)
+
+
+def test_a_card_of_another_version_by_the_same_name_is_left_alone_and_refused(
+    central: dict[str, Any],
+) -> None:
+    written = model_card.write_model_card(central, event_id="e1", flow="model-promotion", account=TEAM)
+    before = card(written["name"])
+    # Another version whose card name is the same (as a plain cut of two long group names made it).
+    other = {**central, "ModelPackageArn": central["ModelPackageArn"].replace("/1", "/7")}
+
+    for write in (model_card.write_model_card, model_card.ensure_card):
+        with pytest.raises(model_card.ModelCardConflict) as refused:
+            write(other, event_id="e2", flow="model-promotion", account=TEAM)
+        assert str(refused.value) == (
+            f"model card {written['name']} documents {central['ModelPackageArn']}, "
+            f"not {other['ModelPackageArn']}; it was left as it is"
+        )
+
+    assert versions(written["name"]) == [1]
+    assert card(written["name"])["Content"] == before["Content"]
+    assert entries_for_event("e2") == []

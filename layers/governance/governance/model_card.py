@@ -32,6 +32,10 @@ _REPORT_BYTES = 1024 * 1024
 DEPLOYMENT_DETAIL_PREFIXES = ("deployment_", "decision_")
 
 
+class ModelCardConflict(ValueError):
+    """A card by this version's card name documents another model package version."""
+
+
 def _text(value: Any, limit: int = _TEXT_1K) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -347,6 +351,21 @@ def describe_card(name: str) -> dict[str, Any] | None:
         raise
 
 
+def _refuse_a_card_of_another_version(existing: dict[str, Any], description: dict[str, Any]) -> None:
+    """Two versions must never share a card: writing one's content over the other's would lose a review."""
+    wanted = str(description["ModelPackageArn"])
+    try:
+        content = json.loads(existing.get("Content") or "{}")
+    except ValueError:
+        content = {}
+    documented = str((content.get("model_package_details") or {}).get("model_package_arn") or "")
+    if documented and documented != wanted:
+        raise ModelCardConflict(
+            f"model card {existing.get('ModelCardName', '?')} documents {documented}, not {wanted}; "
+            "it was left as it is"
+        )
+
+
 def write_model_card(
     description: dict[str, Any], *, event_id: str, flow: str, account: str
 ) -> dict[str, Any]:
@@ -381,6 +400,7 @@ def write_model_card(
             if existing is None:
                 raise
     if existing is not None:
+        _refuse_a_card_of_another_version(existing, description)
         arn = str(existing["ModelCardArn"])
         current = json.loads(existing.get("Content") or "{}")
         merged = merge_promotion_content(current, fresh)
@@ -443,6 +463,7 @@ def ensure_card(description: dict[str, Any], *, event_id: str, flow: str, accoun
     """The card of a central version, written now if the version reached the registry another way."""
     existing = describe_card(card_name_of(description))
     if existing is not None:
+        _refuse_a_card_of_another_version(existing, description)
         return {
             "name": str(existing["ModelCardName"]),
             "arn": str(existing["ModelCardArn"]),
