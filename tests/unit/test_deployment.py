@@ -264,3 +264,60 @@ def test_rejecting_a_deployed_version_is_notified_as_critical(
     assert notice["severity"] == "CRITICAL" and notice["was_deployed"] is True
     assert "roll it back" in notice["subject"]
     assert card_content()["model_package_details"]["model_approval_status"] == "Rejected"
+
+
+def test_a_version_rejected_while_its_pipeline_ran_keeps_the_rejection_and_is_notified_as_critical(
+    approved: dict[str, Any], backbone: Backbone
+) -> None:
+    model_support.script_pipeline_executions(
+        GOVERNANCE, REGION, PIPELINE, final_status="Succeeded", running_checks=2
+    )
+    decision = deployment.load_decision(approved)
+    pipeline = deployment.check_pipeline(deployment.start_pipeline(decision, owner="x", event_id="event-1"))
+    assert pipeline["state"] == "running"
+    # The central approver rejects the version while the pipeline runs; the rejection's workflow records it.
+    arn = decision["version_arn"]
+    sagemaker = boto3.client("sagemaker")
+    metadata = sagemaker.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    sagemaker.update_model_package(
+        ModelPackageArn=arn,
+        ModelApprovalStatus="Rejected",
+        ApprovalDescription="opted-out customers in the training data",
+        CustomerMetadataProperties=metadata,
+    )
+    rejection = {
+        **approved,
+        "id": "event-2",
+        "detail": {**approved["detail"], "ModelApprovalStatus": "Rejected"},
+    }
+    deployment.record_rejection(deployment.load_decision(rejection), event_id="event-2")
+    while pipeline["state"] == "running":
+        pipeline = deployment.check_pipeline(pipeline)
+
+    recorded = deployment.record_deployment(decision, pipeline, event_id="event-1")
+
+    content = card_content()
+    assert content["model_package_details"]["model_approval_status"] == "Rejected"
+    assert (
+        content["model_package_details"]["approval_description"] == "opted-out customers in the training data"
+    )
+    custom = content["additional_information"]["custom_details"]
+    assert custom["decision_status"] == "Rejected"
+    assert custom["decision_reason"] == "opted-out customers in the training data"
+    assert (custom["deployment_status"], custom["deployment_execution_id"]) == (
+        "Succeeded",
+        pipeline["execution_id"],
+    )
+    notices = backbone.notifications()
+    assert [n["subject"].split("]")[0] + "]" for n in notices] == [
+        "[REJECTED DURING DEPLOYMENT]",
+        "[REJECTED AFTER DEPLOYMENT]",
+    ]
+    assert notices[-1]["severity"] == "CRITICAL" and notices[-1]["kind"] == "model-rejected-after-deployment"
+    assert (
+        "roll it back" in notices[-1]["subject"] and notices[-1]["execution_id"] == pipeline["execution_id"]
+    )
+    [entry] = [e for e in entries_for_event("event-1") if e.action == "start_pipeline"]
+    assert (entry.status, entry.detail["approval_status_at_end"]) == ("done", "Rejected")
+    assert "to be rolled back" in entry.detail["warning"]
+    assert (recorded["deployed"], recorded["approval_status"]) == (True, "Rejected")

@@ -298,17 +298,30 @@ def record_deployment(decision: dict[str, Any], pipeline: dict[str, Any], *, eve
             "model_card": decision["model_card"],
             "card_changed": False,
         }
-    card = _ensure_card_for(decision, event_id=event_id)
+    # The registry, not the approval this workflow started from, says what the version is now: it may have
+    # been rejected while the pipeline ran (the rejection's own workflow wrote that on the card already).
+    description = describe_central_version(version_arn)
+    approval_now = str(description.get("ModelApprovalStatus") or "")
+    still_approved = approval_now == "Approved"
+    card = model_card.ensure_card(
+        description, event_id=event_id, flow=FLOW, account=decision.get("source_account", "")
+    )
 
     def write(content: dict[str, Any]) -> None:
-        content.setdefault("model_package_details", {})["model_approval_status"] = "Approved"
+        if still_approved:
+            content.setdefault("model_package_details", {})["model_approval_status"] = "Approved"
+            model_card.set_custom_details(
+                content,
+                {
+                    "decision_status": "Approved",
+                    "decision_by": decision.get("decided_by"),
+                    "decision_at": decision.get("decided_at"),
+                    "decision_reason": decision.get("reason"),
+                },
+            )
         model_card.set_custom_details(
             content,
             {
-                "decision_status": "Approved",
-                "decision_by": decision.get("decided_by"),
-                "decision_at": decision.get("decided_at"),
-                "decision_reason": decision.get("reason"),
                 "deployment_pipeline": pipeline["pipeline"],
                 "deployment_execution_id": pipeline["execution_id"],
                 "deployment_status": status,
@@ -334,6 +347,12 @@ def record_deployment(decision: dict[str, Any], pipeline: dict[str, Any], *, eve
                 "final_status": status,
                 "summary": pipeline.get("summary", ""),
                 "model_card": card["name"],
+                "approval_status_at_end": approval_now,
+                **(
+                    {"warning": f"deployed while {approval_now or 'not approved'}: to be rolled back"}
+                    if succeeded and not still_approved
+                    else {}
+                ),
                 # A failed action says why in one line (govern replay reports it as the event's error).
                 **(
                     {}
@@ -346,10 +365,24 @@ def record_deployment(decision: dict[str, Any], pipeline: dict[str, Any], *, eve
             },
         )
     )
-    verb = "Deployed" if succeeded else f"[DEPLOYMENT {status.upper() or 'UNKNOWN'}]"
+    name = f"{decision['group']} v{decision['version']}"
+    severity: Severity = "INFO" if succeeded else "HIGH"
+    kind = "model-deployed" if succeeded else "model-deployment-failed"
+    headline = (
+        f"Deployed {name} through {pipeline['pipeline']}"
+        if succeeded
+        else f"[DEPLOYMENT {status.upper() or 'UNKNOWN'}] {name} through {pipeline['pipeline']}"
+    )
+    if succeeded and not still_approved:
+        # Deployed, but no longer approved: someone has to roll it back; the backbone does not undeploy.
+        severity, kind = "CRITICAL", "model-rejected-after-deployment"
+        headline = (
+            f"[REJECTED AFTER DEPLOYMENT] {name} was deployed through {pipeline['pipeline']} while "
+            f"{approval_now or 'not approved'} in the central registry: roll it back"
+        )
     notify(
         "ml-governance",
-        f"{verb} {decision['group']} v{decision['version']} through {pipeline['pipeline']}",
+        headline,
         {
             "model_package_arn": version_arn,
             "pipeline": pipeline["pipeline"],
@@ -358,16 +391,19 @@ def record_deployment(decision: dict[str, Any], pipeline: dict[str, Any], *, eve
             "summary": pipeline.get("summary", ""),
             "model_card": card["name"],
             "owner": decision.get("owner", ""),
+            "approval_status": approval_now,
+            "reason": str(description.get("ApprovalDescription") or ""),
         },
-        severity="INFO" if succeeded else "HIGH",
+        severity=severity,
         account=decision.get("source_account", ""),
-        kind="model-deployed" if succeeded else "model-deployment-failed",
+        kind=kind,
         event_id=event_id,
         flow=FLOW,
     )
     return {
         "deployed": succeeded,
         "status": status,
+        "approval_status": approval_now,
         "model_card": card["name"],
         "card_changed": updated["changed"],
     }
