@@ -260,3 +260,37 @@ def test_govern_replay_json_reports_every_model_action_as_the_contract_says(
         assert action["status"] == "done" and action["verified"] is True
     [start] = [action for action in actions if action["type"] == "start_pipeline"]
     assert start["detail"]["model_package_arn"].endswith(f"model-package/{GROUP}/1")
+
+
+def test_a_team_approval_delivered_again_after_deployment_keeps_the_reviewed_card(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    team_approval, central_approval = load_event("model-approved-in-team-account"), load_event(APPROVED)
+    card = f"{GROUP}-v1"
+    sagemaker = org.session().client("sagemaker")
+    [promoted] = org.replay([team_approval])
+    assert promoted.outcome == "succeeded"
+    # The model risk reviewer approves the card; then the version is approved centrally and deployed.
+    sagemaker.update_model_card(
+        ModelCardName=card,
+        Content=sagemaker.describe_model_card(ModelCardName=card)["Content"],
+        ModelCardStatus="Approved",
+    )
+    [deployed] = org.replay([central_approval])
+    assert deployed.outcome == "succeeded"
+    reviewed = sagemaker.describe_model_card(ModelCardName=card)
+    # SageMaker sends the team's state change again (a new event id for the same approval).
+    again = {**team_approval, "id": "f9a5c773-02df-52dd-b27c-d2208da81099"}
+
+    [redelivered] = org.replay([again], seed=False)
+
+    assert redelivered.outcome == "succeeded", redelivered.error
+    described = sagemaker.describe_model_card(ModelCardName=card)
+    assert described["ModelCardStatus"] == "Approved"
+    assert described["ModelCardVersion"] == reviewed["ModelCardVersion"]
+    assert described["Content"] == reviewed["Content"]
+    assert json.loads(described["Content"])["model_package_details"]["model_approval_status"] == "Approved"
+    assert [(a.type, a.status, a.verified) for a in redelivered.actions] == [
+        ("replicate_model", "skipped", True),
+        ("write_model_card", "skipped", True),
+    ]

@@ -283,3 +283,41 @@ def test_a_card_of_another_version_by_the_same_name_is_left_alone_and_refused(
     assert versions(written["name"]) == [1]
     assert card(written["name"])["Content"] == before["Content"]
     assert entries_for_event("e2") == []
+
+
+def test_new_content_for_an_archived_card_is_left_out_with_a_note_not_a_failure(
+    central: dict[str, Any],
+) -> None:
+    name = model_card.write_model_card(central, event_id="e1", flow="model-promotion", account=TEAM)["name"]
+    boto3.client("sagemaker").update_model_card(
+        ModelCardName=name, Content=card(name)["Content"], ModelCardStatus="Archived"
+    )
+    archived = card(name)
+    changed = {
+        **central,
+        "CustomerMetadataProperties": {**central["CustomerMetadataProperties"], "risk-rating": "high"},
+    }
+
+    written = model_card.write_model_card(changed, event_id="e2", flow="model-promotion", account=TEAM)
+
+    assert written["change"] == "archived"
+    assert versions(name) == [1, 2]
+    assert (card(name)["ModelCardStatus"], card(name)["Content"]) == ("Archived", archived["Content"])
+    [entry] = entries_for_event("e2")
+    assert (entry.action, entry.status) == ("write_model_card", "skipped")
+    assert entry.detail["note"] == model_card.ARCHIVED_NOTE
+
+
+def test_the_central_decision_on_the_registry_is_not_new_promotion_content(central: dict[str, Any]) -> None:
+    name = model_card.write_model_card(central, event_id="e1", flow="model-promotion", account=TEAM)["name"]
+    boto3.client("sagemaker").update_model_card(
+        ModelCardName=name, Content=card(name)["Content"], ModelCardStatus="Approved"
+    )
+    decided = {**central, "ModelApprovalStatus": "Approved", "ApprovalDescription": "board change MLG-118"}
+
+    again = model_card.write_model_card(decided, event_id="e2", flow="model-promotion", account=TEAM)
+
+    assert again["change"] == "unchanged"
+    assert versions(name) == [1, 2]
+    assert card(name)["ModelCardStatus"] == "Approved"
+    assert "approval_description" not in json.loads(card(name)["Content"])["model_package_details"]

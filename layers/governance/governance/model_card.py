@@ -30,6 +30,10 @@ _REPORT_BYTES = 1024 * 1024
 
 # custom_details keys written by the deployment flow; a re-run of the promotion keeps them.
 DEPLOYMENT_DETAIL_PREFIXES = ("deployment_", "decision_")
+# model_package_details fields the deployment flow writes (the central decision), kept from the card.
+DECISION_PACKAGE_FIELDS = ("model_approval_status", "approval_description")
+CARD_STATUS_ARCHIVED = "Archived"
+ARCHIVED_NOTE = "the card is Archived: SageMaker takes no update; the new content was not written"
 
 
 class ModelCardConflict(ValueError):
@@ -325,10 +329,15 @@ def merge_promotion_content(existing: dict[str, Any], fresh: dict[str, Any]) -> 
         if key.startswith(DEPLOYMENT_DETAIL_PREFIXES)
     }
     merged.setdefault("additional_information", {}).setdefault("custom_details", {}).update(kept)
+    # The central decision is the deployment flow's to write: the registry's current approval (which a
+    # redelivered team event reads again) is never new promotion content, whether the card holds it or not.
     old_package = existing.get("model_package_details") or {}
-    for key in ("model_approval_status", "approval_description"):
+    package = merged.setdefault("model_package_details", {})
+    for key in DECISION_PACKAGE_FIELDS:
         if key in old_package:
-            merged.setdefault("model_package_details", {})[key] = old_package[key]
+            package[key] = old_package[key]
+        else:
+            package.pop(key, None)
     return merged
 
 
@@ -369,9 +378,10 @@ def _refuse_a_card_of_another_version(existing: dict[str, Any], description: dic
 def write_model_card(
     description: dict[str, Any], *, event_id: str, flow: str, account: str
 ) -> dict[str, Any]:
-    """Create the card of a central version (PendingReview), or update it when its content changed; a
-    re-run with nothing new is ledgered `skipped`. Returns name, ARN and the change (created, updated,
-    unchanged)."""
+    """Create the card of a central version (PendingReview), or update it when the promotion's own content
+    changed (which needs a new review); a re-run with nothing new keeps the card and its review status and
+    is ledgered `skipped`, as is new content for an Archived card. Returns name, ARN and the change
+    (created, updated, unchanged, archived)."""
     name = card_name_of(description)
     fresh = build_card_content(description)
     sagemaker = _governance_sagemaker()
@@ -406,6 +416,9 @@ def write_model_card(
         merged = merge_promotion_content(current, fresh)
         if merged == current:
             change = "unchanged"
+        elif existing.get("ModelCardStatus") == CARD_STATUS_ARCHIVED:
+            # SageMaker takes no update of an archived card; whoever archived it meant it to stay as it is.
+            change = "archived"
         else:
             change = "updated"
             sagemaker.update_model_card(
@@ -418,7 +431,7 @@ def write_model_card(
         LedgerEntry(
             event_id=event_id,
             action="write_model_card",
-            status="skipped" if change == "unchanged" else "done",
+            status="skipped" if change in ("unchanged", "archived") else "done",
             target=arn,
             flow=flow,
             account=account,
@@ -426,6 +439,7 @@ def write_model_card(
                 "model_card": name,
                 "change": change,
                 "model_package_arn": str(description["ModelPackageArn"]),
+                **({"note": ARCHIVED_NOTE} if change == "archived" else {}),
             },
         )
     )
