@@ -425,3 +425,86 @@ def test_central_groups_whose_card_names_must_be_cut_get_a_card_each(
         )
     )
     assert len(documented) == 2 and all(len(name) <= 63 and name.endswith("-v1") for name in documented)
+
+
+def test_additional_model_data_is_copied_and_the_central_version_points_only_at_the_copies(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(APPROVED)
+    team_bucket = f"sagemaker-us-east-1-{TEAM}"
+    [container] = event["detail"]["InferenceSpecification"]["Containers"]
+    container["AdditionalS3DataSource"] = {
+        "S3DataType": "S3Object",
+        "S3Uri": f"s3://{team_bucket}/churn-prediction/model-3/tokenizer.tar.gz",
+        "CompressionType": "Gzip",
+    }
+    container["AdditionalModelDataSources"] = [
+        {
+            "ChannelName": "adapter",
+            "S3DataSource": {
+                "S3Uri": f"s3://{team_bucket}/churn-prediction/model-3/adapter.safetensors",
+                "S3DataType": "S3Object",
+                "CompressionType": "None",
+            },
+        }
+    ]
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    [central] = replicas(org, event["detail"]["ModelPackageArn"])
+    bucket = org.physical_id("CentralArtifactBucket")
+    [copied] = central["InferenceSpecification"]["Containers"]
+    assert (
+        copied["AdditionalS3DataSource"]["S3Uri"]
+        == f"s3://{bucket}/{TEAM}/churn-prediction/3/tokenizer.tar.gz"
+    )
+    assert copied["AdditionalModelDataSources"][0]["S3DataSource"]["S3Uri"] == (
+        f"s3://{bucket}/{TEAM}/churn-prediction/3/adapter.safetensors"
+    )
+    assert team_bucket not in json.dumps(central["InferenceSpecification"])
+    assert sorted(central_objects(org, f"{TEAM}/churn-prediction/3/")) == [
+        f"{TEAM}/churn-prediction/3/{name}"
+        for name in ("adapter.safetensors", "evaluation.json", "model.tar.gz", "tokenizer.tar.gz")
+    ]
+    [replicated] = [a for a in result.actions if a.type == "replicate_model"]
+    assert (replicated.status, replicated.verified) == ("done", True)
+
+
+def test_additional_model_data_under_a_prefix_fails_naming_it_and_registers_nothing(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event(APPROVED)
+    org.seed(event)
+    # Version 4 of the team group loads an adapter from a prefix (many objects), as LoRA adapters often do.
+    team_sagemaker = org.session(TEAM).client("sagemaker")
+    described = team_sagemaker.describe_model_package(ModelPackageName=event["detail"]["ModelPackageArn"])
+    [container] = described["InferenceSpecification"]["Containers"]
+    adapter = {
+        "S3Uri": f"s3://sagemaker-us-east-1-{TEAM}/churn/adapter/",
+        "S3DataType": "S3Prefix",
+        "CompressionType": "None",
+    }
+    container["AdditionalModelDataSources"] = [{"ChannelName": "adapter", "S3DataSource": adapter}]
+    arn = team_sagemaker.create_model_package(
+        ModelPackageGroupName="churn-prediction",
+        ModelApprovalStatus="Approved",
+        InferenceSpecification=described["InferenceSpecification"],
+        ModelMetrics=described["ModelMetrics"],
+        CustomerMetadataProperties=described["CustomerMetadataProperties"],
+    )["ModelPackageArn"]
+    assert arn.endswith("/4")
+    event["detail"].update(ModelPackageArn=arn, ModelPackageVersion=4)
+    event["resources"] = [arn]
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "failed"
+    assert result.error is not None and "\n" not in result.error
+    assert "InferenceSpecification.Containers[0].AdditionalModelDataSources[0].S3DataSource" in result.error
+    assert "S3Prefix" in result.error
+    [failure] = [e for e in org.ledger(event["id"]) if e.status == "failed"]
+    assert failure.action == "replicate_model" and failure.detail["error_type"] == "UnsupportedArtifact"
+    [notice] = org.notifications("ml-governance")
+    assert notice.subject.startswith("[FAILED] model-promotion")
+    assert replicas(org, arn) == [] and central_objects(org) == {}

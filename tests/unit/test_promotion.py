@@ -598,3 +598,37 @@ def test_a_notice_that_could_not_be_sent_is_sent_by_the_retry(
 
     assert retried["notified"] is True
     assert len(backbone.notifications()) == 1
+
+
+def test_additional_data_sources_are_planned_and_a_prefix_or_manifest_is_refused(backbone: Backbone) -> None:
+    _, source = seeded_source(backbone)
+    description = json.loads(json.dumps(source.description))
+    [container] = description["InferenceSpecification"]["Containers"]
+    container["AdditionalS3DataSource"] = {"S3DataType": "S3Object", "S3Uri": "s3://team/x/tokenizer.tar.gz"}
+    container["AdditionalModelDataSources"] = [
+        {
+            "ChannelName": "adapter",
+            "S3DataSource": {"S3DataType": "S3Object", "S3Uri": "s3://team/x/adapter.bin"},
+        }
+    ]
+
+    planned = promotion.plan_artifact_copies(
+        SourceVersion(**{**source.to_payload(), "description": description})
+    )
+
+    assert [(p.path, p.copy_uri.rsplit("/", 1)[-1]) for p in planned][1:3] == [
+        ("InferenceSpecification.Containers[0].AdditionalS3DataSource.S3Uri", "tokenizer.tar.gz"),
+        (
+            "InferenceSpecification.Containers[0].AdditionalModelDataSources[0].S3DataSource.S3Uri",
+            "adapter.bin",
+        ),
+    ]
+    for refused, match in (
+        ({"S3DataType": "S3Prefix", "S3Uri": "s3://team/x/adapter/"}, "S3DataType S3Prefix"),
+        ({"S3DataType": "S3Object", "S3Uri": "s3://team/x/a", "ManifestS3Uri": "s3://team/m"}, "a manifest"),
+    ):
+        container["AdditionalModelDataSources"][0]["S3DataSource"] = refused
+        with pytest.raises(promotion.UnsupportedArtifact, match=match):
+            promotion.plan_artifact_copies(
+                SourceVersion(**{**source.to_payload(), "description": description})
+            )

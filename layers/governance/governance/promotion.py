@@ -287,24 +287,43 @@ def _split_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def _single_object(path: str, source: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The S3 URI of an `S3DataSource`-like block that names one object; a prefix (many objects) or a
+    manifest is refused, since the copy would have to follow it."""
+    data_type = str(source.get("S3DataType") or "S3Object")
+    if data_type != "S3Object" or source.get("ManifestS3Uri"):
+        kind = "a manifest" if source.get("ManifestS3Uri") else f"S3DataType {data_type}"
+        raise UnsupportedArtifact(f"{path} ({kind}: more than one object) is not copied yet")
+    if source.get("S3Uri"):
+        yield f"{path}.S3Uri", str(source["S3Uri"])
+
+
+def _container_artifacts(where: str, container: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every S3 object a ModelPackageContainerDefinition points at: the model data and the additional data
+    sources (a tokenizer, an adapter) that SageMaker loads beside it."""
+    if container.get("ModelDataUrl"):
+        yield f"{where}.ModelDataUrl", str(container["ModelDataUrl"])
+    if container.get("ModelDataSource"):
+        raise UnsupportedArtifact(f"{where}.ModelDataSource (uncompressed model data) is not copied yet")
+    if container.get("AdditionalS3DataSource"):
+        yield from _single_object(f"{where}.AdditionalS3DataSource", container["AdditionalS3DataSource"])
+    for index, extra in enumerate(container.get("AdditionalModelDataSources") or []):
+        yield from _single_object(
+            f"{where}.AdditionalModelDataSources[{index}].S3DataSource", extra.get("S3DataSource") or {}
+        )
+
+
 def referenced_artifacts(description: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(path, S3 URI) of every artifact the version references, in a stable order."""
-    for spec_name in ("InferenceSpecification",):
-        for index, container in enumerate((description.get(spec_name) or {}).get("Containers") or []):
-            if container.get("ModelDataUrl"):
-                yield f"{spec_name}.Containers[{index}].ModelDataUrl", str(container["ModelDataUrl"])
-            if container.get("ModelDataSource"):
-                raise UnsupportedArtifact(
-                    f"{spec_name}.Containers[{index}].ModelDataSource (uncompressed model data) "
-                    "is not copied yet"
-                )
+    for index, container in enumerate(
+        (description.get("InferenceSpecification") or {}).get("Containers") or []
+    ):
+        yield from _container_artifacts(f"InferenceSpecification.Containers[{index}]", container)
     for spec_index, spec in enumerate(description.get("AdditionalInferenceSpecifications") or []):
         for index, container in enumerate(spec.get("Containers") or []):
-            if container.get("ModelDataUrl"):
-                yield (
-                    f"AdditionalInferenceSpecifications[{spec_index}].Containers[{index}].ModelDataUrl",
-                    str(container["ModelDataUrl"]),
-                )
+            yield from _container_artifacts(
+                f"AdditionalInferenceSpecifications[{spec_index}].Containers[{index}]", container
+            )
     for block in ("ModelMetrics", "DriftCheckBaselines"):
         for section, sources in sorted((description.get(block) or {}).items()):
             for name, source in sorted((sources or {}).items()):
@@ -611,6 +630,10 @@ def _refuse_a_group_of_another_source(
         )
 
 
+def _without(block: dict[str, Any], key: str) -> dict[str, Any]:
+    return {name: value for name, value in block.items() if name != key}
+
+
 def _rewritten(description: dict[str, Any], copies: dict[str, str]) -> dict[str, Any]:
     """The parts of the source description the central version takes, with S3 URIs pointing at the copies."""
 
@@ -623,21 +646,29 @@ def _rewritten(description: dict[str, Any], copies: dict[str, str]) -> dict[str,
             return copies[value]
         return value
 
+    def without_source_etags(spec: dict[str, Any]) -> dict[str, Any]:
+        # ETags describe the source objects; each copy is verified by its own metadata instead.
+        containers = []
+        for container in spec.get("Containers", []):
+            kept = {key: value for key, value in container.items() if key != "ModelDataETag"}
+            if kept.get("AdditionalS3DataSource"):
+                kept["AdditionalS3DataSource"] = _without(kept["AdditionalS3DataSource"], "ETag")
+            if kept.get("AdditionalModelDataSources"):
+                kept["AdditionalModelDataSources"] = [
+                    {**extra, "S3DataSource": _without(extra.get("S3DataSource") or {}, "ETag")}
+                    for extra in kept["AdditionalModelDataSources"]
+                ]
+            containers.append(kept)
+        return {**spec, "Containers": containers}
+
     taken: dict[str, Any] = {}
-    spec = dict(description.get("InferenceSpecification") or {})
-    if spec:
-        # ModelDataETag describes the source object; the copy is verified by its own metadata instead.
-        spec["Containers"] = [
-            {key: value for key, value in container.items() if key != "ModelDataETag"}
-            for container in spec.get("Containers", [])
+    if description.get("InferenceSpecification"):
+        taken["InferenceSpecification"] = swap(without_source_etags(description["InferenceSpecification"]))
+    if description.get("AdditionalInferenceSpecifications"):
+        taken["AdditionalInferenceSpecifications"] = [
+            swap(without_source_etags(spec)) for spec in description["AdditionalInferenceSpecifications"]
         ]
-        taken["InferenceSpecification"] = swap(spec)
-    for key in (
-        "ModelMetrics",
-        "DriftCheckBaselines",
-        "AdditionalInferenceSpecifications",
-        "SamplePayloadUrl",
-    ):
+    for key in ("ModelMetrics", "DriftCheckBaselines", "SamplePayloadUrl"):
         if description.get(key):
             taken[key] = swap(description[key])
     for key in ("MetadataProperties", "Domain", "Task"):
