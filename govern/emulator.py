@@ -983,6 +983,7 @@ class Organization:
         self._parse_each_definition_once(stack)
         self._check_retention_without_scanning(stack)
         self._write_atomically(stack)
+        stack.enter_context(model_cards_updated_as_sagemaker_does())
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
         # moto does not implement TestEventPattern; its pattern engine (the one routing here) answers it.
         stack.enter_context(_patched(EventsHandler, "test_event_pattern", test_event_pattern))
@@ -1393,6 +1394,32 @@ def _notification_from(topic_arn: str, envelope: dict[str, Any]) -> Notification
         },
         message_id=envelope.get("MessageId", ""),
     )
+
+
+def model_cards_updated_as_sagemaker_does() -> contextlib.AbstractContextManager[None]:
+    """SageMaker's UpdateModelCard "cannot update both model card content and model card status in a
+    single call" (API reference), and what a call leaves out stays as it was. moto takes both at once and
+    blanks what is left out, so a card update that real SageMaker refuses passed offline. The emulated
+    organization applies this; so can a test on plain moto."""
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    original = SageMakerModelBackend.update_model_card
+
+    def update_model_card(
+        self: SageMakerModelBackend, model_card_name: str, content: str | None, model_card_status: str | None
+    ) -> str:
+        if content is not None and model_card_status is not None:
+            raise ValidationError(
+                "You cannot update both model card content and model card status in a single call."
+            )
+        if versions := self.model_cards.get(model_card_name):
+            latest = versions[-1]
+            content = latest.content if content is None else content
+            model_card_status = latest.model_card_status if model_card_status is None else model_card_status
+        return original(self, model_card_name, content, model_card_status)  # type: ignore[arg-type]
+
+    return _patched(SageMakerModelBackend, "update_model_card", update_model_card)
 
 
 @contextlib.contextmanager

@@ -271,11 +271,7 @@ def test_a_team_approval_delivered_again_after_deployment_keeps_the_reviewed_car
     [promoted] = org.replay([team_approval])
     assert promoted.outcome == "succeeded"
     # The model risk reviewer approves the card; then the version is approved centrally and deployed.
-    sagemaker.update_model_card(
-        ModelCardName=card,
-        Content=sagemaker.describe_model_card(ModelCardName=card)["Content"],
-        ModelCardStatus="Approved",
-    )
+    sagemaker.update_model_card(ModelCardName=card, ModelCardStatus="Approved")
     [deployed] = org.replay([central_approval])
     assert deployed.outcome == "succeeded"
     reviewed = sagemaker.describe_model_card(ModelCardName=card)

@@ -232,9 +232,7 @@ def test_a_card_created_concurrently_is_compared_not_duplicated(
 
 def test_a_card_update_keeps_the_review_status(central: dict[str, Any]) -> None:
     name = model_card.write_model_card(central, event_id="e", flow="model-promotion", account=TEAM)["name"]
-    boto3.client("sagemaker").update_model_card(
-        ModelCardName=name, Content=card(name)["Content"], ModelCardStatus="Approved"
-    )
+    boto3.client("sagemaker").update_model_card(ModelCardName=name, ModelCardStatus="Approved")
 
     result = model_card.update_card_content(
         name, lambda c: model_card.set_custom_details(c, {"deployment_status": "x"})
@@ -289,9 +287,7 @@ def test_new_content_for_an_archived_card_is_left_out_with_a_note_not_a_failure(
     central: dict[str, Any],
 ) -> None:
     name = model_card.write_model_card(central, event_id="e1", flow="model-promotion", account=TEAM)["name"]
-    boto3.client("sagemaker").update_model_card(
-        ModelCardName=name, Content=card(name)["Content"], ModelCardStatus="Archived"
-    )
+    boto3.client("sagemaker").update_model_card(ModelCardName=name, ModelCardStatus="Archived")
     archived = card(name)
     changed = {
         **central,
@@ -310,9 +306,7 @@ def test_new_content_for_an_archived_card_is_left_out_with_a_note_not_a_failure(
 
 def test_the_central_decision_on_the_registry_is_not_new_promotion_content(central: dict[str, Any]) -> None:
     name = model_card.write_model_card(central, event_id="e1", flow="model-promotion", account=TEAM)["name"]
-    boto3.client("sagemaker").update_model_card(
-        ModelCardName=name, Content=card(name)["Content"], ModelCardStatus="Approved"
-    )
+    boto3.client("sagemaker").update_model_card(ModelCardName=name, ModelCardStatus="Approved")
     decided = {**central, "ModelApprovalStatus": "Approved", "ApprovalDescription": "board change MLG-118"}
 
     again = model_card.write_model_card(decided, event_id="e2", flow="model-promotion", account=TEAM)

@@ -14,7 +14,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.client import BaseClient
 from moto import mock_aws
 
-from govern.emulator import RUNTIME_ENVIRONMENT
+from govern.emulator import RUNTIME_ENVIRONMENT, model_cards_updated_as_sagemaker_does
 from govern.flows import models as model_support
 from governance import promotion, sessions
 from governance.ledger import entries_for_event
@@ -71,7 +71,7 @@ def provision_backbone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backbone]:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MOTO_ACCOUNT_ID", raising=False)
-    with mock_aws():
+    with mock_aws(), model_cards_updated_as_sagemaker_does():
         credentials = boto3.client("sts").assume_role(
             RoleArn=f"arn:aws:iam::{GOVERNANCE}:role/backbone", RoleSessionName="unit-tests"
         )["Credentials"]

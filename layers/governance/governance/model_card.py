@@ -421,12 +421,11 @@ def write_model_card(
             change = "archived"
         else:
             change = "updated"
-            sagemaker.update_model_card(
-                ModelCardName=name,
-                Content=json.dumps(merged, sort_keys=True),
-                # Content the promotion changed needs a new review.
-                ModelCardStatus=CARD_STATUS_PENDING_REVIEW,
-            )
+            sagemaker.update_model_card(ModelCardName=name, Content=json.dumps(merged, sort_keys=True))
+            # Content the promotion changed needs a new review. SageMaker takes the content and the status
+            # in two calls: it refuses an UpdateModelCard that carries both.
+            if existing.get("ModelCardStatus") != CARD_STATUS_PENDING_REVIEW:
+                sagemaker.update_model_card(ModelCardName=name, ModelCardStatus=CARD_STATUS_PENDING_REVIEW)
     record(
         LedgerEntry(
             event_id=event_id,
@@ -457,10 +456,9 @@ def update_card_content(name: str, change: Callable[[dict[str, Any]], None]) -> 
     change(updated)
     changed = updated != current
     if changed:
+        # Content only: the status stays as it is (SageMaker refuses a call that updates both).
         _governance_sagemaker().update_model_card(
-            ModelCardName=name,
-            Content=json.dumps(_fit(updated), sort_keys=True),
-            ModelCardStatus=str(existing.get("ModelCardStatus") or CARD_STATUS_PENDING_REVIEW),
+            ModelCardName=name, Content=json.dumps(_fit(updated), sort_keys=True)
         )
     return {"name": name, "arn": str(existing["ModelCardArn"]), "changed": changed}
 
