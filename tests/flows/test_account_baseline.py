@@ -16,6 +16,7 @@ from govern.faults import access_denied, inject_api_faults, throttling
 from govern.flows.accounts import role_appears_after
 from governance.baseline import BASELINE_VERSION, ROLE_WAIT_MAX_ATTEMPTS
 from governance.forwarding import FORWARDING_DEAD_LETTER_QUEUE
+from governance.ledger import entries_for_account
 from tests.conftest import EVENTS_DIR, AwsProfile
 
 LoadEvent = Callable[[str], dict[str, Any]]
@@ -269,6 +270,41 @@ def test_a_role_that_never_appears_fails_after_the_bound_saying_what_to_check(
     assert inventory(org) == []
     assert not org.has_execution_role(NEW_ACCOUNT)
     assert account_public_access_block(org, "us-east-1") == "NoSuchPublicAccessBlockConfiguration"
+
+
+def test_a_failed_baseline_is_ledgered_and_notified_against_the_new_account(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-created")
+    fault = access_denied("ec2", "EnableEbsEncryptionByDefault")
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([event])
+
+    assert result.outcome == "failed"
+    assert fault.hits >= 1
+    # Filed under the new account, as its successful baseline would be, not under the management account
+    # the Control Tower event comes from: `govern ledger --account 333333333333` shows it.
+    [failed] = [entry for entry in org.ledger(event["id"]) if entry.status == "failed"]
+    assert (failed.action, failed.account, failed.target) == ("baseline_account", NEW_ACCOUNT, NEW_ACCOUNT)
+    assert failed.detail["account_name"] == "ml-team-churn-dev"
+    assert [(e.action, e.status) for e in entries_for_account(NEW_ACCOUNT)] == [
+        ("baseline_account", "failed"),
+        ("notify", "done"),
+    ]
+    assert entries_for_account(org.management_account) == []
+    [notice] = org.notifications("platform")
+    assert notice.attributes == {
+        "severity": "HIGH",
+        "account": NEW_ACCOUNT,
+        "kind": "account-baseline-failed",
+    }
+    assert "ml-team-churn-dev (333333333333)" in notice.subject
+    assert (notice.message["account_id"], notice.message["account_name"]) == (
+        NEW_ACCOUNT,
+        "ml-team-churn-dev",
+    )
+    assert inventory(org) == []
 
 
 def test_a_create_then_an_update_leave_one_inventory_record(org: Organization, load_event: LoadEvent) -> None:
