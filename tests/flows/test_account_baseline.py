@@ -380,6 +380,45 @@ def test_an_account_moved_out_of_the_ml_ous_is_marked_as_left_once_and_no_longer
     assert org.run_scheduled("WatchForwardingFunction")["queues"] == 1
 
 
+def later(event: dict[str, Any], day: int) -> dict[str, Any]:
+    """`event` as another lifecycle change, on 2026-11-<day>."""
+    event["id"] = f"11111111-2222-4333-8444-5555555555{day:02d}"
+    event["detail"]["eventID"] = f"aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeee{day:02d}"
+    event["time"] = event["detail"]["eventTime"] = f"2026-11-{day:02d}T10:00:00Z"
+    return event
+
+
+def test_an_account_that_left_is_not_announced_as_leaving_again_by_later_changes(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    moved = moved_to(load_event("account-updated"), "Sandbox", "ou-abcd-99999999")
+    created, left = org.replay([load_event("account-created"), moved])
+    assert (created.outcome, left.outcome) == ("succeeded", "succeeded"), (created.error, left.error)
+    [departed] = inventory(org)
+    # Later, an Account Factory update of the (no longer ML) account into another OU, then its closure.
+    again = later(moved_to(load_event("account-updated"), "Archive", "ou-abcd-88888888"), 8)
+    closed = organizations_call(load_event, "CloseAccount")
+    closed["time"] = closed["detail"]["eventTime"] = "2026-11-09T10:00:00Z"
+
+    results = org.replay([again, closed])
+
+    assert [result.outcome for result in results] == ["succeeded", "succeeded"], [r.error for r in results]
+    for result in results:
+        assert [(a.type, a.status, a.verified) for a in result.actions] == [
+            ("deregister_account", "skipped", True)
+        ]
+        assert result.actions[0].detail["inventory"] == "already-left"
+    assert kinds(org) == ["account-baselined", "account-left-ml-ous"]
+    # The departure recorded first stays as it was.
+    [item] = inventory(org)
+    assert item == departed
+    assert (item["left_reason"], item["left_ou_name"], item["lifecycle_event_id"]) == (
+        "moved",
+        "Sandbox",
+        moved["id"],
+    )
+
+
 def test_an_older_move_out_does_not_undo_a_newer_registration(
     org: Organization, load_event: LoadEvent
 ) -> None:

@@ -254,6 +254,12 @@ def describe_for_workflow(event: Any) -> dict[str, Any]:
     return {**facts.to_payload(), "registered": registered}
 
 
+def records_newer_change(item: dict[str, Any], facts: AccountFacts) -> bool:
+    """Whether the inventory item reflects a lifecycle change later than the event's: the same order as the
+    conditional writes of register_account and deregister_account (times compare as strings)."""
+    return str(item.get("lifecycle_at", "")) > facts.lifecycle_at
+
+
 def notify_not_governed(facts: AccountFacts) -> dict[str, Any]:
     """Say that an account outside the ML OUs was seen and left alone, so a typo in the map is noticed."""
     message_id = notify(
@@ -556,7 +562,9 @@ def register_account(facts: AccountFacts, verified: dict[str, Any]) -> dict[str,
     return {"registration": "updated" if had_item else "registered", "recorded_change": facts.change}
 
 
-Deregistration = Literal["left", "duplicate", "stale"]
+# `already-left`: the inventory holds the account as left already (moved out earlier, then updated, closed
+# or removed): its departure was recorded and told then, and stays as it was recorded.
+Deregistration = Literal["left", "duplicate", "stale", "already-left"]
 
 
 @dataclass(frozen=True)
@@ -622,7 +630,9 @@ def deregister_account(facts: AccountFacts) -> dict[str, Any]:
     """A registered account was moved to an OU outside the ML OUs, closed, or removed from the
     organization: its inventory item says it left and why (the forwarding watch stops reading its queues),
     the platform admins are told once, and the ledger records `deregister_account`. Its baseline settings
-    stay as they are. A redelivered or older event changes nothing."""
+    stay as they are. A redelivered or older event changes nothing, and neither does a later departure of an
+    account that has left already (moved out, then updated or closed): no second notice, and the inventory
+    keeps the departure it recorded."""
     reason = left_reason(facts)
     departure = DEPARTURES[reason]
     table = _inventory()
@@ -641,19 +651,29 @@ def deregister_account(facts: AccountFacts) -> dict[str, Any]:
         table.update_item(
             Key={"account_id": facts.account_id},
             UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in fields),
-            # As for registrations: only a newer (or same-time, different) lifecycle change rewrites the item.
+            # Only a governed account leaves, and only once. As for registrations, only a newer (or
+            # same-time, different) lifecycle change rewrites the item.
             ConditionExpression=(
-                "attribute_exists(#account_id) AND (#lifecycle_at < :lifecycle_at "
+                "attribute_exists(#account_id) AND #baseline_status = :governed "
+                "AND (#lifecycle_at < :lifecycle_at "
                 "OR (#lifecycle_at = :lifecycle_at AND #lifecycle_change <> :lifecycle_change))"
             ),
             ExpressionAttributeNames={**{f"#{name}": name for name in fields}, "#account_id": "account_id"},
-            ExpressionAttributeValues={f":{name}": value for name, value in fields.items()},
+            ExpressionAttributeValues={
+                **{f":{name}": value for name, value in fields.items()},
+                ":governed": "baselined",
+            },
         )
     except ClientError as error:
         if not _is_missing(error, "ConditionalCheckFailedException"):
             raise
         existing = inventory_item(facts.account_id) or {}
-        outcome = "duplicate" if existing.get("lifecycle_change") == facts.change else "stale"
+        if existing.get("lifecycle_change") == facts.change:
+            outcome = "duplicate"
+        elif existing.get("baseline_status") == "left" and not records_newer_change(existing, facts):
+            outcome = "already-left"
+        else:
+            outcome = "stale"
     detail: dict[str, Any] = {
         "account_name": facts.account_name,
         "left_reason": reason,
