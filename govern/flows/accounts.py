@@ -122,6 +122,10 @@ def verify_baseline_account(entry: LedgerEntry, org: Organization) -> bool:
     holds its one record at the ledgered baseline version."""
     if entry.status not in ("done", "skipped"):
         return False
+    if entry.status == "skipped" and entry.detail.get("inventory") == "stale":
+        # Older than what the inventory records: nothing was applied; the inventory still holds that change.
+        item = _inventory_item(org, entry.target)
+        return bool(item and item.get("lifecycle_event_id") != entry.event_id)
     account_id = entry.target
     regions = entry.detail.get("regions") or []
     settings_applied = entry.detail.get("settings") or {}

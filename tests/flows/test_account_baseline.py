@@ -60,8 +60,10 @@ def kinds(org: Organization) -> list[str]:
     return [note.attributes.get("kind", "") for note in org.notifications("platform")]
 
 
-def states_entered(org: Organization) -> list[str]:
-    [execution] = org.executions(MACHINE)
+def states_entered(org: Organization, execution: dict[str, Any] | None = None) -> list[str]:
+    """The states the one execution (or `execution`) of the workflow entered, in order."""
+    if execution is None:
+        [execution] = org.executions(MACHINE)
     history = (
         org.session()
         .client("stepfunctions")
@@ -417,6 +419,34 @@ def test_an_account_that_left_is_not_announced_as_leaving_again_by_later_changes
         "Sandbox",
         moved["id"],
     )
+
+
+def test_a_late_create_after_the_account_left_ends_as_stale_without_waiting_for_the_role(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    moved = moved_to(load_event("account-updated"), "Sandbox", "ou-abcd-99999999")
+    assert [r.outcome for r in org.replay([load_event("account-created"), moved])] == ["succeeded"] * 2
+    # The StackSet deleted its instance there (RetainStacksOnAccountRemoval=false): the role is gone.
+    org.remove_execution_role(NEW_ACCOUNT)
+    [departed] = inventory(org)
+    role_checks = org.assume_role_attempts.get(NEW_ACCOUNT, 0)
+    late = load_event("account-created")  # redelivered, or retried, after the move
+
+    [result] = org.replay([late], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [("baseline_account", "skipped", True)]
+    detail = result.actions[0].detail
+    assert detail["inventory"] == "stale"
+    assert detail["recorded"]["lifecycle_event_id"] == moved["id"]
+    # Ended at once: no role waited for, nothing applied, no alarm, the inventory as the move left it.
+    execution = max(org.executions(MACHINE), key=lambda e: e["startDate"])
+    entered = states_entered(org, execution)
+    assert entered == ["DescribeLifecycleEvent", "ChooseByAccountState", "SkipStaleEvent"]
+    assert org.assume_role_attempts.get(NEW_ACCOUNT, 0) == role_checks
+    assert kinds(org) == ["account-baselined", "account-left-ml-ous"]
+    assert [e for e in org.ledger(late["id"]) if e.status == "failed"] == []
+    assert inventory(org) == [departed]
 
 
 def test_an_older_move_out_does_not_undo_a_newer_registration(

@@ -475,6 +475,25 @@ def test_a_late_create_does_not_roll_back_the_record_of_an_update(aws: dict[str,
     )
 
 
+def test_an_event_older_than_the_recorded_change_is_described_as_stale_and_skipped(
+    aws: dict[str, str],
+) -> None:
+    baseline_account(facts_of("account-updated.json"))
+    [before] = inventory_items()
+
+    late = baseline.describe_for_workflow(load_event("account-created.json"))
+    current = baseline.describe_for_workflow(load_event("account-updated.json"))
+
+    assert (late["stale"], late["registered"]) == (True, False)
+    assert current["stale"] is False  # the same change again: a duplicate, handled at registration
+    result = baseline.skip_stale_event(AccountFacts.from_payload(late))
+    assert result == {"status": "skipped", "account_id": NEW_ACCOUNT, "inventory": "stale"}
+    [entry] = [e for e in entries_for_event(late["event_id"]) if e.action == "baseline_account"]
+    assert (entry.status, entry.detail["recorded"]["lifecycle_event"]) == ("skipped", "UpdateManagedAccount")
+    assert inventory_items() == [before]
+    assert len(platform_notices(aws["queue_url"])) == 1  # the update's only
+
+
 def test_a_failed_creation_is_notified_with_control_towers_message(aws: dict[str, str]) -> None:
     facts = facts_of("account-creation-failed.json")
 

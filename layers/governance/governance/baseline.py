@@ -244,20 +244,45 @@ def notify_creation_failed(facts: AccountFacts) -> dict[str, Any]:
 
 
 def describe_for_workflow(event: Any) -> dict[str, Any]:
-    """The describe step's result, the state machine's `account`: the facts, `governed`, and `registered`,
-    whether the inventory holds an account that succeeded outside the ML OUs (it has left them: the
-    workflow deregisters it; an unregistered one only gets the not-governed notice)."""
+    """The describe step's result, the state machine's `account`: the facts, `governed`, and what the
+    inventory says of an account that succeeded:
+
+    - `registered`: it holds the account, which is now outside the ML OUs (the workflow deregisters it; an
+      unregistered one only gets the not-governed notice);
+    - `stale`: the account is in an ML OU, and the inventory records a newer lifecycle change than this
+      event (a late or redelivered create after an update or a departure). The workflow ends at once as
+      stale: that newer change decided what the account is, and if it was a departure the StackSet has
+      deleted the role a baseline would wait for."""
     facts = describe_lifecycle_event(event)
-    registered = (
-        facts.state == "SUCCEEDED" and not facts.governed and inventory_item(facts.account_id) is not None
-    )
-    return {**facts.to_payload(), "registered": registered}
+    item = inventory_item(facts.account_id) if facts.state == "SUCCEEDED" and facts.account_id else None
+    registered = item is not None and not facts.governed
+    stale = item is not None and facts.governed and records_newer_change(item, facts)
+    return {**facts.to_payload(), "registered": registered, "stale": stale}
 
 
 def records_newer_change(item: dict[str, Any], facts: AccountFacts) -> bool:
     """Whether the inventory item reflects a lifecycle change later than the event's: the same order as the
     conditional writes of register_account and deregister_account (times compare as strings)."""
     return str(item.get("lifecycle_at", "")) > facts.lifecycle_at
+
+
+def skip_stale_event(facts: AccountFacts) -> dict[str, Any]:
+    """A baseline event older than what the inventory records: nothing is applied, waited for or told;
+    the ledger says `baseline_account` was skipped as stale, and which change the inventory holds."""
+    item = inventory_item(facts.account_id) or {}
+    detail = {
+        "account_name": facts.account_name,
+        "organizational_unit": {"name": facts.ou_name, "id": facts.ou_id},
+        "lifecycle_event": facts.event_name,
+        "inventory": "stale",
+        "recorded": {
+            "baseline_status": str(item.get("baseline_status", "")),
+            "lifecycle_event": str(item.get("lifecycle_event", "")),
+            "lifecycle_event_id": str(item.get("lifecycle_event_id", "")),
+            "lifecycle_at": str(item.get("lifecycle_at", "")),
+        },
+    }
+    return _ledger_account_decision(facts, "baseline_account", "skipped", detail)
 
 
 def notify_not_governed(facts: AccountFacts) -> dict[str, Any]:
