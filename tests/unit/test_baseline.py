@@ -287,6 +287,23 @@ def test_baseline_regions_default_to_the_function_region(
     assert baseline.baseline_regions() == ["eu-west-1", "us-east-1"]
 
 
+def test_a_stack_deployed_without_baseline_regions_baselines_its_own_region(
+    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deployed in eu-west-1 (docs/rollout.md) without BaselineRegions: accounts are baselined where the
+    # bus the member StackSet forwards to is, not in a Region the template names.
+    default = load_template(ROOT / "template.yaml")["Parameters"]["BaselineRegions"]["Default"]
+    monkeypatch.setenv("BASELINE_REGIONS", default)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    settings.cache_clear()
+
+    applied = baseline.apply_baseline(facts_of("account-created.json"))
+
+    assert applied["regions"] == ["eu-west-1"]
+    assert ebs_encryption_by_default("eu-west-1")
+    assert not ebs_encryption_by_default(REGION)
+
+
 # --- the baseline ----------------------------------------------------------------------------------
 
 
