@@ -248,6 +248,27 @@ def test_a_role_that_appears_after_a_few_attempts_is_waited_for(
     assert len(inventory(org)) == 1
 
 
+def test_a_role_whose_policies_are_not_in_effect_yet_is_waited_for(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-created")
+    # The role can be assumed, but IAM refuses its first read there: its policies have not propagated yet.
+    fault = access_denied("ec2", "GetEbsEncryptionByDefault", times=1, account=NEW_ACCOUNT)
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([event])
+
+    assert fault.hits == 1
+    assert result.outcome == "succeeded", result.error
+    entered = states_entered(org)
+    assert (entered.count("WaitForRole"), entered.count("WaitBeforeRoleCheck")) == (2, 1)
+    assert ebs_encryption_by_default(org, "us-east-1")
+    [item] = inventory(org)
+    assert item["baseline_status"] == "baselined"
+    assert kinds(org) == ["account-baselined"]
+    assert [entry for entry in org.ledger(event["id"]) if entry.status == "failed"] == []
+
+
 def test_a_role_that_never_appears_fails_after_the_bound_saying_what_to_check(
     org: Organization, load_event: LoadEvent
 ) -> None:

@@ -313,14 +313,31 @@ def role_wait_seconds(attempt: int) -> int:
     return int(min(settings().poll_base_seconds * 2**attempt, ROLE_WAIT_CAP_SECONDS))
 
 
+# What a read refused by IAM answers: right after the StackSet creates GovernanceExecutionRole, the role
+# can be assumed before its policies are in effect everywhere (IAM is eventually consistent).
+PERMISSION_NOT_IN_EFFECT = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
+
+
 def wait_for_role(facts: AccountFacts, attempt: int) -> dict[str, Any]:
-    """Check that GovernanceExecutionRole can be assumed in the account now; RoleNotReady if not."""
+    """Check that GovernanceExecutionRole can be assumed in the account now, and that its policies are in
+    effect (a read the baseline needs succeeds); RoleNotReady if not."""
     # A session cached before the role existed (or one from a since-deleted role) must not hide the answer.
     forget_sessions()
+    check = f"check {attempt + 1} of {ROLE_WAIT_MAX_ATTEMPTS}"
     try:
         session_for(facts.account_id)
     except RoleAssumptionError as error:
-        raise RoleNotReady(f"check {attempt + 1} of {ROLE_WAIT_MAX_ATTEMPTS}: {error}") from error
+        raise RoleNotReady(f"{check}: {error}") from error
+    try:
+        client("ec2", facts.account_id, baseline_regions()[0]).get_ebs_encryption_by_default()
+    except ClientError as error:
+        if not _is_missing(error, *PERMISSION_NOT_IN_EFFECT):
+            raise
+        raise RoleNotReady(
+            f"{check}: {settings().execution_role_name} can be assumed in account {facts.account_id}, but "
+            f"ec2:GetEbsEncryptionByDefault is refused ({error.response['Error'].get('Code')}): its policies "
+            "are not in effect yet"
+        ) from error
     return {"ready": True, "checks": attempt + 1}
 
 
@@ -334,8 +351,9 @@ def schedule_role_check(facts: AccountFacts, attempt: int) -> dict[str, Any]:
             f"{role_name} never became assumable in account {facts.account_id} ({failed_checks} checks over "
             f"{waited} s): check that the member StackSet has automatic deployment enabled for OU "
             f"{facts.ou_name} ({facts.ou_id}) and its stack instance in {facts.account_id} succeeded, "
-            f"that the role is named {role_name} ({role_arn_in(facts.account_id)}), and that its trust "
-            f"policy admits the backbone's function roles in account {settings().governance_account_id}"
+            f"that the role is named {role_name} ({role_arn_in(facts.account_id)}), that its trust "
+            f"policy admits the backbone's function roles in account {settings().governance_account_id}, "
+            "and that its policies grant ec2:GetEbsEncryptionByDefault"
         )
     return {"attempt": failed_checks, "wait_seconds": role_wait_seconds(attempt)}
 
