@@ -25,6 +25,7 @@ with init_phase():
         register_account,
         report_baseline,
         schedule_role_check,
+        skip_stale_event,
         verify_baseline,
         wait_for_role,
     )
@@ -45,6 +46,7 @@ STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "notify_creation_failed": lambda payload: notify_creation_failed(_facts(payload)),
     "notify_not_governed": lambda payload: notify_not_governed(_facts(payload)),
     "deregister": lambda payload: deregister_departed_account(_facts(payload)),
+    "skip_stale": lambda payload: skip_stale_event(_facts(payload)),
     "wait_for_role": lambda payload: wait_for_role(_facts(payload), int(payload["attempt"])),
     "schedule_role_check": lambda payload: schedule_role_check(_facts(payload), int(payload["attempt"])),
     "apply_baseline": lambda payload: apply_baseline(_facts(payload)),

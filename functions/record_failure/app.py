@@ -30,6 +30,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         audience=event["audience"],
         event=event.get("event"),
         error=event.get("error") or {},
+        acted_on=event.get("account"),
     )
     metrics.add_metric(name=metric_names.WORKFLOWS_FAILED, unit=MetricUnit.Count, value=1)
     logger.warning("workflow failed", extra=decided)

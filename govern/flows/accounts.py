@@ -122,6 +122,10 @@ def verify_baseline_account(entry: LedgerEntry, org: Organization) -> bool:
     holds its one record at the ledgered baseline version."""
     if entry.status not in ("done", "skipped"):
         return False
+    if entry.status == "skipped" and entry.detail.get("inventory") == "stale":
+        # Older than what the inventory records: nothing was applied; the inventory still holds that change.
+        item = _inventory_item(org, entry.target)
+        return bool(item and item.get("lifecycle_event_id") != entry.event_id)
     account_id = entry.target
     regions = entry.detail.get("regions") or []
     settings_applied = entry.detail.get("settings") or {}
@@ -141,12 +145,17 @@ def verify_baseline_account(entry: LedgerEntry, org: Organization) -> bool:
 def verify_deregister_account(entry: LedgerEntry, org: Organization) -> bool:
     """The inventory holds the account as left for the reason the ledger names (and, for a move, the OU it
     names); or, when the event was older than what the inventory recorded (`stale`), the inventory still
-    holds that newer change."""
+    holds that newer change; or, for an account that had left already, it still holds that departure."""
     item = _inventory_item(org, entry.target)
     if item is None or entry.status not in ("done", "skipped"):
         return False
     if entry.detail.get("inventory") == "stale":
         return bool(item.get("lifecycle_event_id") != entry.event_id)
+    if entry.detail.get("inventory") == "already-left":
+        # The departure recorded before stays as it was.
+        return bool(
+            item.get("baseline_status") == "left" and item.get("lifecycle_event_id") != entry.event_id
+        )
     reason = entry.detail.get("left_reason")
     return bool(
         item.get("baseline_status") == "left"

@@ -16,6 +16,7 @@ from govern.faults import access_denied, inject_api_faults, throttling
 from govern.flows.accounts import role_appears_after
 from governance.baseline import BASELINE_VERSION, ROLE_WAIT_MAX_ATTEMPTS
 from governance.forwarding import FORWARDING_DEAD_LETTER_QUEUE
+from governance.ledger import entries_for_account
 from tests.conftest import EVENTS_DIR, AwsProfile
 
 LoadEvent = Callable[[str], dict[str, Any]]
@@ -59,8 +60,10 @@ def kinds(org: Organization) -> list[str]:
     return [note.attributes.get("kind", "") for note in org.notifications("platform")]
 
 
-def states_entered(org: Organization) -> list[str]:
-    [execution] = org.executions(MACHINE)
+def states_entered(org: Organization, execution: dict[str, Any] | None = None) -> list[str]:
+    """The states the one execution (or `execution`) of the workflow entered, in order."""
+    if execution is None:
+        [execution] = org.executions(MACHINE)
     history = (
         org.session()
         .client("stepfunctions")
@@ -245,6 +248,27 @@ def test_a_role_that_appears_after_a_few_attempts_is_waited_for(
     assert len(inventory(org)) == 1
 
 
+def test_a_role_whose_policies_are_not_in_effect_yet_is_waited_for(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-created")
+    # The role can be assumed, but IAM refuses its first read there: its policies have not propagated yet.
+    fault = access_denied("ec2", "GetEbsEncryptionByDefault", times=1, account=NEW_ACCOUNT)
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([event])
+
+    assert fault.hits == 1
+    assert result.outcome == "succeeded", result.error
+    entered = states_entered(org)
+    assert (entered.count("WaitForRole"), entered.count("WaitBeforeRoleCheck")) == (2, 1)
+    assert ebs_encryption_by_default(org, "us-east-1")
+    [item] = inventory(org)
+    assert item["baseline_status"] == "baselined"
+    assert kinds(org) == ["account-baselined"]
+    assert [entry for entry in org.ledger(event["id"]) if entry.status == "failed"] == []
+
+
 def test_a_role_that_never_appears_fails_after_the_bound_saying_what_to_check(
     org: Organization, load_event: LoadEvent
 ) -> None:
@@ -269,6 +293,41 @@ def test_a_role_that_never_appears_fails_after_the_bound_saying_what_to_check(
     assert inventory(org) == []
     assert not org.has_execution_role(NEW_ACCOUNT)
     assert account_public_access_block(org, "us-east-1") == "NoSuchPublicAccessBlockConfiguration"
+
+
+def test_a_failed_baseline_is_ledgered_and_notified_against_the_new_account(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    event = load_event("account-created")
+    fault = access_denied("ec2", "EnableEbsEncryptionByDefault")
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([event])
+
+    assert result.outcome == "failed"
+    assert fault.hits >= 1
+    # Filed under the new account, as its successful baseline would be, not under the management account
+    # the Control Tower event comes from: `govern ledger --account 333333333333` shows it.
+    [failed] = [entry for entry in org.ledger(event["id"]) if entry.status == "failed"]
+    assert (failed.action, failed.account, failed.target) == ("baseline_account", NEW_ACCOUNT, NEW_ACCOUNT)
+    assert failed.detail["account_name"] == "ml-team-churn-dev"
+    assert [(e.action, e.status) for e in entries_for_account(NEW_ACCOUNT)] == [
+        ("baseline_account", "failed"),
+        ("notify", "done"),
+    ]
+    assert entries_for_account(org.management_account) == []
+    [notice] = org.notifications("platform")
+    assert notice.attributes == {
+        "severity": "HIGH",
+        "account": NEW_ACCOUNT,
+        "kind": "account-baseline-failed",
+    }
+    assert "ml-team-churn-dev (333333333333)" in notice.subject
+    assert (notice.message["account_id"], notice.message["account_name"]) == (
+        NEW_ACCOUNT,
+        "ml-team-churn-dev",
+    )
+    assert inventory(org) == []
 
 
 def test_a_create_then_an_update_leave_one_inventory_record(org: Organization, load_event: LoadEvent) -> None:
@@ -342,6 +401,73 @@ def test_an_account_moved_out_of_the_ml_ous_is_marked_as_left_once_and_no_longer
     assert item["baseline_status"] == "baselined"
     assert not {"left_reason", "left_ou_name", "left_ou_id", "left_at"} & set(item)
     assert org.run_scheduled("WatchForwardingFunction")["queues"] == 1
+
+
+def later(event: dict[str, Any], day: int) -> dict[str, Any]:
+    """`event` as another lifecycle change, on 2026-11-<day>."""
+    event["id"] = f"11111111-2222-4333-8444-5555555555{day:02d}"
+    event["detail"]["eventID"] = f"aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeee{day:02d}"
+    event["time"] = event["detail"]["eventTime"] = f"2026-11-{day:02d}T10:00:00Z"
+    return event
+
+
+def test_an_account_that_left_is_not_announced_as_leaving_again_by_later_changes(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    moved = moved_to(load_event("account-updated"), "Sandbox", "ou-abcd-99999999")
+    created, left = org.replay([load_event("account-created"), moved])
+    assert (created.outcome, left.outcome) == ("succeeded", "succeeded"), (created.error, left.error)
+    [departed] = inventory(org)
+    # Later, an Account Factory update of the (no longer ML) account into another OU, then its closure.
+    again = later(moved_to(load_event("account-updated"), "Archive", "ou-abcd-88888888"), 8)
+    closed = organizations_call(load_event, "CloseAccount")
+    closed["time"] = closed["detail"]["eventTime"] = "2026-11-09T10:00:00Z"
+
+    results = org.replay([again, closed])
+
+    assert [result.outcome for result in results] == ["succeeded", "succeeded"], [r.error for r in results]
+    for result in results:
+        assert [(a.type, a.status, a.verified) for a in result.actions] == [
+            ("deregister_account", "skipped", True)
+        ]
+        assert result.actions[0].detail["inventory"] == "already-left"
+    assert kinds(org) == ["account-baselined", "account-left-ml-ous"]
+    # The departure recorded first stays as it was.
+    [item] = inventory(org)
+    assert item == departed
+    assert (item["left_reason"], item["left_ou_name"], item["lifecycle_event_id"]) == (
+        "moved",
+        "Sandbox",
+        moved["id"],
+    )
+
+
+def test_a_late_create_after_the_account_left_ends_as_stale_without_waiting_for_the_role(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    moved = moved_to(load_event("account-updated"), "Sandbox", "ou-abcd-99999999")
+    assert [r.outcome for r in org.replay([load_event("account-created"), moved])] == ["succeeded"] * 2
+    # The StackSet deleted its instance there (RetainStacksOnAccountRemoval=false): the role is gone.
+    org.remove_execution_role(NEW_ACCOUNT)
+    [departed] = inventory(org)
+    role_checks = org.assume_role_attempts.get(NEW_ACCOUNT, 0)
+    late = load_event("account-created")  # redelivered, or retried, after the move
+
+    [result] = org.replay([late], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [("baseline_account", "skipped", True)]
+    detail = result.actions[0].detail
+    assert detail["inventory"] == "stale"
+    assert detail["recorded"]["lifecycle_event_id"] == moved["id"]
+    # Ended at once: no role waited for, nothing applied, no alarm, the inventory as the move left it.
+    execution = max(org.executions(MACHINE), key=lambda e: e["startDate"])
+    entered = states_entered(org, execution)
+    assert entered == ["DescribeLifecycleEvent", "ChooseByAccountState", "SkipStaleEvent"]
+    assert org.assume_role_attempts.get(NEW_ACCOUNT, 0) == role_checks
+    assert kinds(org) == ["account-baselined", "account-left-ml-ous"]
+    assert [e for e in org.ledger(late["id"]) if e.status == "failed"] == []
+    assert inventory(org) == [departed]
 
 
 def test_an_older_move_out_does_not_undo_a_newer_registration(

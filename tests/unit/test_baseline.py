@@ -287,6 +287,23 @@ def test_baseline_regions_default_to_the_function_region(
     assert baseline.baseline_regions() == ["eu-west-1", "us-east-1"]
 
 
+def test_a_stack_deployed_without_baseline_regions_baselines_its_own_region(
+    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deployed in eu-west-1 (docs/rollout.md) without BaselineRegions: accounts are baselined where the
+    # bus the member StackSet forwards to is, not in a Region the template names.
+    default = load_template(ROOT / "template.yaml")["Parameters"]["BaselineRegions"]["Default"]
+    monkeypatch.setenv("BASELINE_REGIONS", default)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    settings.cache_clear()
+
+    applied = baseline.apply_baseline(facts_of("account-created.json"))
+
+    assert applied["regions"] == ["eu-west-1"]
+    assert ebs_encryption_by_default("eu-west-1")
+    assert not ebs_encryption_by_default(REGION)
+
+
 # --- the baseline ----------------------------------------------------------------------------------
 
 
@@ -473,6 +490,25 @@ def test_a_late_create_does_not_roll_back_the_record_of_an_update(aws: dict[str,
         "ML-Test",
         "test",
     )
+
+
+def test_an_event_older_than_the_recorded_change_is_described_as_stale_and_skipped(
+    aws: dict[str, str],
+) -> None:
+    baseline_account(facts_of("account-updated.json"))
+    [before] = inventory_items()
+
+    late = baseline.describe_for_workflow(load_event("account-created.json"))
+    current = baseline.describe_for_workflow(load_event("account-updated.json"))
+
+    assert (late["stale"], late["registered"]) == (True, False)
+    assert current["stale"] is False  # the same change again: a duplicate, handled at registration
+    result = baseline.skip_stale_event(AccountFacts.from_payload(late))
+    assert result == {"status": "skipped", "account_id": NEW_ACCOUNT, "inventory": "stale"}
+    [entry] = [e for e in entries_for_event(late["event_id"]) if e.action == "baseline_account"]
+    assert (entry.status, entry.detail["recorded"]["lifecycle_event"]) == ("skipped", "UpdateManagedAccount")
+    assert inventory_items() == [before]
+    assert len(platform_notices(aws["queue_url"])) == 1  # the update's only
 
 
 def test_a_failed_creation_is_notified_with_control_towers_message(aws: dict[str, str]) -> None:

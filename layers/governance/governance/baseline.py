@@ -244,14 +244,45 @@ def notify_creation_failed(facts: AccountFacts) -> dict[str, Any]:
 
 
 def describe_for_workflow(event: Any) -> dict[str, Any]:
-    """The describe step's result, the state machine's `account`: the facts, `governed`, and `registered`,
-    whether the inventory holds an account that succeeded outside the ML OUs (it has left them: the
-    workflow deregisters it; an unregistered one only gets the not-governed notice)."""
+    """The describe step's result, the state machine's `account`: the facts, `governed`, and what the
+    inventory says of an account that succeeded:
+
+    - `registered`: it holds the account, which is now outside the ML OUs (the workflow deregisters it; an
+      unregistered one only gets the not-governed notice);
+    - `stale`: the account is in an ML OU, and the inventory records a newer lifecycle change than this
+      event (a late or redelivered create after an update or a departure). The workflow ends at once as
+      stale: that newer change decided what the account is, and if it was a departure the StackSet has
+      deleted the role a baseline would wait for."""
     facts = describe_lifecycle_event(event)
-    registered = (
-        facts.state == "SUCCEEDED" and not facts.governed and inventory_item(facts.account_id) is not None
-    )
-    return {**facts.to_payload(), "registered": registered}
+    item = inventory_item(facts.account_id) if facts.state == "SUCCEEDED" and facts.account_id else None
+    registered = item is not None and not facts.governed
+    stale = item is not None and facts.governed and records_newer_change(item, facts)
+    return {**facts.to_payload(), "registered": registered, "stale": stale}
+
+
+def records_newer_change(item: dict[str, Any], facts: AccountFacts) -> bool:
+    """Whether the inventory item reflects a lifecycle change later than the event's: the same order as the
+    conditional writes of register_account and deregister_account (times compare as strings)."""
+    return str(item.get("lifecycle_at", "")) > facts.lifecycle_at
+
+
+def skip_stale_event(facts: AccountFacts) -> dict[str, Any]:
+    """A baseline event older than what the inventory records: nothing is applied, waited for or told;
+    the ledger says `baseline_account` was skipped as stale, and which change the inventory holds."""
+    item = inventory_item(facts.account_id) or {}
+    detail = {
+        "account_name": facts.account_name,
+        "organizational_unit": {"name": facts.ou_name, "id": facts.ou_id},
+        "lifecycle_event": facts.event_name,
+        "inventory": "stale",
+        "recorded": {
+            "baseline_status": str(item.get("baseline_status", "")),
+            "lifecycle_event": str(item.get("lifecycle_event", "")),
+            "lifecycle_event_id": str(item.get("lifecycle_event_id", "")),
+            "lifecycle_at": str(item.get("lifecycle_at", "")),
+        },
+    }
+    return _ledger_account_decision(facts, "baseline_account", "skipped", detail)
 
 
 def notify_not_governed(facts: AccountFacts) -> dict[str, Any]:
@@ -282,14 +313,31 @@ def role_wait_seconds(attempt: int) -> int:
     return int(min(settings().poll_base_seconds * 2**attempt, ROLE_WAIT_CAP_SECONDS))
 
 
+# What a read refused by IAM answers: right after the StackSet creates GovernanceExecutionRole, the role
+# can be assumed before its policies are in effect everywhere (IAM is eventually consistent).
+PERMISSION_NOT_IN_EFFECT = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
+
+
 def wait_for_role(facts: AccountFacts, attempt: int) -> dict[str, Any]:
-    """Check that GovernanceExecutionRole can be assumed in the account now; RoleNotReady if not."""
+    """Check that GovernanceExecutionRole can be assumed in the account now, and that its policies are in
+    effect (a read the baseline needs succeeds); RoleNotReady if not."""
     # A session cached before the role existed (or one from a since-deleted role) must not hide the answer.
     forget_sessions()
+    check = f"check {attempt + 1} of {ROLE_WAIT_MAX_ATTEMPTS}"
     try:
         session_for(facts.account_id)
     except RoleAssumptionError as error:
-        raise RoleNotReady(f"check {attempt + 1} of {ROLE_WAIT_MAX_ATTEMPTS}: {error}") from error
+        raise RoleNotReady(f"{check}: {error}") from error
+    try:
+        client("ec2", facts.account_id, baseline_regions()[0]).get_ebs_encryption_by_default()
+    except ClientError as error:
+        if not _is_missing(error, *PERMISSION_NOT_IN_EFFECT):
+            raise
+        raise RoleNotReady(
+            f"{check}: {settings().execution_role_name} can be assumed in account {facts.account_id}, but "
+            f"ec2:GetEbsEncryptionByDefault is refused ({error.response['Error'].get('Code')}): its policies "
+            "are not in effect yet"
+        ) from error
     return {"ready": True, "checks": attempt + 1}
 
 
@@ -303,8 +351,9 @@ def schedule_role_check(facts: AccountFacts, attempt: int) -> dict[str, Any]:
             f"{role_name} never became assumable in account {facts.account_id} ({failed_checks} checks over "
             f"{waited} s): check that the member StackSet has automatic deployment enabled for OU "
             f"{facts.ou_name} ({facts.ou_id}) and its stack instance in {facts.account_id} succeeded, "
-            f"that the role is named {role_name} ({role_arn_in(facts.account_id)}), and that its trust "
-            f"policy admits the backbone's function roles in account {settings().governance_account_id}"
+            f"that the role is named {role_name} ({role_arn_in(facts.account_id)}), that its trust "
+            f"policy admits the backbone's function roles in account {settings().governance_account_id}, "
+            "and that its policies grant ec2:GetEbsEncryptionByDefault"
         )
     return {"attempt": failed_checks, "wait_seconds": role_wait_seconds(attempt)}
 
@@ -556,7 +605,9 @@ def register_account(facts: AccountFacts, verified: dict[str, Any]) -> dict[str,
     return {"registration": "updated" if had_item else "registered", "recorded_change": facts.change}
 
 
-Deregistration = Literal["left", "duplicate", "stale"]
+# `already-left`: the inventory holds the account as left already (moved out earlier, then updated, closed
+# or removed): its departure was recorded and told then, and stays as it was recorded.
+Deregistration = Literal["left", "duplicate", "stale", "already-left"]
 
 
 @dataclass(frozen=True)
@@ -622,7 +673,9 @@ def deregister_account(facts: AccountFacts) -> dict[str, Any]:
     """A registered account was moved to an OU outside the ML OUs, closed, or removed from the
     organization: its inventory item says it left and why (the forwarding watch stops reading its queues),
     the platform admins are told once, and the ledger records `deregister_account`. Its baseline settings
-    stay as they are. A redelivered or older event changes nothing."""
+    stay as they are. A redelivered or older event changes nothing, and neither does a later departure of an
+    account that has left already (moved out, then updated or closed): no second notice, and the inventory
+    keeps the departure it recorded."""
     reason = left_reason(facts)
     departure = DEPARTURES[reason]
     table = _inventory()
@@ -641,19 +694,29 @@ def deregister_account(facts: AccountFacts) -> dict[str, Any]:
         table.update_item(
             Key={"account_id": facts.account_id},
             UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in fields),
-            # As for registrations: only a newer (or same-time, different) lifecycle change rewrites the item.
+            # Only a governed account leaves, and only once. As for registrations, only a newer (or
+            # same-time, different) lifecycle change rewrites the item.
             ConditionExpression=(
-                "attribute_exists(#account_id) AND (#lifecycle_at < :lifecycle_at "
+                "attribute_exists(#account_id) AND #baseline_status = :governed "
+                "AND (#lifecycle_at < :lifecycle_at "
                 "OR (#lifecycle_at = :lifecycle_at AND #lifecycle_change <> :lifecycle_change))"
             ),
             ExpressionAttributeNames={**{f"#{name}": name for name in fields}, "#account_id": "account_id"},
-            ExpressionAttributeValues={f":{name}": value for name, value in fields.items()},
+            ExpressionAttributeValues={
+                **{f":{name}": value for name, value in fields.items()},
+                ":governed": "baselined",
+            },
         )
     except ClientError as error:
         if not _is_missing(error, "ConditionalCheckFailedException"):
             raise
         existing = inventory_item(facts.account_id) or {}
-        outcome = "duplicate" if existing.get("lifecycle_change") == facts.change else "stale"
+        if existing.get("lifecycle_change") == facts.change:
+            outcome = "duplicate"
+        elif existing.get("baseline_status") == "left" and not records_newer_change(existing, facts):
+            outcome = "already-left"
+        else:
+            outcome = "stale"
     detail: dict[str, Any] = {
         "account_name": facts.account_name,
         "left_reason": reason,

@@ -59,15 +59,35 @@ def dead_letter(event: Any, reason: str, *, flow: str, source: str) -> None:
     )
 
 
+def _acted_on(account: Any) -> tuple[str, str]:
+    """(id, name) of the account a workflow was acting on, from the `account` object of its state (the
+    account baseline's describe step: `account_id`, `account_name`); ("", "") when it does not know one."""
+    if not isinstance(account, dict):
+        return "", ""
+    return _bounded_text(account.get("account_id"), 64), _bounded_text(account.get("account_name"), 256)
+
+
 def record_workflow_failure(
-    *, flow: str, action: Action, audience: Audience, event: Any, error: dict[str, Any]
+    *,
+    flow: str,
+    action: Action,
+    audience: Audience,
+    event: Any,
+    error: dict[str, Any],
+    acted_on: Any = None,
 ) -> dict[str, Any]:
-    """Ledger, notify and, for a malformed event, dead-letter; returns what was decided."""
+    """Ledger, notify and, for a malformed event, dead-letter; returns what was decided.
+
+    `acted_on` is the account the workflow had found in the event and was acting on, when it had got that
+    far: the failure is ledgered and notified against it. Without it, against the event's own `account`,
+    which for a Control Tower or Organizations event is the management account, not the one that failed."""
     error_type, message = explain(error)
     # Both become ledger keys (DynamoDB: at most 2048 bytes) and message attributes; the catch-all must
     # not fail on the very event it is catching, whatever that event's id or account holds.
     event_id = _bounded_text(event.get("id"), 256) if isinstance(event, dict) else ""
-    account = _bounded_text(event.get("account"), 64) if isinstance(event, dict) else ""
+    member_id, member_name = _acted_on(acted_on)
+    account = member_id or (_bounded_text(event.get("account"), 64) if isinstance(event, dict) else "")
+    named = {"account_id": member_id, "account_name": member_name} if member_id else {}
     malformed = error_type in MALFORMED_ERRORS
     if malformed:
         dead_letter(event, message, flow=flow, source="workflow")
@@ -76,16 +96,24 @@ def record_workflow_failure(
             event_id=event_id or "-",
             action="dead_letter" if malformed else action,
             status="failed",
-            target=event_id or account or flow,
+            # The account, like the entries of the same action that succeeded (`baseline_account`, ...).
+            target=member_id or event_id or account or flow,
             flow=flow,
             account=account,
-            detail={"error_type": error_type, "error": message},
+            detail={"error_type": error_type, "error": message, **named},
         )
     )
+    about = f" for account {member_name} ({member_id})" if member_name else f" for account {member_id}"
     notify(
         audience,
-        f"[FAILED] {flow}: {message}"[:200],
-        {"flow": flow, "error_type": error_type, "error": message, "kept_in_dead_letter_queue": malformed},
+        f"[FAILED] {flow}{about if member_id else ''}: {message}"[:200],
+        {
+            "flow": flow,
+            **named,
+            "error_type": error_type,
+            "error": message,
+            "kept_in_dead_letter_queue": malformed,
+        },
         severity="HIGH",
         account=account,
         kind=f"{flow}-failed",
