@@ -165,14 +165,23 @@ def test_a_running_pipeline_is_checked_with_bounded_exponential_backoff(
 
 def test_following_stops_with_a_clear_error_after_the_last_allowed_check(approved: dict[str, Any]) -> None:
     model_support.script_pipeline_executions(
-        GOVERNANCE, REGION, PIPELINE, final_status="Succeeded", running_checks=999
+        GOVERNANCE, REGION, PIPELINE, final_status="Succeeded", running_checks=2_000
     )
     decision = deployment.load_decision(approved)
     pipeline = deployment.start_pipeline(decision, owner="x", event_id="e")
+    waited = pipeline["wait_seconds"]
 
-    with pytest.raises(deployment.PipelineFollowTimeout, match="still InProgress after 40 checks"):
+    with pytest.raises(deployment.PipelineFollowTimeout) as raised:
         for _ in range(deployment.MAX_PIPELINE_CHECKS):
             pipeline = deployment.check_pipeline(pipeline)
+            waited += pipeline["wait_seconds"]
+
+    assert "still InProgress after 1152 checks (8 days): follow it in CodePipeline" in str(raised.value)
+    # Followed past the 7 days a CodePipeline manual approval waits by default before it fails the execution.
+    assert waited > 7 * 24 * 3600
+    # Each check is a Wait, a Task and a Choice state (about 9 history events): within Step Functions'
+    # 25,000 history events per execution.
+    assert deployment.MAX_PIPELINE_CHECKS * 9 < 25_000
 
 
 def test_a_successful_deployment_is_written_on_the_card_ledgered_and_notified(

@@ -32,10 +32,13 @@ PIPELINE_VARIABLE = "ModelPackageArn"
 
 RUNNING = frozenset({"InProgress", "Stopping"})
 SUCCEEDED = "Succeeded"
-# Checks of a running pipeline before the workflow gives up: with the backoff capped at five minutes,
-# 40 checks follow a deployment for about three hours.
-MAX_PIPELINE_CHECKS = 40
-MAX_CHECK_WAIT_SECONDS = 300
+# How long the workflow follows a running pipeline: a CodePipeline manual approval waits 7 days (by
+# default) before it fails the execution (CodePipeline user guide), so a deployment waiting on a person
+# still ends within 8 days. With the backoff capped at ten minutes that is 1,152 checks; each is one round
+# of Wait, Task and Choice states, about 9 history events, well within Step Functions' 25,000 per execution.
+FOLLOW_SECONDS = 8 * 24 * 3600
+MAX_CHECK_WAIT_SECONDS = 600
+MAX_PIPELINE_CHECKS = FOLLOW_SECONDS // MAX_CHECK_WAIT_SECONDS
 # A start claimed but never recorded (its execution died) may be taken over after this long.
 START_LEASE_SECONDS = 15 * 60
 
@@ -255,8 +258,9 @@ def check_pipeline(pipeline: dict[str, Any]) -> dict[str, Any]:
     if status in RUNNING:
         if attempt >= MAX_PIPELINE_CHECKS:
             raise PipelineFollowTimeout(
-                f"pipeline {pipeline['pipeline']} execution {execution_id} still {status} "
-                f"after {attempt} checks"
+                f"pipeline {pipeline['pipeline']} execution {execution_id} still {status} after "
+                f"{attempt} checks ({FOLLOW_SECONDS // 86400} days): follow it in CodePipeline; "
+                "no result is on the card"
             )
         return {
             **pipeline,
