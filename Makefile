@@ -15,9 +15,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Not inside .venv: its pyvenv.cfg would make the linked python3.13 think it is the 3.11 venv.
 PY313_DIR := .py313/bin
 # A pyenv shim answers `command -v python3.13` even when it cannot run 3.13, so each candidate must run.
+# The interpreter is linked by its real path: with $(PY313_DIR) itself on PATH, the link would else point
+# at itself.
 PY313 := $(shell for c in "$$(command -v python3.13)" \
 	"$$(pyenv root 2>/dev/null)/versions/$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.|$$)' | tail -n 1)/bin/python3.13"; do \
-	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
+	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { readlink -f "$$c"; break; }; done)
 
 # checkov pins packages the SAM CLI pins differently: it gets its own virtual environment.
 CHECKOV_VENV  := .venv-checkov
