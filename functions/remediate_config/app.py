@@ -8,6 +8,7 @@ from governance.startup import init_phase
 with init_phase():
     import json
     import warnings
+    from datetime import UTC, datetime
     from typing import Any
 
     from aws_lambda_powertools import Logger, Metrics
@@ -15,13 +16,21 @@ with init_phase():
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from governance import metric_names
+    from governance.errors import one_line
     from governance.events import MalformedEvent, parse_event
     from governance.events.config import ConfigComplianceChange
     from governance.idempotency import register_lambda_context
-    from governance.remediation.engine import record_dead_letter, record_rejection, remediate_evaluation
+    from governance.remediation.engine import (
+        RemediationDeferred,
+        record_dead_letter,
+        record_rejection,
+        remediate_evaluation,
+    )
     from governance.remediation.policy import PolicyError
+    from governance.sessions import client
     from governance.settings import settings
 
 logger = Logger()
@@ -32,6 +41,7 @@ warnings.filterwarnings("ignore", "No application metrics to publish*")
 # to the queue's DLQ. A batch whose every record failed is answered the same way rather than with an
 # exception, so the response always names exactly the records to retry.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+MAX_VISIBILITY_SECONDS = 43_200  # what SQS accepts for a message's visibility timeout (12 hours)
 
 
 def _event_in(record: SQSRecord) -> Any:
@@ -61,14 +71,17 @@ def remediate_record(record: SQSRecord) -> str:
         record_rejection(body, error, receive_count=receive_count)
         raise
     except Exception as error:
-        # A transient AWS error (or a defect): the queue redelivers the record. After the last delivery SQS
-        # moves it to the DLQ, so that delivery first tells the ledger and the security team.
+        # A transient AWS error, the hourly cap (or a defect): the queue redelivers the record. After the
+        # last delivery SQS moves it to the DLQ, so that delivery first tells the ledger and the security
+        # team.
         if change is not None and receive_count >= settings().compliance_max_receives:
             logger.error("last delivery failed; dead-lettering", extra={"error": str(error)})
             record_dead_letter(change, error, deliveries=receive_count)
             metrics.add_metric(
                 name=metric_names.REMEDIATION_OUTCOMES["failed"], unit=MetricUnit.Count, value=1
             )
+        elif isinstance(error, RemediationDeferred):
+            redeliver_at(record, error.retry_at)
         raise
     metrics.add_metric(
         name=metric_names.REMEDIATION_OUTCOMES[decision.status], unit=MetricUnit.Count, value=1
@@ -84,6 +97,22 @@ def remediate_record(record: SQSRecord) -> str:
         },
     )
     return decision.status
+
+
+def redeliver_at(record: SQSRecord, when: datetime) -> None:
+    """Keep a record the hourly cap held back out of sight until `when` (the hour has turned), rather than
+    the queue's visibility timeout: a redelivery within the hour would only be refused again, using up a
+    receive. Best effort: if SQS refuses, the record comes back after the visibility timeout instead."""
+    seconds = int((when - datetime.now(UTC)).total_seconds()) + 1
+    seconds = min(max(seconds, 0), MAX_VISIBILITY_SECONDS)
+    try:
+        client("sqs").change_message_visibility(
+            QueueUrl=record.queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=seconds
+        )
+    except (ClientError, BotoCoreError) as error:
+        logger.warning("held-back record not delayed", extra={"error": one_line(error)})
+        return
+    logger.info("held back by the hourly cap", extra={"redelivery_in_seconds": seconds})
 
 
 @logger.inject_lambda_context

@@ -236,7 +236,9 @@ def verify_remediation(entry: LedgerEntry, org: Organization) -> bool:
     fixed = action.verify(
         org.session(entry.account, region), region, str(detail["resource_id"]), detail["parameters"]
     )
-    return fixed if status == "done" else not fixed
+    # Notify-only because the action found the resource already as the control wants it: it still is.
+    already_compliant = (detail.get("changes") or {}).get("changed") is False
+    return fixed if status == "done" or already_compliant else not fixed
 
 
 VERIFIERS: dict[str, Callable[[LedgerEntry, Organization], bool]] = {"remediate": verify_remediation}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from govern import operations
 from govern.emulator import PROJECT_ROOT, Organization
 from govern.faults import Fault, inject_api_faults
 from governance.events import parse_event
 from governance.events.config import ConfigComplianceChange
-from governance.remediation.engine import ALREADY_REQUESTED, remediate_evaluation
+from governance.remediation.engine import ALREADY_REQUESTED, RemediationDeferred, remediate_evaluation
 from governance.remediation.policy import POLICY_FILE_VARIABLE, base_rule_names, packaged_policy_path
 
 MEMBER = "210987654321"
@@ -383,6 +385,72 @@ def test_an_endpoint_config_without_kms_is_reported_high_and_left_alone(
     assert org.config_evaluations == []
 
 
+TEAM_KEY = "arn:aws:kms:us-east-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def encrypted_with_the_teams_key(org: Organization, bucket: str, *, bucket_key: bool) -> list[dict[str, Any]]:
+    rules = [
+        {
+            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": TEAM_KEY},
+            "BucketKeyEnabled": bucket_key,
+        }
+    ]
+    aws(org, MEMBER, "s3").put_bucket_encryption(
+        Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules}
+    )
+    return rules
+
+
+def test_default_encryption_keeps_the_teams_own_key_and_turns_the_bucket_key_on(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-s3-default-encryption-conformance-pack")
+    org.seed(event)
+    encrypted_with_the_teams_key(org, "team-churn-raw", bucket_key=False)
+    before = bucket_state(org, MEMBER, "team-churn-raw")
+
+    [result] = org.replay([event], seed=False)
+
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    after = bucket_state(org, MEMBER, "team-churn-raw")
+    # New objects are still encrypted with the team's key, which its cross-account readers may use.
+    assert after["encryption"] == encrypted_with_the_teams_key(org, "team-churn-raw", bucket_key=True)
+    assert {**after, "encryption": None} == {**before, "encryption": None}
+
+
+def test_a_resource_the_control_finds_compliant_is_not_claimed_remediated(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Config says NON_COMPLIANT, but the bucket already has what the control sets: nothing is changed,
+    nothing claimed, the cap slot is given back and Config is asked to look again."""
+    event = load_event("config-s3-default-encryption-conformance-pack")
+    org.seed(event)
+    compliant = encrypted_with_the_teams_key(org, "team-churn-raw", bucket_key=True)
+    before = bucket_state(org, MEMBER, "team-churn-raw")
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "succeeded"
+    assert bucket_state(org, MEMBER, "team-churn-raw") == before
+    assert before["encryption"] == compliant
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "notify-only", True),
+        ("notify", "done", True),
+    ]
+    [notice] = security_notices(org, event["id"])
+    assert notice.subject.endswith("bucket team-churn-raw in 210987654321 not remediated (already compliant)")
+    assert notice.attributes["kind"] == "non-compliance"
+    assert notice.message["outcome"] == "notify-only"
+    assert "found nothing to change" in notice.message["reason"]
+    assert "Config reports it NON_COMPLIANT" in notice.message["reason"]
+    assert notice.message["reevaluation"] == "requested"
+    assert len(org.config_evaluations) == 1
+    assert cap_counter(org, MEMBER)["count"] == {"N": "0"}, "nothing was fixed: the slot was given back"
+
+
 # --------------------------------------------------------------------------- safety
 
 
@@ -599,7 +667,7 @@ def three_findings_under_a_cap_of_two(
     return first, second, third
 
 
-def test_past_the_hourly_cap_an_account_is_notified_not_changed(
+def test_past_the_hourly_cap_an_account_is_notified_once_and_not_changed(
     org: Organization, load_event: EventLoader
 ) -> None:
     first, second, third = three_findings_under_a_cap_of_two(org, load_event)
@@ -615,20 +683,112 @@ def test_past_the_hourly_cap_an_account_is_notified_not_changed(
 
     statuses = [[a.status for a in r.actions if a.type == "remediate"] for r in results]
     assert statuses == [["done"], ["done"], ["notify-only"], ["done"]]  # the cap is per account
-    assert all(r.outcome == "succeeded" for r in results)
+    # The emulation redelivers at once, so every delivery of the third falls in the same hour: the queue
+    # dead-letters it (in AWS the function asks SQS to hold it until the hour turns; see below).
+    assert [r.outcome for r in results] == ["succeeded", "succeeded", "dead-lettered", "succeeded"]
     assert snapshot(org, third) == before
-    [notice] = security_notices(org, third["id"])
+    held, dead_lettered = security_notices(org, third["id"])
     assert_subject(
-        notice,
+        held,
         "MEDIUM",
         "ec2-ebs-encryption-by-default",
         "account 210987654321 in us-east-1",
         "not remediated (hourly cap reached)",
     )
-    assert "already had 2 remediations this hour" in notice.message["reason"]
+    assert "already had 2 remediations this hour" in held.message["reason"]
+    assert "kept on the compliance queue and tried again after" in held.message["reason"]
+    # Told once however many deliveries the cap refused, then told that it waits in the DLQ.
+    assert dead_lettered.subject.endswith("NOT remediated, dead-lettered")
+    assert "hourly remediation cap" in dead_lettered.message["reason"]
+    assert "govern redrive" in dead_lettered.message["reason"]
+    assert [(e.action, e.status) for e in org.ledger(third["id"]) if e.action != "notify"] == [
+        ("remediate", "notify-only"),
+        ("dead_letter", "failed"),
+    ]
     counter = cap_counter(org, MEMBER)
     assert counter["count"] == {"N": "2"}
     assert int(counter["expires_at"]["N"]) > datetime.now(UTC).timestamp()
+
+
+def test_an_evaluation_the_cap_held_back_is_remediated_after_the_hour_by_redrive(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Nothing the cap refused is stored as handled: once the cap allows, `govern redrive` of the
+    compliance DLQ brings the evaluation back and it is fixed."""
+    first, second, third = three_findings_under_a_cap_of_two(org, load_event)
+    [*_, held] = org.replay([first, second, third])
+    assert held.outcome == "dead-lettered"
+    assert account_state(org, MEMBER)["ebs_encryption_by_default"][REGION] is False
+
+    org.configure(MAX_ACTIONS_PER_ACCOUNT_PER_HOUR="20")  # the hour turned: the cap allows again
+    dlq = aws(org, GOVERNANCE, "sqs").get_queue_url(QueueName="ml-governance-dev-config-compliance-dlq")
+    [moved] = operations.redrive(dlq["QueueUrl"], dry_run=False)
+    org.replay([], sequential=False)  # the function drains the compliance queue
+
+    assert (moved.status, moved.event_id) == ("moved", third["id"])
+    assert account_state(org, MEMBER)["ebs_encryption_by_default"][REGION] is True
+    assert [e.status for e in remediations(org, third["id"])] == ["notify-only", "done"]
+    *_, fixed = security_notices(org, third["id"])
+    assert fixed.subject.endswith("account 210987654321 in us-east-1 remediated")
+    assert org.dead_letters() == []
+
+
+def test_a_redelivery_after_the_hour_acts_on_what_the_cap_held_back(
+    org: Organization, load_event: EventLoader
+) -> None:
+    first, second, third = three_findings_under_a_cap_of_two(org, load_event)
+    org.replay([first, second])
+    change = parse_event(third, ConfigComplianceChange)
+
+    for _ in range(2):  # two deliveries within the hour: both refused, the security team told once
+        with pytest.raises(RemediationDeferred) as deferred:
+            remediate_evaluation(change)
+    next_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    assert next_hour < deferred.value.retry_at <= next_hour + timedelta(minutes=1)
+    assert len(security_notices(org, third["id"])) == 1
+    assert account_state(org, MEMBER)["ebs_encryption_by_default"][REGION] is False
+
+    org.configure(MAX_ACTIONS_PER_ACCOUNT_PER_HOUR="20")  # the hour turned
+    decision = remediate_evaluation(change)
+
+    assert (decision.status, decision.verified) == ("done", True)
+    assert account_state(org, MEMBER)["ebs_encryption_by_default"][REGION] is True
+    assert [e.status for e in remediations(org, third["id"])] == ["notify-only", "done"]
+    assert remediate_evaluation(change).status == "skipped"  # and now it is handled, once
+
+
+def test_the_function_keeps_a_held_back_record_out_of_sight_until_the_hour_turns(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """A redelivery within the hour would only be refused again and use up a receive: the function asks
+    SQS to keep the record invisible until the hour has turned, instead of the queue's visibility timeout."""
+    first, second, third = three_findings_under_a_cap_of_two(org, load_event)
+    org.replay([first, second])
+    sqs = aws(org, GOVERNANCE, "sqs")
+    queue = org.physical_id("ConfigComplianceQueue")
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(third))
+    [message] = sqs.receive_message(QueueUrl=queue, VisibilityTimeout=1, AttributeNames=["All"])["Messages"]
+    record = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message["Attributes"],
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": org.arn("ConfigComplianceQueue"),
+        "awsRegion": REGION,
+    }
+
+    response = org._invoke(org.function_spec("RemediateConfigFunction"), {"Records": [record]})
+    time.sleep(1.5)  # past the visibility the record was received with
+
+    assert response["batchItemFailures"] == [{"itemIdentifier": message["MessageId"]}]
+    assert sqs.receive_message(QueueUrl=queue, VisibilityTimeout=0).get("Messages", []) == []
+    assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])[
+        "Attributes"
+    ] == {"ApproximateNumberOfMessagesNotVisible": "1"}
+    assert account_state(org, MEMBER)["ebs_encryption_by_default"][REGION] is False
 
 
 def test_deliveries_that_changed_nothing_give_their_cap_slot_back(
@@ -905,5 +1065,5 @@ def test_the_function_knows_which_delivery_the_queue_dead_letters_after(org: Org
     assert (
         int(remediate["Environment"]["Variables"]["COMPLIANCE_MAX_RECEIVES"])
         == int(redrive["maxReceiveCount"])
-        == 3
+        == 5
     )

@@ -31,8 +31,10 @@ ALL_FOUR_ON = {
     "BlockPublicPolicy": True,
     "RestrictPublicBuckets": True,
 }
-# More failures than botocore's legacy retry mode (5 attempts) and SQS redelivery (3 receives) absorb.
+# More failures than botocore's legacy retry mode (5 attempts) and SQS redelivery (5 receives) absorb.
 PERSISTENT = 99
+# The compliance queue's maxReceiveCount (template parameter ComplianceMaxReceives, default 5).
+COMPLIANCE_RECEIVES = 5
 
 
 # --------------------------------------------------------------------------- events
@@ -409,8 +411,8 @@ def test_config_throttling_that_never_ends_keeps_the_event_in_the_queues_dlq(org
     with inject_api_faults(org, [fault]):
         [result] = org.replay([event], seed=False)
 
-    # Three receives (maxReceiveCount) of five botocore attempts each, then SQS moved the record aside.
-    assert fault.hits == 3 * 5
+    # Five receives (maxReceiveCount) of five botocore attempts each, then SQS moved the record aside.
+    assert fault.hits == COMPLIANCE_RECEIVES * 5
     assert result.outcome == "dead-lettered" and result.error
     [kept] = org.dead_letters()
     assert kept.queue.endswith("config-compliance-dlq") and kept.event == event
@@ -419,11 +421,109 @@ def test_config_throttling_that_never_ends_keeps_the_event_in_the_queues_dlq(org
     [entry] = [entry for entry in org.ledger(event["id"]) if entry.action != "notify"]
     assert (entry.action, entry.status) == ("dead_letter", "failed")
     assert entry.target.endswith(f":{event['detail']['resourceId']}")
-    assert entry.detail["deliveries"] == 3 and entry.detail["error_type"] == "TransientRemediationError"
+    assert entry.detail["deliveries"] == COMPLIANCE_RECEIVES
+    assert entry.detail["error_type"] == "TransientRemediationError"
     assert "SlowDown" in entry.detail["error"] or "Throttl" in entry.detail["error"], entry.detail["error"]
     [notice] = notices_about(org, event["id"], "security")
     assert notice.subject.endswith("NOT remediated, dead-lettered")
     assert notice.message["outcome"] == "failed" and "govern redrive" in notice.message["reason"]
+
+
+def test_a_throttled_assume_role_is_redelivered_not_a_final_failure(org: Organization) -> None:
+    event = read_event("config-s3-public-read")
+    org.seed(event)
+    # Five throttles use up botocore's five attempts of AssumeRole in the first delivery only.
+    fault = throttling("sts", "AssumeRole", times=5)
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([event], seed=False)
+
+    assert fault.hits == 5
+    assert result.outcome == "succeeded", result.error
+    assert _bucket_blocked(org, event)
+    assert [(e.action, e.status) for e in org.ledger(event["id"]) if e.action != "notify"] == [
+        ("remediate", "done")
+    ]
+    [notice] = notices_about(org, event["id"], "security")
+    assert notice.message["outcome"] == "done"
+    assert org.dead_letters() == []
+
+
+def test_assume_role_throttled_through_every_delivery_is_dead_lettered_for_a_redrive(
+    org: Organization,
+) -> None:
+    event = read_event("config-s3-public-read")
+    org.seed(event)
+    fault = throttling("sts", "AssumeRole", times=PERSISTENT)
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([event], seed=False)
+
+    assert fault.hits == COMPLIANCE_RECEIVES * 5
+    assert result.outcome == "dead-lettered"
+    [entry] = [entry for entry in org.ledger(event["id"]) if entry.action != "notify"]
+    assert (entry.action, entry.detail["error_type"]) == ("dead_letter", "TransientRemediationError")
+    assert "Throttling" in entry.detail["error"]
+    # A throttled STS says nothing about the member StackSet: no hint pointing there.
+    assert "StackSet" not in entry.detail["error"]
+    assert BY_NAME["config-remediation"].nothing_changed(org, event)
+
+
+def exempted_by_tags(org: Organization, event: dict[str, Any]) -> None:
+    """The bucket's owner exempted it, with a reason, until 2099."""
+    org.session(TEAM).client("s3", region_name=REGION).put_bucket_tagging(
+        Bucket=event["detail"]["resourceId"],
+        Tagging={
+            "TagSet": [
+                {"Key": "governance:exempt-until", "Value": "2099-12-31"},
+                {"Key": "governance:exempt-reason", "Value": "Public dataset, SEC-42"},
+            ]
+        },
+    )
+
+
+@pytest.mark.parametrize("kind", ["throttling", "5xx"])
+def test_an_exemption_whose_tags_could_not_be_read_at_first_is_honoured_on_redelivery(
+    org: Organization, kind: str
+) -> None:
+    event = read_event("config-s3-public-read")
+    org.seed(event)
+    exempted_by_tags(org, event)
+    fault = (throttling if kind == "throttling" else server_error)(
+        "s3", "GetBucketTagging", times=5, account=TEAM
+    )
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([event], seed=False)
+
+    assert fault.hits == 5, "the first delivery's read failed through botocore's attempts"
+    assert result.outcome == "succeeded", result.error
+    assert [a.status for a in result.actions if a.type == "remediate"] == ["exempt"]
+    assert BY_NAME["config-remediation"].nothing_changed(org, event)
+    [notice] = notices_about(org, event["id"], "security")
+    assert notice.message["outcome"] == "exempt"
+
+
+def test_tags_that_cannot_be_read_leave_the_resource_alone_and_say_so(org: Organization) -> None:
+    event = read_event("config-s3-public-read")
+    org.seed(event)
+    exempted_by_tags(org, event)
+    fault = access_denied("s3", "GetBucketTagging", times=PERSISTENT, account=TEAM)
+
+    with inject_api_faults(org, [fault]):
+        [result] = org.replay([event], seed=False)
+
+    assert fault.hits == 1, "a refusal is not retried"
+    assert result.outcome == "succeeded"
+    assert BY_NAME["config-remediation"].nothing_changed(org, event)
+    [entry] = [entry for entry in org.ledger(event["id"]) if entry.action == "remediate"]
+    assert entry.status == "notify-only"
+    assert entry.detail["reason"].startswith("exemption state unknown: could not read tags (")
+    assert "AccessDenied" in entry.detail["reason"]
+    [notice] = notices_about(org, event["id"], "security")
+    assert notice.subject.endswith("not remediated (exemption unknown)")
+    assert notice.attributes["kind"] == "non-compliance"
+    assert org.dead_letters() == []
 
 
 WORKFLOWS = [pytest.param(flow, id=flow.name) for flow in FLOWS if flow.name != "config-remediation"]
@@ -506,7 +606,7 @@ def test_config_remediation_batch_with_faults_loses_no_event(org: Organization) 
         },
     )
     assert accounting.totals() == {"succeeded/ignored": 5, "failed": 1, "dead-lettered": 2}
-    assert [fault.hits for fault in faults] == [2, 3, 1, 15]
+    assert [fault.hits for fault in faults] == [2, 3, 1, COMPLIANCE_RECEIVES * 5]
     assert bucket_public_access_block(org, TEAM, "team-churn-public-data") == ALL_FOUR_ON
     assert bucket_public_access_block(org, TEAM, "team-churn-uploads") == ALL_FOUR_ON
     assert not any(

@@ -432,8 +432,8 @@ def test_config_compliance_dead_letters_go_back_to_their_source_queue(backbone: 
         MessageBody=json.dumps(event),
         MessageAttributes={"origin": {"DataType": "String", "StringValue": "eventbridge"}},
     )
-    # The function fails it maxReceiveCount times: SQS moves it to the queue's DLQ.
-    for _ in range(4):
+    # The function fails it maxReceiveCount times: SQS moves it to the queue's DLQ at the next receive.
+    for _ in range(int(TEMPLATE["Parameters"]["ComplianceMaxReceives"]["Default"]) + 1):
         for message in sqs.receive_message(QueueUrl=backbone.config_queue, VisibilityTimeout=0).get(
             "Messages", []
         ):

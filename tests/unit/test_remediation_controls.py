@@ -206,6 +206,43 @@ def test_default_encryption_leaves_a_compliant_kms_configuration_alone(member: b
     assert s3.get_bucket_encryption(Bucket="team-churn-raw")["ServerSideEncryptionConfiguration"] == existing
 
 
+def test_default_encryption_keeps_the_teams_own_key_and_only_turns_the_bucket_key_on(
+    member: boto3.Session,
+) -> None:
+    """Replacing a team's customer-managed key with aws/s3 would lock out the readers its key policy lets
+    in (aws/s3 cannot be shared across accounts); the least change is the bucket key alone."""
+    before = public_bucket(member, "team-churn-raw")
+    s3 = client(member, "s3")
+    cmk = "arn:aws:kms:us-east-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    s3.put_bucket_encryption(
+        Bucket="team-churn-raw",
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": cmk},
+                    "BucketKeyEnabled": False,
+                }
+            ]
+        },
+    )
+    parameters = {"algorithm": "aws:kms", "bucket_key": True}  # the shipped policy's parameters
+    action = ACTIONS["enable_bucket_default_encryption"]
+    assert not action.verify(member, REGION, "team-churn-raw", parameters)
+
+    changes = action.remediate(member, REGION, "team-churn-raw", parameters)
+
+    after = bucket_state(member, "team-churn-raw")
+    assert after["encryption"]["Rules"] == [
+        {
+            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": cmk},
+            "BucketKeyEnabled": True,
+        }
+    ]
+    assert {**after, "encryption": None} == {**before, "encryption": None}
+    assert changes["changed"] is True
+    assert action.verify(member, REGION, "team-churn-raw", parameters)
+
+
 def test_encryption_parameters_reject_a_key_without_kms() -> None:
     with pytest.raises(ValidationError, match="kms_key_id needs algorithm 'aws:kms'"):
         ACTIONS["enable_bucket_default_encryption"].parameters.model_validate(

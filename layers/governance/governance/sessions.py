@@ -12,6 +12,7 @@ import botocore.loaders
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from governance.errors import is_transient, one_line
 from governance.settings import settings
 
 _REFRESH_MARGIN = timedelta(minutes=5)
@@ -54,15 +55,21 @@ class ClientCachingSession(boto3.Session):
 
 
 class RoleAssumptionError(RuntimeError):
-    """GovernanceExecutionRole could not be assumed in a member account."""
+    """GovernanceExecutionRole could not be assumed in a member account. `code` is STS's error code (empty
+    when no answer came back); `transient` says whether the same AssumeRole may succeed a minute later
+    (throttling, a 5xx, a dropped connection: governance.errors.is_transient), as opposed to a refusal
+    (AccessDenied: the role is missing or does not trust this function)."""
 
-    def __init__(self, role_arn: str, account_id: str, reason: str) -> None:
+    def __init__(
+        self, role_arn: str, account_id: str, reason: str, *, code: str = "", transient: bool = False
+    ) -> None:
         self.role_arn = role_arn
         self.account_id = account_id
-        super().__init__(
-            f"cannot assume {role_arn} in account {account_id}: {reason} "
-            "(is the member-account StackSet deployed there?)"
-        )
+        self.code = code
+        self.transient = transient
+        # The StackSet hint only where it can be the cause: a throttled STS says nothing about the role.
+        hint = "" if transient else " (is the member-account StackSet deployed there?)"
+        super().__init__(f"cannot assume {role_arn} in account {account_id}: {reason}{hint}")
 
 
 def role_arn_in(account_id: str) -> str:
@@ -79,9 +86,14 @@ def _assume(account_id: str) -> tuple[boto3.Session, datetime]:
             DurationSeconds=3600,
         )
     except ClientError as error:
-        raise RoleAssumptionError(role_arn, account_id, error.response["Error"]["Code"]) from error
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        raise RoleAssumptionError(
+            role_arn, account_id, code, code=code, transient=is_transient(error)
+        ) from error
     except BotoCoreError as error:
-        raise RoleAssumptionError(role_arn, account_id, str(error)) from error
+        raise RoleAssumptionError(
+            role_arn, account_id, one_line(error), transient=is_transient(error)
+        ) from error
     credentials = response["Credentials"]
     session = ClientCachingSession(
         aws_access_key_id=credentials["AccessKeyId"],

@@ -163,6 +163,15 @@ def _encryption_satisfies(rules: list[dict[str, Any]], wanted: EncryptionParamet
     return False
 
 
+def _own_kms_key(rules: list[dict[str, Any]]) -> str:
+    """The KMS key an `aws:kms` default-encryption rule names (empty: none, or aws/s3 by default)."""
+    for rule in rules:
+        default = rule.get("ApplyServerSideEncryptionByDefault") or {}
+        if default.get("SSEAlgorithm") == "aws:kms":
+            return str(default.get("KMSMasterKeyID") or "")
+    return ""
+
+
 def enable_bucket_default_encryption(
     session: boto3.Session, region: str, bucket: str, parameters: EncryptionParameters, finding: str
 ) -> dict[str, Any]:
@@ -173,6 +182,10 @@ def enable_bucket_default_encryption(
     default: dict[str, str] = {"SSEAlgorithm": parameters.algorithm}
     if parameters.kms_key_id:
         default["KMSMasterKeyID"] = parameters.kms_key_id
+    elif parameters.algorithm == "aws:kms" and (kept := _own_kms_key(before)):
+        # The team's own key stays: swapping it for aws/s3 would lock out every reader that the team's key
+        # policy lets in (aws/s3 cannot be shared across accounts). Only the bucket key is turned on.
+        default["KMSMasterKeyID"] = kept
     rule: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": default}
     if parameters.algorithm == "aws:kms":
         # The bucket key cuts KMS requests (and their cost) by orders of magnitude for busy buckets.

@@ -6,7 +6,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,6 +30,11 @@ EXEMPT_UNTIL_TAG = "governance:exempt-until"
 EXEMPT_REASON_TAG = "governance:exempt-reason"
 EXEMPT_OWNER_TAG = "governance:exempt-owner"
 CAP_KEY_PREFIX = "remediation-cap#"
+# One item per evaluation the cap held back, so the security team is told once, not at every redelivery.
+HELD_BACK_KEY_PREFIX = "remediation-held-back#"
+# A held-back evaluation comes back this long after the hour turns: the hosts' clocks differ slightly, and
+# one back a moment early would find the old hour's cap still full.
+CAP_RETRY_MARGIN = timedelta(seconds=30)
 # The one call the engine itself makes in a member account (after a verified fix).
 REEVALUATION_PERMISSION = "config:StartConfigRulesEvaluation"
 SUBJECT_LIMIT = 100  # what SNS (and so an e-mail subscriber) keeps of a subject
@@ -48,6 +53,16 @@ _KINDS: dict[str, str] = {
 
 class TransientRemediationError(TransientAwsError):
     """A member-account call failed in a way that retrying later can fix; the queue redelivers the record."""
+
+
+class RemediationDeferred(RuntimeError):
+    """The account's hourly cap refused this evaluation. Nothing was changed and nothing is stored as its
+    idempotent result: the record goes back to the queue, to be acted on once the hour has turned
+    (`retry_at`). The message is one line, for the dead-letter notice should every delivery be refused."""
+
+    def __init__(self, message: str, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,8 @@ class Decision:
     attempt: str = ""
     # The hour whose cap slot this decision took (`2026-11-27T04`), to give it back if nothing was fixed.
     cap_hour: str = ""
+    # Set when the hourly cap held the evaluation back: when it is to be tried again (ISO 8601, UTC).
+    held_until: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:
@@ -150,6 +167,8 @@ class Decision:
         }
         if self.exemption:
             detail["exemption"] = self.exemption
+        if self.held_until:
+            detail["held_until"] = self.held_until
         if self.notes:
             detail["notes"] = self.notes
         if self.status == "failed":
@@ -201,6 +220,8 @@ def _decide_and_act(evaluation: dict[str, Any]) -> dict[str, Any]:
     decision = decide(
         facts, current_policy(), mode=str(evaluation["mode"]), attempt=str(evaluation["attempt"])
     )
+    if decision.held_until:
+        _hold_back(facts, decision)
     if decision.status == "done":
         try:
             decision = carry_out(facts, decision)
@@ -268,7 +289,7 @@ def decide(evaluation: Evaluation, policy: Policy, *, mode: str, attempt: str = 
             notes=notes,
         )
 
-    tag_exemption, tag_notes = _tag_exemption(evaluation, today)
+    tag_exemption, tag_notes, unreadable = _tag_exemption(evaluation, today)
     notes += tag_notes
     if tag_exemption:
         return _exempt(replace(base, notes=notes), tag_exemption)
@@ -296,6 +317,9 @@ def decide(evaluation: Evaluation, policy: Policy, *, mode: str, attempt: str = 
         return replace(
             base, headline="not remediated (notify-only)", reason=f"notify-only: {note}", notes=notes
         )
+    if unreadable is not None:
+        # Fail closed: the owner may have exempted the resource with tags no one could read.
+        return _exemption_unknown(replace(base, notes=notes), unreadable, mode=mode, summary=summary)
     if mode == "dry-run":
         why = (
             "DryRun is on for the whole backbone"
@@ -310,16 +334,20 @@ def decide(evaluation: Evaluation, policy: Policy, *, mode: str, attempt: str = 
             notes=notes,
         )
     limit = settings().max_actions_per_account_per_hour
-    cap_hour = _take_action_slot(evaluation.account, limit)
+    now = datetime.now(UTC)
+    cap_hour = _take_action_slot(evaluation.account, limit, now)
     if cap_hour is None:
+        retry_at = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1) + CAP_RETRY_MARGIN
         return replace(
             base,
             headline="not remediated (hourly cap reached)",
             reason=(
                 f"account {evaluation.account} already had {limit} remediations this hour (the cap); "
-                f"would {summary}; notify-only until the hour turns"
+                f"would {summary}; kept on the compliance queue and tried again after "
+                f"{retry_at:%H:%M} UTC"
             ),
             notes=notes,
+            held_until=retry_at.isoformat(),
         )
     return replace(base, status="done", headline="remediated", reason=summary, notes=notes, cap_hour=cap_hour)
 
@@ -343,8 +371,14 @@ def _protected_account(account: str) -> str | None:
     return None
 
 
-def _tag_exemption(evaluation: Evaluation, today: date) -> tuple[dict[str, Any] | None, list[str]]:
-    """The resource's own exemption tags, if in force; notes say why tags found were not honoured."""
+def _tag_exemption(
+    evaluation: Evaluation, today: date
+) -> tuple[dict[str, Any] | None, list[str], Exception | None]:
+    """The resource's own exemption tags, if in force; notes say why tags found were not honoured; and the
+    error that kept the tags from being read, if one did. A transient error (throttling, a 5xx, a dropped
+    connection, a throttled AssumeRole) raises TransientRemediationError instead: the queue redelivers."""
+    if evaluation.resource_type not in resources.TAG_PERMISSIONS:
+        return None, [], None  # account-level rules and types without tags: nothing to read
     try:
         tags = resources.resource_tags(
             session_for(evaluation.account),
@@ -352,34 +386,64 @@ def _tag_exemption(evaluation: Evaluation, today: date) -> tuple[dict[str, Any] 
             evaluation.resource_id,
             evaluation.region,
         )
-    except (ClientError, BotoCoreError, RoleAssumptionError) as error:
-        return None, [f"could not read the resource's tags ({_one_line(error)}); no tag exemption applied"]
+    except ClientError as error:
+        if is_transient(error):
+            raise TransientRemediationError(f"reading the resource's tags: {_one_line(error)}") from error
+        return None, [_unreadable_tags_note(error)], error
+    except BotoCoreError as error:
+        # As in carry_out: botocore's own errors (timeouts, connections) are worth another delivery.
+        raise TransientRemediationError(f"reading the resource's tags: {_one_line(error)}") from error
+    except RoleAssumptionError as error:
+        if error.transient:
+            raise TransientRemediationError(_one_line(error)) from error
+        return None, [_unreadable_tags_note(error)], error
     until = tags.get(EXEMPT_UNTIL_TAG, "").strip()
     if not until:
-        return None, []
+        return None, [], None
     reason = tags.get(EXEMPT_REASON_TAG, "").strip()
     if not reason:
-        return None, [
-            f"tag {EXEMPT_UNTIL_TAG} ignored: {EXEMPT_REASON_TAG} is missing (an exemption needs a reason)"
-        ]
+        return (
+            None,
+            [f"tag {EXEMPT_UNTIL_TAG} ignored: {EXEMPT_REASON_TAG} is missing (an exemption needs a reason)"],
+            None,
+        )
     try:
         expires = date.fromisoformat(until[:10])
     except ValueError:
-        return None, [f"tag {EXEMPT_UNTIL_TAG}={until!r} ignored: not an ISO date like 2026-12-31"]
+        return None, [f"tag {EXEMPT_UNTIL_TAG}={until!r} ignored: not an ISO date like 2026-12-31"], None
     if today > expires:
-        return None, [f"tag exemption expired on {expires.isoformat()}; it no longer counts"]
+        return None, [f"tag exemption expired on {expires.isoformat()}; it no longer counts"], None
     owner = tags.get(EXEMPT_OWNER_TAG, "").strip()
-    return {"source": "tag", "reason": reason, "owner": owner, "expires": expires.isoformat()}, []
+    return {"source": "tag", "reason": reason, "owner": owner, "expires": expires.isoformat()}, [], None
+
+
+def _unreadable_tags_note(error: Exception) -> str:
+    return f"could not read the resource's tags ({_one_line(error)}); a tag exemption may be in force"
+
+
+def _exemption_unknown(base: Decision, error: Exception, *, mode: str, summary: str) -> Decision:
+    """Tags that could not be read (AccessDenied, a resource gone): no action, since an exemption may be in
+    force. A role that cannot be assumed is a failure: no fix can be made in that account either."""
+    if isinstance(error, RoleAssumptionError) and mode == "enforce":
+        return _failed(base, _one_line(error))
+    return replace(
+        base,
+        headline="not remediated (exemption unknown)",
+        reason=(
+            f"exemption state unknown: could not read tags ({_one_line(error)}); would {summary}, but "
+            "nothing was changed, since the owner may have exempted it: check its tags and fix it by hand, "
+            "or let GovernanceExecutionRole read them"
+        ),
+    )
 
 
 def _cap_key(account: str, hour: str) -> dict[str, Any]:
     return {"pk": {"S": f"{CAP_KEY_PREFIX}{account}"}, "sk": {"S": hour}}
 
 
-def _take_action_slot(account: str, limit: int) -> str | None:
+def _take_action_slot(account: str, limit: int, now: datetime) -> str | None:
     """Count one action against the account's hourly cap: the hour counted in, or None when the cap is
     already reached."""
-    now = datetime.now(UTC)
     hour = now.strftime("%Y-%m-%dT%H")
     current = settings()
     table = session_for(current.require("governance_account_id")).client("dynamodb")
@@ -421,6 +485,57 @@ def _give_back_action_slot(account: str, hour: str) -> None:
         logger.warning("cap slot not given back", extra={"account": account, "error": _one_line(error)})
 
 
+def _hold_back(evaluation: Evaluation, decision: Decision) -> NoReturn:
+    """The hourly cap refused the evaluation: the ledger and the security team hear of it once, and the
+    record goes back to the queue (RemediationDeferred), nothing stored as its idempotent result, so the
+    delivery after the hour turns acts on it. The handler asks SQS to hold it until then."""
+    if _first_hold_back(evaluation):
+        evaluation.record_entry("remediate", decision.status, decision.ledger_detail())  # type: ignore[arg-type]
+        notify_security(evaluation, decision)
+    else:
+        logger.info("held back by the hourly cap again", extra={"held_until": decision.held_until})
+    limit = settings().max_actions_per_account_per_hour
+    raise RemediationDeferred(
+        f"the hourly remediation cap of account {evaluation.account} ({limit}) was reached; "
+        f"{decision.action} not carried out",
+        datetime.fromisoformat(decision.held_until),
+    )
+
+
+def _first_hold_back(evaluation: Evaluation) -> bool:
+    """True the first time the cap holds this evaluation back: one conditional put in the state table,
+    kept a day (longer than the queue's deliveries last). When the table cannot say, True: better told
+    twice than not at all."""
+    current = settings()
+    expires = datetime.now(UTC) + timedelta(days=1)
+    evaluation_key = "#".join(
+        (
+            evaluation.rule,
+            evaluation.region,
+            evaluation.resource_type,
+            evaluation.resource_id,
+            evaluation.ordering_timestamp,
+        )
+    )
+    try:
+        session_for(current.require("governance_account_id")).client("dynamodb").put_item(
+            TableName=current.require("state_table"),
+            Item={
+                "pk": {"S": f"{HELD_BACK_KEY_PREFIX}{evaluation.account}"},
+                "sk": {"S": evaluation_key},
+                "expires_at": {"N": str(int(expires.timestamp()))},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        logger.warning("held-back marker not written", extra={"error": _one_line(error)})
+    except BotoCoreError as error:
+        logger.warning("held-back marker not written", extra={"error": _one_line(error)})
+    return True
+
+
 # --------------------------------------------------------------------------- acting
 
 
@@ -441,14 +556,40 @@ def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
         return _failed(decision, f"{action.name} failed: {_one_line(error)}")
     except BotoCoreError as error:
         raise TransientRemediationError(_one_line(error)) from error
-    except (RemediationFailed, RoleAssumptionError) as error:
+    except RoleAssumptionError as error:
+        if error.transient:  # STS throttled or failed: the next delivery assumes the role again
+            raise TransientRemediationError(_one_line(error)) from error
+        return _failed(decision, _one_line(error))
+    except RemediationFailed as error:
         return _failed(decision, _one_line(error))
     if not verified:
         return _failed(
             replace(decision, changes=changes),
             f"{action.name} ran but reading the resource back shows it is still not fixed",
         )
+    if changes.get("changed") is False:
+        return _already_compliant(evaluation, replace(decision, changes=changes))
     return replace(decision, changes=changes, verified=True, reevaluation=request_reevaluation(evaluation))
+
+
+def _already_compliant(evaluation: Evaluation, decision: Decision) -> Decision:
+    """The action found nothing to change: the resource meets the control as the backbone reads it, yet
+    Config says NON_COMPLIANT. Nothing was fixed, so nothing is claimed and the cap slot is given back;
+    Config is asked to evaluate again (an evaluation older than a fix then turns compliant)."""
+    _give_back_action_slot(evaluation.account, decision.cap_hour)
+    return replace(
+        decision,
+        status="notify-only",
+        headline="not remediated (already compliant)",
+        reason=(
+            f"{decision.action} found nothing to change: the resource already meets control "
+            f"{decision.control} as the backbone reads it, but Config reports it NON_COMPLIANT. Either it "
+            "was fixed after Config evaluated it, or the rule asks for more than the control does (a "
+            "specific key, a parameter): compare the rule's parameters with the control's"
+        ),
+        verified=None,
+        reevaluation=request_reevaluation(evaluation),
+    )
 
 
 def _failed(decision: Decision, reason: str) -> Decision:
