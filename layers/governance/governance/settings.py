@@ -39,7 +39,7 @@ class Settings:
     deployment_pipeline_map: str = ""
     max_actions_per_account_per_hour: int = 20
     # The compliance queue's maxReceiveCount: the delivery after which a failed record is dead-lettered.
-    compliance_max_receives: int = 3
+    compliance_max_receives: int = 5
     # Base delay of the workflows' bounded polling (role readiness, pipeline progress); the
     # offline runtime sets 0 so emulated workflows do not sleep.
     poll_base_seconds: int = 10

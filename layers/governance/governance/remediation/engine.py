@@ -11,6 +11,7 @@ from typing import Any, Literal, NoReturn
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from governance.claims import once
 from governance.errors import TransientAwsError, is_transient
 from governance.errors import one_line as _one_line
 from governance.events.config import ConfigComplianceChange
@@ -30,7 +31,8 @@ EXEMPT_UNTIL_TAG = "governance:exempt-until"
 EXEMPT_REASON_TAG = "governance:exempt-reason"
 EXEMPT_OWNER_TAG = "governance:exempt-owner"
 CAP_KEY_PREFIX = "remediation-cap#"
-# One item per evaluation the cap held back, so the security team is told once, not at every redelivery.
+# The once-marker of an evaluation the cap held back: the security team is told once, not at every
+# redelivery.
 HELD_BACK_KEY_PREFIX = "remediation-held-back#"
 # A held-back evaluation comes back this long after the hour turns: the hosts' clocks differ slightly, and
 # one back a moment early would find the old hour's cap still full.
@@ -489,7 +491,11 @@ def _hold_back(evaluation: Evaluation, decision: Decision) -> NoReturn:
     """The hourly cap refused the evaluation: the ledger and the security team hear of it once, and the
     record goes back to the queue (RemediationDeferred), nothing stored as its idempotent result, so the
     delivery after the hour turns acts on it. The handler asks SQS to hold it until then."""
-    if _first_hold_back(evaluation):
+    # Told once per evaluation (the fields its idempotency key is made of), however many deliveries the cap
+    # holds back.
+    facts = (evaluation.rule, evaluation.account, evaluation.region, evaluation.resource_type)
+    held_back = "#".join((*facts, evaluation.resource_id, evaluation.ordering_timestamp))
+    if once(f"{HELD_BACK_KEY_PREFIX}{held_back}"):
         evaluation.record_entry("remediate", decision.status, decision.ledger_detail())  # type: ignore[arg-type]
         notify_security(evaluation, decision)
     else:
@@ -500,40 +506,6 @@ def _hold_back(evaluation: Evaluation, decision: Decision) -> NoReturn:
         f"{decision.action} not carried out",
         datetime.fromisoformat(decision.held_until),
     )
-
-
-def _first_hold_back(evaluation: Evaluation) -> bool:
-    """True the first time the cap holds this evaluation back: one conditional put in the state table,
-    kept a day (longer than the queue's deliveries last). When the table cannot say, True: better told
-    twice than not at all."""
-    current = settings()
-    expires = datetime.now(UTC) + timedelta(days=1)
-    evaluation_key = "#".join(
-        (
-            evaluation.rule,
-            evaluation.region,
-            evaluation.resource_type,
-            evaluation.resource_id,
-            evaluation.ordering_timestamp,
-        )
-    )
-    try:
-        session_for(current.require("governance_account_id")).client("dynamodb").put_item(
-            TableName=current.require("state_table"),
-            Item={
-                "pk": {"S": f"{HELD_BACK_KEY_PREFIX}{evaluation.account}"},
-                "sk": {"S": evaluation_key},
-                "expires_at": {"N": str(int(expires.timestamp()))},
-            },
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        logger.warning("held-back marker not written", extra={"error": _one_line(error)})
-    except BotoCoreError as error:
-        logger.warning("held-back marker not written", extra={"error": _one_line(error)})
-    return True
 
 
 # --------------------------------------------------------------------------- acting
