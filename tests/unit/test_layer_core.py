@@ -314,6 +314,9 @@ def _client_error(code: str, status: int) -> ClientError:
         (ReadTimeoutError(endpoint_url="https://codepipeline.us-east-1.amazonaws.com"), True),
         (ParamValidationError(report="Missing required parameter"), False),
         (ValueError("a defect"), False),
+        # A throttled AssumeRole into a member account: the workflow retries it; a refused one it does not.
+        (sessions.RoleAssumptionError("role", "210987654321", "Throttling", transient=True), True),
+        (sessions.RoleAssumptionError("role", "210987654321", "AccessDenied"), False),
     ],
 )
 def test_only_errors_a_later_call_can_fix_are_transient(error: Exception, transient: bool) -> None:

@@ -52,6 +52,10 @@ def is_transient(error: BaseException) -> bool:
         code = error.response.get("Error", {}).get("Code", "")
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         return code in TRANSIENT_ERROR_CODES or status == 429 or status >= 500
+    # The backbone's own errors that wrap an AWS call say so themselves (sessions.RoleAssumptionError: a
+    # throttled AssumeRole is worth another try, a refused one is not).
+    if getattr(error, "transient", None) is True:
+        return True
     return isinstance(error, (BotocoreConnectionError, HTTPClientError))
 
 
