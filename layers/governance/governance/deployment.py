@@ -307,9 +307,7 @@ def record_deployment(decision: dict[str, Any], pipeline: dict[str, Any], *, eve
     description = describe_central_version(version_arn)
     approval_now = str(description.get("ModelApprovalStatus") or "")
     still_approved = approval_now == "Approved"
-    card = model_card.ensure_card(
-        description, event_id=event_id, flow=FLOW, account=decision.get("source_account", "")
-    )
+    card = _ensure_card_for(decision, event_id=event_id, description=description)
 
     def write(content: dict[str, Any]) -> None:
         if still_approved:
@@ -413,9 +411,12 @@ def record_deployment(decision: dict[str, Any], pipeline: dict[str, Any], *, eve
     }
 
 
-def _ensure_card_for(decision: dict[str, Any], *, event_id: str) -> dict[str, Any]:
-    """The version's card; versions that reached the registry without the promotion get one now."""
-    description = describe_central_version(decision["version_arn"])
+def _ensure_card_for(
+    decision: dict[str, Any], *, event_id: str, description: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The version's card; versions that reached the registry without the promotion get one now.
+    `description`: the version as already described, else it is described here."""
+    description = description or describe_central_version(decision["version_arn"])
     return model_card.ensure_card(
         description, event_id=event_id, flow=FLOW, account=decision.get("source_account", "")
     )
