@@ -650,7 +650,7 @@ def _rewritten(description: dict[str, Any], copies: dict[str, str]) -> dict[str,
         # ETags describe the source objects; each copy is verified by its own metadata instead.
         containers = []
         for container in spec.get("Containers", []):
-            kept = {key: value for key, value in container.items() if key != "ModelDataETag"}
+            kept = _without(container, "ModelDataETag")
             if kept.get("AdditionalS3DataSource"):
                 kept["AdditionalS3DataSource"] = _without(kept["AdditionalS3DataSource"], "ETag")
             if kept.get("AdditionalModelDataSources"):
