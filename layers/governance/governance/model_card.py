@@ -33,7 +33,7 @@ DEPLOYMENT_DETAIL_PREFIXES = ("deployment_", "decision_")
 # model_package_details fields the deployment flow writes (the central decision), kept from the card.
 DECISION_PACKAGE_FIELDS = ("model_approval_status", "approval_description")
 CARD_STATUS_ARCHIVED = "Archived"
-ARCHIVED_NOTE = "the card is Archived: SageMaker takes no update; the new content was not written"
+ARCHIVED_NOTE = "the card is Archived (no more updates are to be made to it); the new content was not written"
 
 
 class ModelCardConflict(ValueError):
@@ -417,7 +417,7 @@ def write_model_card(
         if merged == current:
             change = "unchanged"
         elif existing.get("ModelCardStatus") == CARD_STATUS_ARCHIVED:
-            # SageMaker takes no update of an archived card; whoever archived it meant it to stay as it is.
+            # SageMaker: no more updates should be made to an archived card; whoever archived it meant it so.
             change = "archived"
         else:
             change = "updated"
