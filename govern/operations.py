@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from governance import baseline, ledger
 from governance.ledger import LedgerEntry
@@ -286,7 +286,9 @@ def _bus_destination(bus_arn: str, body: str) -> tuple[str, str]:
     targets: list[str] = []
     for page in events.get_paginator("list_rules").paginate(EventBusName=bus):
         for rule in page["Rules"]:
-            if rule.get("State") != "ENABLED" or not rule.get("EventPattern"):
+            # A rule an AWS service manages is not the backbone's: the bus archive's own rule
+            # (`Events-Archive-<name>`) matches every event and reshapes it for the archive.
+            if rule.get("ManagedBy") or rule.get("State") != "ENABLED" or not rule.get("EventPattern"):
                 continue
             if not events.test_event_pattern(EventPattern=rule["EventPattern"], Event=body)["Result"]:
                 continue
@@ -353,7 +355,11 @@ def redrive(
     `queue_session`, credentials of that account; each event goes to the target of the governance bus
     rule it matches, delivered with the caller's (governance account) credentials.
     """
-    with governance_account(region=region):
+    # A governance dead-letter queue is in the backbone's Region, which its URL names: without --region,
+    # the profile's Region would look for the queue somewhere else ("the specified queue does not exist").
+    with governance_account(
+        region=region or (None if queue_session else _region_of_queue(queue_url) or None)
+    ):
         sqs = (
             queue_session.client("sqs", region_name=_region_of_queue(queue_url) or settings().region)
             if queue_session is not None
@@ -373,10 +379,14 @@ def redrive(
                 event_id = str(json.loads(body).get("id", ""))
             except (json.JSONDecodeError, AttributeError):
                 event_id = ""
-            if sources:
-                destination, note = sources[0], ""
-            else:
-                destination, note = _destination(attributes, entry_points or {}, body)
+            try:
+                destination, note = (
+                    (sources[0], "") if sources else _destination(attributes, entry_points or {}, body)
+                )
+            except (ClientError, BotoCoreError) as error:
+                # One message's lookup (ListRules, TestEventPattern...) failing must not stop the others
+                # nor hide what already moved: this one stays in the queue, said why.
+                destination, note = "", f"could not find where it goes: {_one_line(error)}"
             result = RedrivenMessage(
                 message_id=message["MessageId"],
                 event_id=event_id or attributes.get("event_id", ""),
@@ -406,7 +416,13 @@ def redrive(
                 continue
             # Deleted only once the destination has it: a crash in between redrives it twice, and every
             # flow is idempotent on what identifies the change, so twice has the effect of once.
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            try:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            except (ClientError, BotoCoreError) as error:
+                result.note = (
+                    f"delivered, but not deleted from the queue ({_one_line(error)}): it comes back after "
+                    "its hold, and a second redrive of it has the effect of one"
+                )
         return results
 
 

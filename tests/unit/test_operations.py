@@ -472,6 +472,49 @@ def test_govern_redrive_json_and_exit_status(backbone: Backbone, capsys: pytest.
     assert len(messages_in(backbone, backbone.events_dlq)) == 1
 
 
+def test_one_message_whose_destination_cannot_be_found_does_not_stop_the_others(
+    backbone: Backbone, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lookup that fails for one message (its bus is gone) leaves that one, says why, and the run goes
+    on: the report still shows what moved."""
+    eventbridge_dead_letter(
+        backbone, read_event("account-created"), backbone.baseline_arn, "AccountLifecycle"
+    )
+    gone = f"arn:aws:events:{REGION}:{backbone.account}:event-bus/deleted-bus"
+    eventbridge_dead_letter(backbone, read_event("model-approved-in-team-account"), gone, "Forward")
+
+    status = cli.main(["redrive", "--queue-url", backbone.events_dlq, "--json"])
+    document = json.loads(capsys.readouterr().out)
+
+    assert status == 1
+    assert document["summary"] == {"messages": 2, "moved": 1, "would_move": 0, "left": 1}
+    [left] = [m for m in document["messages"] if m["status"] == "left"]
+    assert left["note"].startswith("could not find where it goes: ResourceNotFoundException")
+    [moved] = [m for m in document["messages"] if m["status"] == "moved"]
+    assert moved["destination"] == backbone.baseline_arn
+    assert len(executions_of(backbone, backbone.baseline_arn)) == 1
+    # The one left is back in the queue once its hold ends, not lost.
+    assert [json.loads(m["Body"])["id"] for m in messages_in(backbone, backbone.events_dlq)] == [
+        read_event("model-approved-in-team-account")["id"]
+    ]
+
+
+def test_redrive_reads_the_queue_in_the_region_its_url_names(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --region, an operator whose profile is set to another Region still reaches the queue."""
+    eventbridge_dead_letter(
+        backbone, read_event("account-created"), backbone.baseline_arn, "AccountLifecycle"
+    )
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+
+    [moved] = redrive(backbone.events_dlq, dry_run=False)
+
+    assert (moved.status, moved.destination) == ("moved", backbone.baseline_arn)
+    assert messages_in(backbone, backbone.events_dlq) == []
+
+
 def test_execution_names_are_valid() -> None:
     assert execution_name("a1b2-c3", 2) == "redrive-a1b2-c3-2"
     long_name = execution_name("x" * 200, 12)
