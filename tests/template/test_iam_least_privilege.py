@@ -363,3 +363,41 @@ def test_a_widened_resource_policy_is_caught(backbone: dict[str, Any], mutate: A
     mutated = copy.deepcopy(backbone)
     mutate(mutated)
     assert all_findings(mutated, "mutated")
+
+
+def _senders_of(template: dict[str, Any], queue: str) -> list[dict[str, Any]]:
+    """The statements of any queue policy that let EventBridge send to `queue` (a logical id)."""
+    arn = {"Fn::GetAtt": [queue, "Arn"]}
+    return [
+        statement
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::SQS::QueuePolicy"
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+        and statement.get("Principal") == {"Service": "events.amazonaws.com"}
+        and arn
+        in (statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]])
+    ]
+
+
+def compliance_queue_problems(template: dict[str, Any]) -> list[str]:
+    """The compliance queue's messages are acted on in member accounts: only the Config rule may send."""
+    rule = {"Fn::GetAtt": ["ConfigNonComplianceRule", "Arn"]}
+    return [
+        f"{statement.get('Sid', '?')}: EventBridge may send to ConfigComplianceQueue for more than the rule"
+        for statement in _senders_of(template, "ConfigComplianceQueue")
+        if statement.get("Condition") != {"ArnEquals": {"aws:SourceArn": rule}}
+    ]
+
+
+def test_only_the_config_rule_may_fill_the_compliance_queue(backbone: dict[str, Any]) -> None:
+    assert _senders_of(backbone, "ConfigComplianceQueue")
+    assert compliance_queue_problems(backbone) == []
+
+
+def test_a_compliance_queue_open_to_any_rule_of_the_account_is_caught(backbone: dict[str, Any]) -> None:
+    mutated = copy.deepcopy(backbone)
+    policy = mutated["Resources"]["EventBridgeDeliversToQueuesPolicy"]["Properties"]["PolicyDocument"]
+    (sender,) = [s for s in policy["Statement"] if s.get("Sid") == "ConfigRuleFillsTheComplianceQueue"]
+    sender["Condition"] = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert compliance_queue_problems(mutated)
