@@ -41,8 +41,8 @@ def alarms_on(template: dict[str, Any], namespace: str, metric: str, dimension: 
     return [
         lid
         for lid, alarm in of_type(template, "AWS::CloudWatch::Alarm").items()
-        if (p := alarm["Properties"])["Namespace"] == namespace
-        and p["MetricName"] == metric
+        if (p := alarm["Properties"]).get("Namespace") == namespace
+        and p.get("MetricName") == metric
         and p.get("Dimensions") == [{"Name": dimension, "Value": value}]
         and p["Threshold"] == 1
         and p["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

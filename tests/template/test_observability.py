@@ -1,5 +1,6 @@
 """Nothing fails unseen: every dead-letter queue, state machine and function of template.yaml has its
-alarm, every alarm notifies the platform topic, and the dashboard shows them all."""
+alarm, so does every rule whose events could be lost beyond its dead-letter queue, every alarm notifies
+the platform topic, and the dashboard shows them all."""
 
 from __future__ import annotations
 
@@ -89,7 +90,76 @@ def dashboard_metrics(template: dict[str, Any]) -> set[tuple[str, ...]]:
         tuple(metric)
         for widget in body["widgets"]
         for metric in widget.get("properties", {}).get("metrics", [])
+        if not isinstance(metric[0], dict)  # a metric math expression, not one metric
     }
+
+
+def dashboard_expressions(template: dict[str, Any]) -> list[str]:
+    _, body = dashboard_body(template)
+    return [
+        metric[0]["expression"]
+        for widget in body["widgets"]
+        for metric in widget.get("properties", {}).get("metrics", [])
+        if isinstance(metric[0], dict)
+    ]
+
+
+def rules_with_dead_letter_queues(template: dict[str, Any]) -> dict[str, Any]:
+    """Every rule of the template that has a dead-letter queue, by the logical id CloudFormation knows it
+    under (SAM names an event's rule <resource><event>), with its bus (None: the default bus)."""
+    rules: dict[str, Any] = {}
+    for logical_id, rule in of_type(template, "AWS::Events::Rule").items():
+        if any("DeadLetterConfig" in target for target in rule["Properties"].get("Targets", [])):
+            rules[logical_id] = rule["Properties"].get("EventBusName")
+    for logical_id, resource in template["Resources"].items():
+        for event_name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
+            if event["Type"] == "EventBridgeRule" and "DeadLetterConfig" in event["Properties"]:
+                rules[f"{logical_id}{event_name}"] = event["Properties"].get("EventBusName")
+    return rules
+
+
+def lost_event_dimensions(rule: str, bus: Any) -> list[dict[str, Any]]:
+    """The dimensions of a rule's InvocationsFailedToBeSentToDlq: RuleName alone on the default bus, and
+    EventBusName too on a custom one, where CloudFormation's Ref of the rule is "<bus>|<rule>"."""
+    if bus is None:
+        return [{"Name": "RuleName", "Value": {"Ref": rule}}]
+    return [
+        {"Name": "EventBusName", "Value": bus},
+        {"Name": "RuleName", "Value": {"Fn::Select": [1, {"Fn::Split": ["|", {"Ref": rule}]}]}},
+    ]
+
+
+def rules_losing_events_unseen(template: dict[str, Any]) -> list[str]:
+    """Rules whose lost events (InvocationsFailedToBeSentToDlq: neither the target nor the dead-letter
+    queue took them) no alarm counts: an alarm must return a sum that includes the rule's metric and fire
+    at the first one."""
+    watched: set[str] = set()
+    for alarm in of_type(template, "AWS::CloudWatch::Alarm").values():
+        p = alarm["Properties"]
+        if not (
+            p.get("Threshold") == 1
+            and p.get("ComparisonOperator") == "GreaterThanOrEqualToThreshold"
+            and p.get("EvaluationPeriods") == 1
+            and p.get("TreatMissingData") == "notBreaching"
+        ):
+            continue
+        queries = p.get("Metrics", [])
+        returned = " ".join(q["Expression"] for q in queries if q.get("ReturnData") and "Expression" in q)
+        for query in queries:
+            stat = query.get("MetricStat", {})
+            metric = stat.get("Metric", {})
+            if (
+                (metric.get("Namespace"), metric.get("MetricName"))
+                == ("AWS/Events", "InvocationsFailedToBeSentToDlq")
+                and stat.get("Stat") == "Sum"
+                and re.search(rf"\bFILL\({re.escape(query['Id'])}, 0\)", returned)
+            ):
+                watched |= {
+                    rule
+                    for rule, bus in rules_with_dead_letter_queues(template).items()
+                    if metric.get("Dimensions") == lost_event_dimensions(rule, bus)
+                }
+    return sorted(set(rules_with_dead_letter_queues(template)) - watched)
 
 
 # ---------------------------------------------------------------- alarms
@@ -175,6 +245,96 @@ def test_a_new_function_without_an_alarm_is_caught(backbone: dict[str, Any]) -> 
     assert missing_alarms(mutated) == ["function AnotherFunction"]
 
 
+def test_an_event_eventbridge_could_not_even_dead_letter_raises_an_alarm(backbone: dict[str, Any]) -> None:
+    bus = {"Ref": "GovernanceEventBus"}
+    assert rules_with_dead_letter_queues(backbone) == {
+        "ConfigNonComplianceRule": bus,
+        "ModelPromotionStateMachineTeamApproval": bus,
+        "ModelDeploymentStateMachineCentralDecision": None,
+        "AccountBaselineStateMachineAccountLifecycle": bus,
+        "AccountBaselineStateMachineAccountLeftOrganization": bus,
+    }
+    assert rules_losing_events_unseen(backbone) == []
+
+
+def _lost_query(template: dict[str, Any], query_id: str) -> dict[str, Any]:
+    metrics = template["Resources"]["EventsLostAlarm"]["Properties"]["Metrics"]
+    return next(q for q in metrics if q["Id"] == query_id)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "caught"),
+    [
+        (
+            lambda t: t["Resources"]["EventsLostAlarm"]["Properties"]["Metrics"].remove(
+                _lost_query(t, "teamApproval")
+            ),
+            ["ModelPromotionStateMachineTeamApproval"],
+        ),
+        (
+            lambda t: _lost_query(t, "lost").update(
+                Expression=_lost_query(t, "lost")["Expression"].replace(", FILL(accountLeft, 0)", "")
+            ),
+            ["AccountBaselineStateMachineAccountLeftOrganization"],
+        ),
+        (
+            # On the default bus the metric has no EventBusName dimension: this one would never match.
+            lambda t: _lost_query(t, "centralDecision")["MetricStat"]["Metric"]["Dimensions"].insert(
+                0, {"Name": "EventBusName", "Value": "default"}
+            ),
+            ["ModelDeploymentStateMachineCentralDecision"],
+        ),
+        (
+            # The whole "<bus>|<rule>" Ref is no rule name.
+            lambda t: _lost_query(t, "configNonCompliance")["MetricStat"]["Metric"]["Dimensions"][1].update(
+                Value={"Ref": "ConfigNonComplianceRule"}
+            ),
+            ["ConfigNonComplianceRule"],
+        ),
+        (
+            lambda t: t["Resources"]["EventsLostAlarm"]["Properties"].update(Threshold=5),
+            sorted(
+                [
+                    "ConfigNonComplianceRule",
+                    "ModelPromotionStateMachineTeamApproval",
+                    "ModelDeploymentStateMachineCentralDecision",
+                    "AccountBaselineStateMachineAccountLifecycle",
+                    "AccountBaselineStateMachineAccountLeftOrganization",
+                ]
+            ),
+        ),
+        (
+            lambda t: t["Resources"]["AccountBaselineStateMachine"]["Properties"]["Events"].update(
+                AnotherLifecycle=t["Resources"]["AccountBaselineStateMachine"]["Properties"]["Events"][
+                    "AccountLifecycle"
+                ]
+            ),
+            ["AccountBaselineStateMachineAnotherLifecycle"],
+        ),
+    ],
+    ids=[
+        "metric-removed",
+        "left-out-of-the-sum",
+        "default-bus-dimensions",
+        "unsplit-ref",
+        "five",
+        "new-rule",
+    ],
+)
+def test_a_rule_losing_events_unseen_is_caught(
+    backbone: dict[str, Any], mutate: Any, caught: list[str]
+) -> None:
+    mutated = copy.deepcopy(backbone)
+    mutate(mutated)
+    assert rules_losing_events_unseen(mutated) == caught
+
+
+def test_dashboard_shows_lost_events_of_every_bus_by_rule(backbone: dict[str, Any]) -> None:
+    searches = dashboard_expressions(backbone)
+    for schema in ("{AWS/Events,EventBusName,RuleName}", "{AWS/Events,RuleName}"):
+        assert f"SEARCH('{schema} MetricName=\"InvocationsFailedToBeSentToDlq\"', 'Sum', 60)" in searches
+
+
 def forwarding_alarm_problems(template: dict[str, Any]) -> list[str]:
     """The member accounts' forwarding dead-letter queues are read by WatchForwardingFunction, which emits
     their depth as a Powertools metric: one event kept, or one queue that cannot be read, must alarm."""
@@ -197,8 +357,8 @@ def silent_watch_alarms(template: dict[str, Any]) -> list[str]:
     return [
         lid
         for lid, alarm in of_type(template, "AWS::CloudWatch::Alarm").items()
-        if (p := alarm["Properties"])["Namespace"] == "MLGovernance"
-        and p["MetricName"] == metric_names.FORWARDING_QUEUES_WATCHED
+        if (p := alarm["Properties"]).get("Namespace") == "MLGovernance"
+        and p.get("MetricName") == metric_names.FORWARDING_QUEUES_WATCHED
         and p["Statistic"] == "SampleCount"
         and p["Period"] * p["EvaluationPeriods"] <= 3600
         and (p["ComparisonOperator"], p["Threshold"]) == ("LessThanThreshold", 1)
