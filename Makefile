@@ -7,6 +7,10 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 PYTHON    ?= python3
 ENV       ?= dev
+# `make deploy ENV=prod REGION=eu-west-1`: the governance Region (samconfig.toml's `region` otherwise).
+REGION    ?=
+# More `sam deploy` options, e.g. DEPLOY_ARGS='--parameter-overrides Stage=prod ...' (docs/rollout.md).
+DEPLOY_ARGS ?=
 TEMPLATES := template.yaml templates/member-account.yaml templates/management-account.yaml
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -34,7 +38,8 @@ help:
 	@echo "make lint     ruff, mypy, cfn-lint and sam validate --lint on every template"
 	@echo "make checkov  the checkov security scan of every template (its own venv, .venv-checkov)"
 	@echo "make build    sam build (needs python3.13)"
-	@echo "make deploy   sam build + sam deploy --config-env \$$ENV (dev|test|prod; needs AWS credentials)"
+	@echo "make deploy   sam build + sam deploy --config-env \$$ENV (dev|prod) [--region \$$REGION] \$$DEPLOY_ARGS"
+	@echo "              (needs AWS credentials)"
 	@echo "make bench    the performance benchmark; writes bench/latest.json"
 
 venv: $(STAMP)
@@ -87,7 +92,7 @@ build: python313
 	PATH="$(abspath $(PY313_DIR)):$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/sam build
 
 deploy: build
-	$(VENV)/bin/sam deploy --config-env $(ENV)
+	$(VENV)/bin/sam deploy --config-env $(ENV) $(if $(REGION),--region $(REGION)) $(DEPLOY_ARGS)
 
 # The cold start is measured where Lambda starts a function: python3.13 with the runtime's SDK and nothing
 # else (bench/lambda-runtime.txt), plus the layer as `sam build` builds it. Not in .venv (awscrt).
