@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from govern.flows import models as model_support
-from governance import deployment
+from governance import deployment, model_card
 from governance.ledger import entries_for_event
 from governance.settings import settings
 from tests.conftest import read_event
@@ -204,6 +204,33 @@ def test_a_successful_deployment_is_written_on_the_card_ledgered_and_notified(
     assert entry.detail["final_status"] == "Succeeded"
     [notice] = backbone.notifications()
     assert notice["severity"] == "INFO" and notice["final_status"] == "Succeeded"
+
+
+def test_an_archived_card_is_left_as_it_is_and_the_result_ledgered_and_notified(
+    approved: dict[str, Any], backbone: Backbone
+) -> None:
+    # Whoever archived the card meant no more updates (SageMaker's word); the promotion leaves it too.
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.update_model_card(ModelCardName=CARD, ModelCardStatus="Archived")
+    archived = sagemaker.describe_model_card(ModelCardName=CARD)
+    decision = deployment.load_decision(approved)
+    pipeline = run_to_the_end(decision, "x", "event-1")
+
+    deployment.record_deployment(decision, pipeline, event_id="event-1")
+    deployment.record_rejection({**decision, "decision": "Rejected", "reason": "retired"}, event_id="event-2")
+
+    now = sagemaker.describe_model_card(ModelCardName=CARD)
+    assert (now["ModelCardVersion"], now["ModelCardStatus"]) == (archived["ModelCardVersion"], "Archived")
+    assert now["Content"] == archived["Content"]
+    [deployed] = [e for e in entries_for_event("event-1") if e.action == "start_pipeline"]
+    [rejected] = [e for e in entries_for_event("event-2") if e.action == "write_model_card"]
+    for entry in (deployed, rejected):
+        assert entry.detail["note"] == model_card.ARCHIVED_NOTE
+    assert (deployed.status, deployed.detail["final_status"]) == ("done", "Succeeded")
+    assert [n["kind"] for n in backbone.notifications()] == [
+        "model-deployed",
+        "model-rejected-after-deployment",
+    ]
 
 
 def test_a_failed_pipeline_is_written_on_the_card_and_notified_loudly(

@@ -349,6 +349,7 @@ def record_deployment(decision: dict[str, Any], pipeline: dict[str, Any], *, eve
                 "final_status": status,
                 "summary": pipeline.get("summary", ""),
                 "model_card": card["name"],
+                **({"note": model_card.ARCHIVED_NOTE} if updated["archived"] else {}),
                 "approval_status_at_end": approval_now,
                 **(
                     {"warning": f"deployed while {approval_now or 'not approved'}: to be rolled back"}
@@ -460,6 +461,7 @@ def record_rejection(decision: dict[str, Any], *, event_id: str) -> dict[str, An
             detail={
                 "model_card": card["name"],
                 "change": "rejection recorded" if updated["changed"] else "unchanged",
+                **({"note": model_card.ARCHIVED_NOTE} if updated["archived"] else {}),
                 "model_package_arn": version_arn,
                 "decision": "Rejected",
                 "reason": decision.get("reason", ""),

@@ -447,10 +447,13 @@ def write_model_card(
 
 def update_card_content(name: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Apply `change` to the card's content and save it as a new card version when anything changed;
-    the card keeps its review status."""
+    the card keeps its review status. An Archived card is left as it is (`archived` in the answer), as
+    the promotion leaves it: SageMaker says no more updates should be made to one."""
     existing = describe_card(name)
     if existing is None:
         raise LookupError(f"model card {name} does not exist")
+    if existing.get("ModelCardStatus") == CARD_STATUS_ARCHIVED:
+        return {"name": name, "arn": str(existing["ModelCardArn"]), "changed": False, "archived": True}
     current = json.loads(existing.get("Content") or "{}")
     updated = json.loads(json.dumps(current))
     change(updated)
@@ -460,7 +463,7 @@ def update_card_content(name: str, change: Callable[[dict[str, Any]], None]) -> 
         _governance_sagemaker().update_model_card(
             ModelCardName=name, Content=json.dumps(_fit(updated), sort_keys=True)
         )
-    return {"name": name, "arn": str(existing["ModelCardArn"]), "changed": changed}
+    return {"name": name, "arn": str(existing["ModelCardArn"]), "changed": changed, "archived": False}
 
 
 def set_custom_details(content: dict[str, Any], details: dict[str, Any]) -> None:
