@@ -45,7 +45,6 @@ UNSCOPED_ACTIONS_ALLOWED: dict[str, str] = {
     "s3:PutAccountPublicAccessBlock": "baseline: account public access block",
     "ec2:GetEbsEncryptionByDefault": "baseline: EBS encryption by default",
     "ec2:EnableEbsEncryptionByDefault": "baseline: EBS encryption by default",
-    "ec2:GetEbsDefaultKmsKeyId": "baseline: EBS encryption by default",
     "iam:GetAccountPasswordPolicy": "baseline: prod account password policy",
     "iam:UpdateAccountPasswordPolicy": "baseline: prod account password policy",
 }

@@ -179,11 +179,9 @@ def test_execution_role_covers_what_the_backbone_does(member: dict) -> None:
     needed = {
         # model promotion
         "sagemaker:DescribeModelPackage",
-        "sagemaker:DescribeModelPackageGroup",
         "sagemaker:ListTags",
         "s3:GetObject",
         "s3:GetObjectVersion",
-        "s3:GetObjectTagging",
         "s3:ListBucket",
         "kms:Decrypt",
         # remediation
@@ -203,7 +201,6 @@ def test_execution_role_covers_what_the_backbone_does(member: dict) -> None:
         "ec2:RevokeSecurityGroupIngress",
         "cloudtrail:GetTrailStatus",
         "cloudtrail:DescribeTrails",
-        "cloudtrail:ListTags",
         "cloudtrail:StartLogging",
         "config:StartConfigRulesEvaluation",
         # account baseline
@@ -211,7 +208,6 @@ def test_execution_role_covers_what_the_backbone_does(member: dict) -> None:
         "s3:PutAccountPublicAccessBlock",
         "ec2:GetEbsEncryptionByDefault",
         "ec2:EnableEbsEncryptionByDefault",
-        "ec2:GetEbsDefaultKmsKeyId",
         "iam:GetAccountPasswordPolicy",
         "iam:UpdateAccountPasswordPolicy",
         # forwarding watch
