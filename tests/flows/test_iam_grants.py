@@ -7,7 +7,9 @@ recorded by function and by role: the function's own role, or GovernanceExecutio
 Each call's IAM action must be granted by template.yaml (the function's Policies) or by
 templates/member-account.yaml (GovernanceExecutionRole). Actions are compared, not resources or conditions;
 test_iam_least_privilege.py checks those for what is granted. The KMS permissions that S3, SNS, SQS and
-DynamoDB use on the caller's behalf make no call of their own and are not seen here."""
+DynamoDB use on the caller's behalf make no call of their own and are not seen here; nor is the
+sts:AssumeRole into GovernanceExecutionRole (a client of its own), whose trust test_member_templates.py
+checks."""
 
 from __future__ import annotations
 
