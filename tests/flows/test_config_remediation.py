@@ -4,6 +4,7 @@ the security topic and the ledger back."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -1046,6 +1047,57 @@ def test_a_refused_reevaluation_request_leaves_the_verified_fix_done(
     )
     assert bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"]
     assert org.config_evaluations == []
+
+
+def test_a_read_back_that_lags_the_fix_is_tried_again_before_the_fix_is_called_failed(
+    org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 and EC2 document eventually consistent reads: the first read-backs may still show the old state.
+    from governance.remediation import controls, engine
+
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    real = controls.ACTIONS["block_bucket_public_access"]
+    reads: list[bool] = []
+
+    def lagging(*args: Any) -> bool:
+        reads.append(real.verify_with(*args))
+        return len(reads) > 2 and reads[-1]  # the first two reads still show the old state
+
+    waits: list[float] = []
+    monkeypatch.setitem(controls.ACTIONS, real.name, dataclasses.replace(real, verify_with=lagging))
+    monkeypatch.setattr(engine.time, "sleep", waits.append)
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded"
+    assert waits == list(engine.VERIFY_WAITS_S[:2])
+    [entry] = remediations(org, event["id"])
+    assert (entry.status, entry.detail["verified"]) == ("done", True)
+    assert all(bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"].values())
+
+
+def test_a_fix_the_read_back_never_shows_is_failed_after_every_wait(
+    org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from governance.remediation import controls, engine
+
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    real = controls.ACTIONS["block_bucket_public_access"]
+    waits: list[float] = []
+    monkeypatch.setitem(controls.ACTIONS, real.name, dataclasses.replace(real, verify_with=lambda *a: False))
+    monkeypatch.setattr(engine.time, "sleep", waits.append)
+
+    [result] = org.replay([event])
+
+    assert waits == list(engine.VERIFY_WAITS_S)
+    [entry] = remediations(org, event["id"])
+    assert entry.status == "failed"
+    assert entry.detail["error"] == (
+        "block_bucket_public_access ran but reading the resource back, 7.5 s later, still shows it not fixed"
+    )
+    assert result.outcome == "failed"
 
 
 def test_the_function_knows_which_delivery_the_queue_dead_letters_after(org: Organization) -> None:

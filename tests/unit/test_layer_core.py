@@ -308,6 +308,8 @@ def _client_error(code: str, status: int) -> ClientError:
         (_client_error("SlowDown", 503), True),
         (_client_error("SomethingNew", 500), True),  # a 5xx whatever its code
         (_client_error("SomethingNew", 429), True),
+        # S3 refuses a bucket change while another is in progress on the same bucket (HTTP 409).
+        (_client_error("OperationAborted", 409), True),
         (_client_error("AccessDeniedException", 400), False),
         (_client_error("ValidationException", 400), False),
         (EndpointConnectionError(endpoint_url="https://codepipeline.us-east-1.amazonaws.com"), True),

@@ -28,6 +28,9 @@ TRANSIENT_ERROR_CODES = frozenset(
         "InternalServerException",
         "RequestTimeout",
         "RequestTimeoutException",
+        # S3: "a conflicting conditional operation is currently in progress against this resource", as when
+        # two deliveries change the same bucket's configuration at once (HTTP 409).
+        "OperationAborted",
     }
 )
 

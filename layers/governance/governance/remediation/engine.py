@@ -510,6 +510,20 @@ def _hold_back(evaluation: Evaluation, decision: Decision) -> NoReturn:
 
 # --------------------------------------------------------------------------- acting
 
+# S3 bucket settings and EC2 resources are eventually consistent (both services document it): a read
+# right after a change may still show the old state. The read-back is tried again after these waits
+# before a fix is called failed; 7.5 seconds in all, within the function's timeout for a whole batch.
+VERIFY_WAITS_S = (0.5, 1.0, 2.0, 4.0)
+
+
+def _read_back(action: Any, session: Any, evaluation: Evaluation, parameters: dict[str, Any]) -> bool:
+    for wait in (0.0, *VERIFY_WAITS_S):
+        if wait:
+            time.sleep(wait)
+        if action.verify(session, evaluation.region, evaluation.resource_id, parameters):
+            return True
+    return False
+
 
 def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
     """Remediate through GovernanceExecutionRole, read back, ask Config to re-evaluate."""
@@ -519,7 +533,7 @@ def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
         changes = action.remediate(
             session, evaluation.region, evaluation.resource_id, decision.parameters, finding=evaluation.rule
         )
-        verified = action.verify(session, evaluation.region, evaluation.resource_id, decision.parameters)
+        verified = _read_back(action, session, evaluation, decision.parameters)
     except RemediationNotReady as error:
         raise TransientRemediationError(str(error)) from error
     except ClientError as error:
@@ -537,7 +551,8 @@ def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
     if not verified:
         return _failed(
             replace(decision, changes=changes),
-            f"{action.name} ran but reading the resource back shows it is still not fixed",
+            f"{action.name} ran but reading the resource back, {sum(VERIFY_WAITS_S):g} s later, still "
+            "shows it not fixed",
         )
     if changes.get("changed") is False:
         return _already_compliant(evaluation, replace(decision, changes=changes))
