@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 from govern.emulator import PROJECT_ROOT
 from govern.template import load_template
+from governance.remediation import controls
 from governance.remediation.controls import (
     ACTIONS,
     FINDING_TAG,
@@ -143,6 +145,20 @@ def test_block_bucket_public_access_completes_a_partial_block(member: boto3.Sess
 
     assert changes["public_access_block_before"]["BlockPublicPolicy"] is False
     assert action.verify(member, REGION, "team-churn-public-data", {})
+
+
+def test_a_bucket_already_blocked_is_not_claimed_changed(member: boto3.Session) -> None:
+    public_bucket(member)
+    block = dict.fromkeys(controls.PUBLIC_ACCESS_BLOCK_SETTINGS, True)
+    client(member, "s3").put_public_access_block(
+        Bucket="team-churn-public-data", PublicAccessBlockConfiguration=block
+    )
+    before = bucket_state(member, "team-churn-public-data")
+
+    changes = ACTIONS["block_bucket_public_access"].remediate(member, REGION, "team-churn-public-data", {})
+
+    assert changes == {"changed": False, "public_access_block_before": block}
+    assert bucket_state(member, "team-churn-public-data") == before
 
 
 def test_default_encryption_is_sse_kms_with_bucket_key_and_policy_untouched(member: boto3.Session) -> None:
@@ -305,6 +321,109 @@ def test_tls_statement_gets_its_own_sid_when_the_team_already_uses_that_sid(memb
     statements = bucket_state(member, "team-churn-features")["policy"]["Statement"]
     assert [s["Sid"] for s in statements] == ["DenyInsecureTransport", "DenyInsecureTransportByGovernance"]
     assert statements[0] == team
+
+
+def team_policy(statements: list[dict[str, Any]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, indent=2)
+
+
+def readers_policy(accounts: int) -> str:
+    """A bucket policy letting `accounts` accounts read, written as compactly as S3 counts it."""
+    statement = {
+        "Sid": "Readers",
+        "Effect": "Allow",
+        "Principal": {"AWS": [str(100000000000 + n) for n in range(accounts)]},
+        "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::team-churn-features/*",
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, separators=(",", ":"))
+
+
+def test_tls_statement_fits_a_policy_near_s3s_20_kb_limit(member: boto3.Session) -> None:
+    s3 = client(member, "s3")
+    s3.create_bucket(Bucket="team-churn-features")
+    policy = readers_policy(1300)  # 19,667 bytes; 20,979 with json.dumps's default spaces
+    s3.put_bucket_policy(Bucket="team-churn-features", Policy=policy)
+    assert len(json.dumps(json.loads(policy))) > controls.MAX_BUCKET_POLICY_BYTES
+
+    changes = ACTIONS["require_tls_for_bucket"].remediate(member, REGION, "team-churn-features", {})
+
+    stored = s3.get_bucket_policy(Bucket="team-churn-features")["Policy"]
+    assert len(stored.encode()) <= controls.MAX_BUCKET_POLICY_BYTES
+    assert [s["Sid"] for s in json.loads(stored)["Statement"]] == ["Readers", "DenyInsecureTransport"]
+    assert changes["changed"] is True
+
+
+def test_a_policy_the_tls_statement_would_push_past_20_kb_is_left_alone_and_said_so(
+    member: boto3.Session,
+) -> None:
+    s3 = client(member, "s3")
+    s3.create_bucket(Bucket="team-churn-features")
+    policy = readers_policy(1340)  # 20,267 bytes: 20,485 with the TLS statement
+    s3.put_bucket_policy(Bucket="team-churn-features", Policy=policy)
+
+    with pytest.raises(controls.RemediationFailed) as refused:
+        ACTIONS["require_tls_for_bucket"].remediate(member, REGION, "team-churn-features", {})
+
+    assert str(refused.value) == (
+        "the bucket policy of team-churn-features would be 20,485 bytes with the TLS statement added, and "
+        "S3 accepts at most 20,480; shorten the policy, then this control can add it"
+    )
+    assert s3.get_bucket_policy(Bucket="team-churn-features")["Policy"] == policy
+
+
+def test_a_policy_naming_a_deleted_principal_is_left_alone_and_the_principal_named(
+    member: boto3.Session,
+) -> None:
+    s3 = client(member, "s3")
+    s3.create_bucket(Bucket="team-churn-features")
+    policy = team_policy(
+        [
+            {
+                "Sid": "FormerReader",
+                "Effect": "Allow",
+                "Principal": {"AWS": ["AROAJQABLZS4A3QDU576Q", f"arn:aws:iam::{MEMBER}:role/reader"]},
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::team-churn-features/*",
+            }
+        ],
+    )
+    s3.put_bucket_policy(Bucket="team-churn-features", Policy=policy)
+
+    with pytest.raises(controls.RemediationFailed) as refused:
+        ACTIONS["require_tls_for_bucket"].remediate(member, REGION, "team-churn-features", {})
+
+    assert "names principals that no longer exist (AROAJQABLZS4A3QDU576Q)" in str(refused.value)
+    assert json.loads(s3.get_bucket_policy(Bucket="team-churn-features")["Policy"]) == json.loads(policy)
+
+
+def refuse(session: boto3.Session, operation: str, code: str, status: int) -> None:
+    """S3 answers `operation` with this error, as AWS would where moto accepts the call."""
+
+    def answer(**_: Any) -> tuple[Any, dict[str, Any]]:
+        error = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return SimpleNamespace(status_code=status), error
+
+    session.events.register(f"before-call.s3.{operation}", answer)
+
+
+def test_a_public_policy_under_block_public_access_is_reported_as_such(member: boto3.Session) -> None:
+    # S3 rejects any write of a public bucket policy while BlockPublicPolicy is on; moto does not.
+    s3 = client(member, "s3")
+    public_bucket(member, "team-churn-features")
+    s3.put_public_access_block(
+        Bucket="team-churn-features",
+        PublicAccessBlockConfiguration=dict.fromkeys(controls.PUBLIC_ACCESS_BLOCK_SETTINGS, True),
+    )
+    before = s3.get_bucket_policy(Bucket="team-churn-features")["Policy"]
+    refuse(member, "PutBucketPolicy", "AccessDenied", 403)
+
+    with pytest.raises(controls.RemediationFailed) as refused:
+        ACTIONS["require_tls_for_bucket"].remediate(member, REGION, "team-churn-features", {})
+
+    assert "the policy already grants public access" in str(refused.value)
+    assert "Block Public Access (BlockPublicPolicy) is on" in str(refused.value)
+    assert s3.get_bucket_policy(Bucket="team-churn-features")["Policy"] == before
 
 
 # --------------------------------------------------------------------------- SageMaker notebooks

@@ -13,6 +13,8 @@ import boto3
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from governance.errors import is_transient
+
 # The action name of a control that changes nothing (the policy's notify-only entries).
 NO_ACTION = "none"
 
@@ -105,6 +107,10 @@ def block_bucket_public_access(
 ) -> dict[str, Any]:
     s3 = regional_client(session, "s3", region)
     before = _public_access_block(s3, bucket)
+    if all(before.get(name) for name in PUBLIC_ACCESS_BLOCK_SETTINGS):
+        # Already blocked: Config's finding is older than the block, or about the ACL or policy this
+        # control does not touch. Nothing is claimed (and no cap slot spent).
+        return {"changed": False, "public_access_block_before": before}
     s3.put_public_access_block(
         Bucket=bucket, PublicAccessBlockConfiguration={name: True for name in PUBLIC_ACCESS_BLOCK_SETTINGS}
     )
@@ -243,6 +249,45 @@ def _bucket_policy(s3: Any, bucket: str) -> dict[str, Any] | None:
         raise
 
 
+# "Bucket policies are limited to 20 KB in size" (S3 User Guide); S3 counts the policy as sent.
+MAX_BUCKET_POLICY_BYTES = 20 * 1024
+# An IAM unique id (AIDA... a user, AROA... a role, AGPA... a group): what a bucket policy shows in place of
+# a principal that was deleted. S3 refuses a policy that names one ("Invalid principal in policy").
+_UNIQUE_ID = re.compile(r"^A[A-Z]{3}[A-Z0-9]{13,}$")
+
+
+def _deleted_principals(statements: list[Any]) -> list[str]:
+    found = []
+    for statement in statements:
+        principal = statement.get("Principal") if isinstance(statement, dict) else None
+        if isinstance(principal, dict):
+            found += [
+                p for p in _as_list(principal.get("AWS", [])) if isinstance(p, str) and _UNIQUE_ID.match(p)
+            ]
+    return found
+
+
+def _put_policy_refused(s3: Any, bucket: str, error: ClientError) -> RemediationFailed:
+    """Why S3 refused the policy with the TLS statement added, in words that point at the cause."""
+    code = _error_code(error)
+    if code == "AccessDenied" and _public_access_block(s3, bucket).get("BlockPublicPolicy"):
+        return RemediationFailed(
+            f"S3 refused the bucket policy of {bucket} with the TLS statement added: the policy already "
+            "grants public access, and S3 rejects every write of a public policy while Block Public Access "
+            "(BlockPublicPolicy) is on; remove the public statement, then this control can add its own"
+        )
+    if code == "AccessDenied":
+        return RemediationFailed(
+            f"S3 refused the bucket policy of {bucket} with the TLS statement added (AccessDenied): if the "
+            "policy grants public access, the account's Block Public Access (BlockPublicPolicy) rejects it; "
+            "otherwise GovernanceExecutionRole lacks s3:PutBucketPolicy on it"
+        )
+    return RemediationFailed(
+        f"S3 refused the bucket policy of {bucket} with the TLS statement added: {code}: "
+        f"{error.response.get('Error', {}).get('Message', '')}".rstrip(": ")
+    )
+
+
 def require_tls_for_bucket(
     session: boto3.Session, region: str, bucket: str, parameters: _NoParameters, finding: str
 ) -> dict[str, Any]:
@@ -252,6 +297,13 @@ def require_tls_for_bucket(
     arn = bucket_arn(session, region, bucket)
     if any(denies_insecure_transport(statement, arn) for statement in statements):
         return {"changed": False, "statements_kept": len(statements)}
+    deleted = _deleted_principals(statements)
+    if deleted:
+        raise RemediationFailed(
+            f"the bucket policy of {bucket} names principals that no longer exist ({', '.join(deleted)}), "
+            "and S3 refuses such a policy when it is written back; remove them, then this control can add "
+            "its TLS statement"
+        )
     sids = {statement.get("Sid") for statement in statements}
     sid = TLS_STATEMENT_SID if TLS_STATEMENT_SID not in sids else f"{TLS_STATEMENT_SID}ByGovernance"
     statement = {
@@ -262,8 +314,21 @@ def require_tls_for_bucket(
         "Resource": [arn, f"{arn}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }
-    # Every existing statement is kept as it is: the fix adds one statement and removes nothing.
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({**policy, "Statement": [*statements, statement]}))
+    # Every existing statement is kept as it is: the fix adds one statement and removes nothing. Written
+    # without spaces: the 20 KB limit counts them, and a team's policy near it must still fit.
+    document = json.dumps({**policy, "Statement": [*statements, statement]}, separators=(",", ":"))
+    size = len(document.encode("utf-8"))
+    if size > MAX_BUCKET_POLICY_BYTES:
+        raise RemediationFailed(
+            f"the bucket policy of {bucket} would be {size:,} bytes with the TLS statement added, and S3 "
+            f"accepts at most {MAX_BUCKET_POLICY_BYTES:,}; shorten the policy, then this control can add it"
+        )
+    try:
+        s3.put_bucket_policy(Bucket=bucket, Policy=document)
+    except ClientError as error:
+        if is_transient(error):
+            raise
+        raise _put_policy_refused(s3, bucket, error) from error
     return {"changed": True, "statement_added": sid, "statements_kept": len(statements)}
 
 
