@@ -139,10 +139,11 @@ def only_public_access_blocked(before: dict[str, Any], after: dict[str, Any]) ->
 
 
 def only_default_encryption_set(before: dict[str, Any], after: dict[str, Any]) -> None:
+    # s3-bucket-server-side-encryption-enabled is met by any default encryption: SSE-S3, no key to share.
     assert before["encryption"] is None
     [rule] = after["encryption"]
-    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
-    assert rule["BucketKeyEnabled"] is True
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert not rule.get("BucketKeyEnabled")
     assert {**after, "encryption": None} == before
 
 
@@ -402,24 +403,34 @@ def encrypted_with_the_teams_key(org: Organization, bucket: str, *, bucket_key: 
     return rules
 
 
-def test_default_encryption_keeps_the_teams_own_key_and_turns_the_bucket_key_on(
+def on_rule(event: dict[str, Any], rule: str) -> dict[str, Any]:
+    """The same evaluation, reported by another Config rule."""
+    text = json.dumps(event).replace(event["detail"]["configRuleName"], rule)
+    return {**json.loads(text), "id": f"{event['id']}-{rule}"}
+
+
+def test_the_kms_rule_moves_an_sse_s3_bucket_to_kms_and_leaves_a_bucket_on_the_teams_key_alone(
     org: Organization, load_event: EventLoader
 ) -> None:
-    event = load_event("config-s3-default-encryption-conformance-pack")
-    org.seed(event)
-    encrypted_with_the_teams_key(org, "team-churn-raw", bucket_key=False)
-    before = bucket_state(org, MEMBER, "team-churn-raw")
+    sse_s3 = on_rule(load_event("config-s3-default-encryption-conformance-pack"), "s3-default-encryption-kms")
+    team_key = in_account(sse_s3, MEMBER, event_id="team-key-bucket")
+    team_key["detail"]["resourceId"] = "team-churn-curated"
+    org.seed(sse_s3)
+    s3 = aws(org, MEMBER, "s3")
+    aes = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    s3.put_bucket_encryption(Bucket="team-churn-raw", ServerSideEncryptionConfiguration=aes)
+    s3.create_bucket(Bucket="team-churn-curated")
+    kept = encrypted_with_the_teams_key(org, "team-churn-curated", bucket_key=False)
 
-    [result] = org.replay([event], seed=False)
+    first, second = org.replay([sse_s3, team_key], seed=False)
 
-    assert [(a.type, a.status, a.verified) for a in result.actions] == [
-        ("remediate", "done", True),
-        ("notify", "done", True),
-    ]
-    after = bucket_state(org, MEMBER, "team-churn-raw")
-    # New objects are still encrypted with the team's key, which its cross-account readers may use.
-    assert after["encryption"] == encrypted_with_the_teams_key(org, "team-churn-raw", bucket_key=True)
-    assert {**after, "encryption": None} == {**before, "encryption": None}
+    [rule] = bucket_state(org, MEMBER, "team-churn-raw")["encryption"]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms"}  # aws/s3
+    assert rule["BucketKeyEnabled"] is True
+    assert [(a.type, a.status) for a in first.actions] == [("remediate", "done"), ("notify", "done")]
+    # The team's key and its bucket-key setting stay: its key policy may condition on the object's ARN.
+    assert bucket_state(org, MEMBER, "team-churn-curated")["encryption"] == kept
+    assert [(a.type, a.status) for a in second.actions] == [("remediate", "notify-only"), ("notify", "done")]
 
 
 def test_a_resource_the_control_finds_compliant_is_not_claimed_remediated(
@@ -961,7 +972,7 @@ def test_a_bad_policy_file_fails_loudly_naming_the_entry(
 
     assert result.outcome == "dead-lettered"
     assert result.error is not None
-    assert "control 's3-bucket-tls-only' (#3): rulez: Extra inputs are not permitted" in result.error
+    assert "control 's3-bucket-tls-only' (#4): rulez: Extra inputs are not permitted" in result.error
     assert bucket_state(org, MEMBER, "team-churn-public-data")["public_access_block"] is None
 
 

@@ -222,11 +222,9 @@ def test_default_encryption_leaves_a_compliant_kms_configuration_alone(member: b
     assert s3.get_bucket_encryption(Bucket="team-churn-raw")["ServerSideEncryptionConfiguration"] == existing
 
 
-def test_default_encryption_keeps_the_teams_own_key_and_only_turns_the_bucket_key_on(
-    member: boto3.Session,
-) -> None:
-    """Replacing a team's customer-managed key with aws/s3 would lock out the readers its key policy lets
-    in (aws/s3 cannot be shared across accounts); the least change is the bucket key alone."""
+def test_default_encryption_leaves_a_bucket_on_the_teams_own_key_as_it_is(member: boto3.Session) -> None:
+    """Neither encryption rule asks for a bucket key, and turning it on changes the encryption context
+    (the bucket's ARN instead of the object's) that the team's key policy may condition on."""
     before = public_bucket(member, "team-churn-raw")
     s3 = client(member, "s3")
     cmk = "arn:aws:kms:us-east-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -241,29 +239,56 @@ def test_default_encryption_keeps_the_teams_own_key_and_only_turns_the_bucket_ke
             ]
         },
     )
-    parameters = {"algorithm": "aws:kms", "bucket_key": True}  # the shipped policy's parameters
+    with_key = bucket_state(member, "team-churn-raw")
+    parameters = {"algorithm": "aws:kms", "bucket_key": True}  # the shipped KMS control's parameters
     action = ACTIONS["enable_bucket_default_encryption"]
-    assert not action.verify(member, REGION, "team-churn-raw", parameters)
 
     changes = action.remediate(member, REGION, "team-churn-raw", parameters)
 
-    after = bucket_state(member, "team-churn-raw")
-    assert after["encryption"]["Rules"] == [
-        {
-            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": cmk},
-            "BucketKeyEnabled": True,
-        }
-    ]
-    assert {**after, "encryption": None} == {**before, "encryption": None}
-    assert changes["changed"] is True
+    assert changes["changed"] is False
+    assert bucket_state(member, "team-churn-raw") == with_key
+    assert {**with_key, "encryption": None} == {**before, "encryption": None}
     assert action.verify(member, REGION, "team-churn-raw", parameters)
 
 
-def test_encryption_parameters_reject_a_key_without_kms() -> None:
-    with pytest.raises(ValidationError, match="kms_key_id needs algorithm 'aws:kms'"):
-        ACTIONS["enable_bucket_default_encryption"].parameters.model_validate(
-            {"algorithm": "AES256", "kms_key_id": "alias/x"}
-        )
+def test_the_sse_control_gives_a_bucket_without_encryption_sse_s3_and_leaves_kms_alone(
+    member: boto3.Session,
+) -> None:
+    s3 = client(member, "s3")
+    action = ACTIONS["enable_bucket_default_encryption"]
+    parameters = {"algorithm": "AES256"}  # s3-bucket-server-side-encryption-enabled: any encryption will do
+    s3.create_bucket(Bucket="team-churn-raw")
+    s3.create_bucket(Bucket="team-churn-kms")
+    kms = {
+        "Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}, "BucketKeyEnabled": False}
+        ]
+    }
+    s3.put_bucket_encryption(Bucket="team-churn-kms", ServerSideEncryptionConfiguration=kms)
+
+    written = action.remediate(member, REGION, "team-churn-raw", parameters)
+    kept = action.remediate(member, REGION, "team-churn-kms", parameters)
+
+    [rule] = s3.get_bucket_encryption(Bucket="team-churn-raw")["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert (written["changed"], kept["changed"]) == (True, False)
+    assert s3.get_bucket_encryption(Bucket="team-churn-kms")["ServerSideEncryptionConfiguration"] == kms
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        (
+            {"algorithm": "AES256", "kms_key_id": "arn:aws:kms:us-east-1:210987654321:key/1234abcd"},
+            "kms_key_id needs algorithm 'aws:kms'",
+        ),
+        ({"kms_key_id": "alias/team"}, "kms_key_id 'alias/team' is not a KMS key ARN"),
+        ({"kms_key_id": "1234abcd-12ab-34cd-56ef-1234567890ab"}, "is not a KMS key ARN"),
+    ],
+)
+def test_encryption_parameters_are_validated(parameters: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ACTIONS["enable_bucket_default_encryption"].parameters.model_validate(parameters)
 
 
 def test_tls_statement_is_added_and_every_existing_statement_kept(member: boto3.Session) -> None:

@@ -136,13 +136,28 @@ class EncryptionParameters(BaseModel):
     algorithm: Literal["aws:kms", "AES256"] = "aws:kms"
     # Empty: the account's AWS managed key aws/s3.
     kms_key_id: str = ""
+    # Set on the configurations this control writes; a bucket already on KMS keeps its own setting.
     bucket_key: bool = True
+
+    @field_validator("kms_key_id")
+    @classmethod
+    def _a_key_arn(cls, value: str) -> str:
+        # S3 does not check the key at PutBucketEncryption: a wrong one is found only when uploads fail.
+        # An alias or a bare key id names a different key (or none) in every account the policy covers.
+        if value and not _KMS_KEY_ARN.match(value):
+            raise ValueError(
+                f"kms_key_id {value!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _key_only_with_kms(self) -> EncryptionParameters:
         if self.kms_key_id and self.algorithm != "aws:kms":
             raise ValueError("kms_key_id needs algorithm 'aws:kms'")
         return self
+
+
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
 
 
 def _default_encryption(s3: Any, bucket: str) -> list[dict[str, Any]]:
@@ -155,27 +170,18 @@ def _default_encryption(s3: Any, bucket: str) -> list[dict[str, Any]]:
 
 
 def _encryption_satisfies(rules: list[dict[str, Any]], wanted: EncryptionParameters) -> bool:
+    """Does the bucket's default encryption already meet the control? Any KMS configuration meets a KMS
+    control whatever its key, unless the policy names one key, and whatever its bucket key: neither
+    s3-default-encryption-kms nor s3-bucket-server-side-encryption-enabled asks for one, and turning it on
+    changes the encryption context that the team's key policies may rely on."""
     for rule in rules:
         default = rule.get("ApplyServerSideEncryptionByDefault") or {}
         algorithm = default.get("SSEAlgorithm", "")
         if wanted.algorithm == "AES256" and algorithm:
             return True  # any default encryption is at least SSE-S3
         if algorithm in ("aws:kms", "aws:kms:dsse"):
-            key_ok = not wanted.kms_key_id or default.get("KMSMasterKeyID") == wanted.kms_key_id
-            bucket_key_ok = (
-                not wanted.bucket_key or algorithm == "aws:kms:dsse" or bool(rule.get("BucketKeyEnabled"))
-            )
-            return key_ok and bucket_key_ok
+            return not wanted.kms_key_id or default.get("KMSMasterKeyID") == wanted.kms_key_id
     return False
-
-
-def _own_kms_key(rules: list[dict[str, Any]]) -> str:
-    """The KMS key an `aws:kms` default-encryption rule names (empty: none, or aws/s3 by default)."""
-    for rule in rules:
-        default = rule.get("ApplyServerSideEncryptionByDefault") or {}
-        if default.get("SSEAlgorithm") == "aws:kms":
-            return str(default.get("KMSMasterKeyID") or "")
-    return ""
 
 
 def enable_bucket_default_encryption(
@@ -185,13 +191,10 @@ def enable_bucket_default_encryption(
     before = _default_encryption(s3, bucket)
     if _encryption_satisfies(before, parameters):
         return {"changed": False, "encryption_before": before}
+    # Here the bucket has no KMS default encryption (or, with kms_key_id, another key than the policy's).
     default: dict[str, str] = {"SSEAlgorithm": parameters.algorithm}
     if parameters.kms_key_id:
         default["KMSMasterKeyID"] = parameters.kms_key_id
-    elif parameters.algorithm == "aws:kms" and (kept := _own_kms_key(before)):
-        # The team's own key stays: swapping it for aws/s3 would lock out every reader that the team's key
-        # policy lets in (aws/s3 cannot be shared across accounts). Only the bucket key is turned on.
-        default["KMSMasterKeyID"] = kept
     rule: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": default}
     if parameters.algorithm == "aws:kms":
         # The bucket key cuts KMS requests (and their cost) by orders of magnitude for busy buckets.
@@ -590,7 +593,8 @@ ACTIONS: dict[str, RemediationAction] = {
         ),
         RemediationAction(
             "enable_bucket_default_encryption",
-            "set default encryption on the bucket: SSE-KMS with a bucket key, unless parameters differ",
+            "set default encryption on a bucket without it (or, for a KMS control, on SSE-S3): the "
+            "parameters' algorithm and key, with a bucket key for KMS; a bucket on KMS keeps its key",
             ("AWS::S3::Bucket",),
             EncryptionParameters,
             enable_bucket_default_encryption,
