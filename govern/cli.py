@@ -17,7 +17,9 @@ from govern.emulator import (
     PROJECT_ROOT,
     EventResult,
     Organization,
+    json_kind,
 )
+from governance.remediation.policy import POLICY_FILE_VARIABLE, PolicyError, current_policy
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EVENTS_DIR = PROJECT_ROOT / "events"
@@ -42,11 +44,17 @@ class UsageError(Exception):
 
 
 def read_events(path: Path) -> list[Any]:
-    """A file holds one event, a JSON array of events, or JSON Lines (one event per line)."""
+    """A file holds one event, a JSON array of events, or JSON Lines (one event per line). UTF-8, with or
+    without a byte-order mark (as Windows editors save it)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}); "
+            "save it as UTF-8"
+        ) from None
     except OSError as error:
         raise UsageError(f"{path}: cannot read ({error.strerror})") from None
     if not text.strip():
@@ -54,27 +62,29 @@ def read_events(path: Path) -> list[Any]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as whole_error:
+        lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        if len(lines) == 1:
+            where = f"line {whole_error.lineno}, column {whole_error.colno}: {whole_error.msg}"
+            raise UsageError(f"{path}: not JSON ({where})") from None
         events = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
+        for number, line in lines:
             try:
                 events.append(json.loads(line))
-            except json.JSONDecodeError:
-                where = f"line {whole_error.lineno}, column {whole_error.colno}: {whole_error.msg}"
+            except json.JSONDecodeError as error:
+                shown = repr(line[:40]) + ("..." if len(line) > 40 else "")
                 raise UsageError(
-                    f"{path}: not JSON ({where})"
-                    if number == 1
-                    else f"{path}:{number}: not a JSON event ({line[:40]!r}...)"
+                    f"{path}:{number}: not a JSON event ({error.msg} at column {error.colno}: {shown})"
                 ) from None
         return events
+    if document == []:
+        raise UsageError(f"{path}: no events (an empty JSON array)")
     return document if isinstance(document, list) else [document]
 
 
 def describe_event(event: Any) -> str:
     """One line a human reads: what happened, where."""
     if not isinstance(event, dict):
-        return f"not an event (JSON {type(event).__name__})"
+        return f"not an event (JSON {json_kind(event)})"
     detail: dict[str, Any] = event["detail"] if isinstance(event.get("detail"), dict) else {}
     account = event.get("account", "?")
     source = event.get("source")
@@ -165,6 +175,18 @@ def _progress_printer(stream: TextIO) -> Any:
     return show
 
 
+def check_policy_file() -> None:
+    """A draft policy given in REMEDIATION_POLICY_FILE (docs/security-teams.md, "Previewing a policy") is
+    read and validated before anything is replayed: a missing or invalid one is a usage error, not a
+    dead-lettered evaluation per event."""
+    if not os.environ.get(POLICY_FILE_VARIABLE):
+        return
+    try:
+        current_policy()
+    except PolicyError as error:
+        raise UsageError(f"{POLICY_FILE_VARIABLE}: {error}") from None
+
+
 def run_replay(args: argparse.Namespace) -> int:
     events: list[Any] = []
     labels: list[str] = []
@@ -172,6 +194,7 @@ def run_replay(args: argparse.Namespace) -> int:
         loaded = read_events(Path(name))
         events.extend(loaded)
         labels.extend([Path(name).name] * len(loaded))
+    check_policy_file()
     with _handler_output(args.quiet), Organization(args.governance_account, args.management_account) as org:
         results = org.replay(events, progress=_progress_printer(sys.stderr))
     if args.json:
@@ -196,9 +219,25 @@ def demo_files() -> list[Path]:
     return sorted(files, key=story_rank)
 
 
+def in_organization(event: Any, governance: str, management: str) -> Any:
+    """A sample event as the organization of --governance-account and --management-account would send
+    it: the samples are written for the default accounts."""
+    text = json.dumps(event)
+    for default, chosen in (
+        (DEFAULT_GOVERNANCE_ACCOUNT, governance),
+        (DEFAULT_MANAGEMENT_ACCOUNT, management),
+    ):
+        text = text.replace(default, chosen)
+    return json.loads(text)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     files = demo_files()
-    events = [read_events(path)[0] for path in files]
+    events = [
+        in_organization(event, args.governance_account, args.management_account)
+        for path in files
+        for event in read_events(path)[:1]
+    ]
     expected: dict[str, str] = json.loads(EXPECTED_OUTCOMES.read_text()) if EXPECTED_OUTCOMES.exists() else {}
     out = sys.stdout
     print(

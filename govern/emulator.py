@@ -575,7 +575,7 @@ class Organization:
                 detail_type="",
                 rules=[],
                 outcome="dead-lettered",
-                error=f"event is a JSON {type(event).__name__}, not an object",
+                error=f"event is a JSON {json_kind(event)}, not an object",
             )
             self._keep_undeliverable(event, result.error or "")
             return _Delivery(event={}, result=result)
@@ -1458,6 +1458,12 @@ def _drop_unflushed_metrics() -> None:
     module = sys.modules.get("aws_lambda_powertools.metrics")
     if module is not None:
         module.Metrics().clear_metrics()
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON document is, in JSON's words (a person wrote it, not Python)."""
+    kinds = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 def _envelope_problem(event: dict[str, Any]) -> str | None:

@@ -56,6 +56,76 @@ def test_a_file_that_is_not_json_is_a_usage_error(capsys: pytest.CaptureFixture[
     assert "not JSON" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        # Latin-1 and UTF-16 (what Windows PowerShell's `>` writes) are not UTF-8.
+        (
+            '{"detail": "caf\u00e9"}'.encode("latin-1"),
+            "not UTF-8 text (byte 0xe9 at offset 15); save it as UTF-8",
+        ),
+        ('{"id": "x"}'.encode("utf-16"), "not UTF-8 text (byte 0xff at offset 0); save it as UTF-8"),
+        (b"[]", "no events (an empty JSON array)"),
+        (
+            b'{"id": "a"\n{"id": "b"}\n',
+            ":1: not a JSON event (Expecting ',' delimiter at column 11: '{\"id\": \"a\"')",
+        ),
+    ],
+    ids=["latin-1", "utf-16", "empty-array", "json-lines-first-line"],
+)
+def test_an_input_file_that_cannot_be_replayed_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes, said: str
+) -> None:
+    path = tmp_path / "events.json"
+    path.write_bytes(content)
+
+    assert main(["replay", str(path)]) == 2
+
+    error = capsys.readouterr().err.strip()
+    assert error.endswith(f"{path}{said}" if said.startswith(":") else f"{path}: {said}"), error
+    assert "\n" not in error and "Traceback" not in error
+
+
+def test_a_utf8_file_with_a_byte_order_mark_is_read(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "compliant.json"
+    path.write_bytes(b"\xef\xbb\xbf" + (EVENTS_DIR / "config-compliant.json").read_bytes())
+
+    status, report = replay_json(capsys, path)
+
+    assert status == 0 and report["summary"]["ignored"] == 1
+
+
+def test_a_json_value_that_is_not_an_event_is_named_in_json_terms(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "values.json"
+    path.write_text("[42, null]")
+
+    status, report = replay_json(capsys, path)
+
+    assert status == 1
+    assert [event["error"] for event in report["events"]] == [
+        "event is a JSON number, not an object",
+        "event is a JSON null, not an object",
+    ]
+
+
+def test_a_draft_policy_that_cannot_be_read_is_a_usage_error_before_anything_is_replayed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMEDIATION_POLICY_FILE", str(tmp_path / "draft.toml"))
+
+    assert main(["replay", "--json", str(EVENTS_DIR / "config-s3-public-read.json")]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing was replayed
+    assert (
+        f"REMEDIATION_POLICY_FILE: remediation policy {tmp_path / 'draft.toml'}: cannot read" in captured.err
+    )
+
+
 def test_an_array_and_json_lines_are_replayed_in_order(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -110,6 +180,18 @@ def test_the_demo_tells_every_sample_event_and_exits_0(capsys: pytest.CaptureFix
     # The baselined account's forwarding queue, read after the story; nothing kept, nothing unreadable.
     assert "read 1 forwarding dead-letter queue of the registered accounts" in out
     assert "events kept: 0, queues unreadable: 0." in out
+
+
+def test_the_demo_runs_in_an_organization_of_other_account_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    # The samples name the default governance and management accounts; the demo moves them over.
+    status = main(
+        ["demo", "--quiet", "--governance-account", "555555555555", "--management-account", "888888888888"]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out[-4000:]
+    assert "governance account 555555555555, management account 888888888888" in out
+    assert "Every event had its expected outcome" in out
+    assert "111111111111" not in out and "999999999999" not in out
 
 
 @pytest.mark.parametrize("quiet", [False, True])
