@@ -333,6 +333,9 @@ def run_ledger(args: argparse.Namespace) -> int:
 
     from govern import operations
 
+    # Said before any AWS call: without credentials, the call would hide the usage error behind its own.
+    if not args.table and not args.stack_name:
+        raise UsageError("no ledger table: pass --table or --stack-name")
     with operations.governance_account(region=args.region):
         table = _given_or_stack_output(args, args.table, operations.LEDGER_TABLE_OUTPUT)
     if not table:
@@ -350,6 +353,8 @@ def run_ledger(args: argparse.Namespace) -> int:
 def run_redrive(args: argparse.Namespace) -> int:
     from govern import operations
 
+    if not args.queue_url and not args.stack_name:
+        raise UsageError("no queue: pass --queue-url or --stack-name")
     with operations.governance_account(region=args.region):
         queue_url = _given_or_stack_output(args, args.queue_url, operations.QUEUE_OUTPUTS[args.queue])
         entry_points = operations.flow_entry_points(args.stack_name) if args.stack_name else {}
@@ -395,6 +400,8 @@ def run_baselines(args: argparse.Namespace) -> int:
 
     from govern import operations
 
+    if not args.stack_name and not (args.table and args.state_machine_arn):
+        raise UsageError("no inventory or workflow: pass --stack-name, or --table and --state-machine-arn")
     with operations.governance_account(region=args.region):
         table = _given_or_stack_output(args, args.table, operations.INVENTORY_TABLE_OUTPUT)
         machine = args.state_machine_arn or (

@@ -215,3 +215,35 @@ def test_quiet_drops_the_handlers_logs_and_keeps_the_report(quiet: bool) -> None
     assert "malformed-config-evaluation.json" in completed.stdout and "summary:" in completed.stdout
     handler_logs = [line for line in completed.stderr.splitlines() if line.startswith('{"level":')]
     assert bool(handler_logs) is not quiet, completed.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["ledger", "--subject", "x"], "no ledger table: pass --table or --stack-name"),
+        (["redrive", "--dry-run"], "no queue: pass --queue-url or --stack-name"),
+        (
+            ["rebaseline", "--dry-run"],
+            "no inventory or workflow: pass --stack-name, or --table and --state-machine-arn",
+        ),
+        (
+            ["enroll", "--organizations-profile", "management", "--dry-run"],
+            "no inventory or workflow: pass --stack-name, or --table and --state-machine-arn",
+        ),
+    ],
+    ids=["ledger", "redrive", "rebaseline", "enroll"],
+)
+def test_an_operator_command_without_its_target_is_a_usage_error_even_without_credentials(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    said: str,
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+
+    assert main(command) == 2
+    assert capsys.readouterr().err.strip() == f"govern: {said}"
