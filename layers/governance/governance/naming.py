@@ -35,3 +35,17 @@ def model_card_name(central_group: str, central_version: int) -> str:
     suffix = f"-v{central_version}"
     group = _sagemaker_name(central_group)
     return _fitted(group, central_group, _MAX_NAME - len(suffix)) + suffix
+
+
+# The partitions other than `aws`, by the prefix of their Region names (China, AWS GovCloud (US)).
+_PARTITIONS = (("cn-", "aws-cn", "amazonaws.cn"), ("us-gov-", "aws-us-gov", "amazonaws-us-gov.com"))
+
+
+def partition(region: str) -> str:
+    """`aws`, or `aws-cn` / `aws-us-gov` for those Regions: the second field of every ARN there."""
+    return next((name for prefix, name, _ in _PARTITIONS if region.startswith(prefix)), "aws")
+
+
+def console_domain(region: str) -> str:
+    """Where the AWS Management Console of the Region's partition is served."""
+    return next((domain for prefix, _, domain in _PARTITIONS if region.startswith(prefix)), "aws.amazon.com")

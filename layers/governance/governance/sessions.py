@@ -13,6 +13,7 @@ import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from governance.errors import is_transient, one_line
+from governance.naming import partition
 from governance.settings import settings
 
 _REFRESH_MARGIN = timedelta(minutes=5)
@@ -74,7 +75,7 @@ class RoleAssumptionError(RuntimeError):
 
 def role_arn_in(account_id: str) -> str:
     """The ARN of the only role the backbone assumes in a member account."""
-    return f"arn:aws:iam::{account_id}:role/{settings().execution_role_name}"
+    return f"arn:{partition(settings().region)}:iam::{account_id}:role/{settings().execution_role_name}"
 
 
 def _assume(account_id: str) -> tuple[boto3.Session, datetime]:

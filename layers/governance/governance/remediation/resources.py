@@ -8,6 +8,7 @@ from urllib.parse import quote
 import boto3
 from botocore.exceptions import ClientError
 
+from governance.naming import console_domain, partition
 from governance.remediation.controls import regional_client
 
 ACCOUNT = "AWS::::Account"
@@ -36,12 +37,13 @@ def describe(resource_type: str, resource_id: str, account: str, region: str) ->
 
 def target(resource_type: str, resource_id: str, account: str, region: str) -> str:
     """The ARN (or, for account-level rules, the account id) the ledger records the decision against."""
-    sagemaker = f"arn:aws:sagemaker:{region}:{account}"
+    arn = f"arn:{partition(region)}"
+    sagemaker = f"{arn}:sagemaker:{region}:{account}"
     arns = {
-        "AWS::S3::Bucket": f"arn:aws:s3:::{resource_id}",
+        "AWS::S3::Bucket": f"{arn}:s3:::{resource_id}",
         "AWS::SageMaker::NotebookInstance": f"{sagemaker}:notebook-instance/{resource_id}",
         "AWS::SageMaker::EndpointConfig": f"{sagemaker}:endpoint-config/{resource_id}",
-        "AWS::EC2::SecurityGroup": f"arn:aws:ec2:{region}:{account}:security-group/{resource_id}",
+        "AWS::EC2::SecurityGroup": f"{arn}:ec2:{region}:{account}:security-group/{resource_id}",
     }
     if resource_id.startswith("arn:"):
         return resource_id
@@ -51,10 +53,11 @@ def target(resource_type: str, resource_id: str, account: str, region: str) -> s
 def console_link(resource_type: str, resource_id: str, region: str, rule_name: str) -> str:
     """Where a human looks at the resource (after switching to its account in the console)."""
     name = quote(resource_id)
-    sagemaker = f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#"
-    ec2 = f"https://{region}.console.aws.amazon.com/ec2/home?region={region}#"
+    console = f"https://{region}.console.{console_domain(region)}"
+    sagemaker = f"{console}/sagemaker/home?region={region}#"
+    ec2 = f"{console}/ec2/home?region={region}#"
     links = {
-        "AWS::S3::Bucket": f"https://s3.console.aws.amazon.com/s3/buckets/{name}?region={region}",
+        "AWS::S3::Bucket": f"{console}/s3/buckets/{name}?region={region}",
         "AWS::SageMaker::NotebookInstance": f"{sagemaker}/notebook-instances/{name}",
         "AWS::SageMaker::EndpointConfig": f"{sagemaker}/endpointConfig/{name}",
         "AWS::EC2::SecurityGroup": f"{ec2}SecurityGroup:groupId={name}",
@@ -63,7 +66,8 @@ def console_link(resource_type: str, resource_id: str, region: str, rule_name: s
 
 
 def config_rule_link(region: str, rule_name: str) -> str:
-    return f"https://{region}.console.aws.amazon.com/config/home?region={region}#/rules/details?configRuleName={quote(rule_name)}"
+    console = f"https://{region}.console.{console_domain(region)}"
+    return f"{console}/config/home?region={region}#/rules/details?configRuleName={quote(rule_name)}"
 
 
 # IAM actions resource_tags calls, per resource type (GovernanceExecutionRole must grant them).
