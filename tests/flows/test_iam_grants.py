@@ -313,7 +313,7 @@ def remove_action(node: Any, action: str) -> None:
 
 
 def invoked_functions(template: dict[str, Any], machine: str) -> set[str]:
-    """The functions a state machine's tasks invoke (arn:aws:states:::lambda:invoke), by logical id."""
+    """The functions a state machine's tasks invoke (arn:${Partition}:states:::lambda:invoke), by id."""
     properties = template["Resources"][machine]["Properties"]
     definition = json.loads((ROOT / properties["DefinitionUri"]).read_text(encoding="utf-8"))
     substitutions = properties.get("DefinitionSubstitutions", {})
@@ -322,7 +322,7 @@ def invoked_functions(template: dict[str, Any], machine: str) -> set[str]:
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             if node.get("Type") == "Task" and str(node.get("Resource", "")).startswith(
-                "arn:aws:states:::lambda:"
+                "arn:${Partition}:states:::lambda:"
             ):
                 placeholder = node["Parameters"]["FunctionName"]
                 target = substitutions[placeholder.removeprefix("${").removesuffix("}")]
@@ -366,3 +366,19 @@ def test_a_workflow_missing_an_invoke_grant_is_caught(template: dict[str, Any]) 
     ]
     machine = "ModelPromotionStateMachine"
     assert invoked_functions(mutated, machine) - invoke_grants(mutated, machine) == {"RecordFailureFunction"}
+
+
+def test_every_task_names_its_service_integration_in_the_partition_of_the_stack(
+    template: dict[str, Any],
+) -> None:
+    # arn:aws:states:::lambda:invoke does not exist in China or AWS GovCloud (US): the partition is
+    # substituted.
+    machines = [
+        lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::StateMachine"
+    ]
+    for machine in machines:
+        properties = template["Resources"][machine]["Properties"]
+        assert properties["DefinitionSubstitutions"]["Partition"] == {"Ref": "AWS::Partition"}, machine
+        text = (ROOT / properties["DefinitionUri"]).read_text(encoding="utf-8")
+        assert "arn:aws:" not in text, machine
+        assert len(invoked_functions(template, machine)) >= 2, machine
