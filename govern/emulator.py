@@ -984,6 +984,7 @@ class Organization:
         self._check_retention_without_scanning(stack)
         self._write_atomically(stack)
         stack.enter_context(model_cards_updated_as_sagemaker_does())
+        stack.enter_context(notebook_instances_updated_as_sagemaker_does())
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
         # moto does not implement TestEventPattern; its pattern engine (the one routing here) answers it.
         stack.enter_context(_patched(EventsHandler, "test_event_pattern", test_event_pattern))
@@ -1434,6 +1435,40 @@ def model_cards_updated_as_sagemaker_does() -> contextlib.AbstractContextManager
         return original(self, model_card_name, content, model_card_status)  # type: ignore[arg-type]
 
     return _patched(SageMakerModelBackend, "update_model_card", update_model_card)
+
+
+def notebook_instances_updated_as_sagemaker_does() -> contextlib.AbstractContextManager[None]:
+    """moto does not implement UpdateNotebookInstance (it raises NotImplementedError). SageMaker updates a
+    notebook instance only when it is Stopped, and refuses otherwise. The emulation does the same and applies
+    RootAccess, the one setting the backbone changes, at once, as moto stops an instance at once; any other
+    setting is refused by name rather than silently ignored. The emulated organization applies this; so can a
+    test on plain moto."""
+    from moto.core.responses import EmptyResult
+    from moto.core.utils import utcnow
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    def update_notebook_instance(self: SageMakerResponse) -> EmptyResult:
+        unsupported = sorted(set(json.loads(self.body or "{}")) - {"NotebookInstanceName", "RootAccess"})
+        if unsupported:
+            raise NotImplementedError(
+                f"the emulated UpdateNotebookInstance changes only RootAccess, not {', '.join(unsupported)}"
+            )
+        notebook = self.sagemaker_backend.get_notebook_instance(self._get_param("NotebookInstanceName"))
+        root_access = self._get_param("RootAccess")
+        if root_access is not None and root_access not in ("Enabled", "Disabled"):
+            raise ValidationError(f"Value '{root_access}' at 'rootAccess' must be Enabled or Disabled")
+        if notebook.status != "Stopped":
+            raise ValidationError(
+                f"Status ({notebook.status}) not in ([Stopped]). Unable to transition to (Updating) for "
+                f"Notebook Instance ({notebook.arn})"
+            )
+        if root_access is not None:
+            notebook.root_access = root_access
+        notebook.last_modified_time = utcnow()
+        return EmptyResult()
+
+    return _patched(SageMakerResponse, "update_notebook_instance", update_notebook_instance)
 
 
 @contextlib.contextmanager

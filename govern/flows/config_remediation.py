@@ -226,7 +226,8 @@ def _seed_account(
 
 
 def verify_remediation(entry: LedgerEntry, org: Organization) -> bool:
-    """Read the member account back: fixed after `done`; left as it was after dry-run, exempt, notify-only."""
+    """Read the member account back: fixed after `done`; left as it was after dry-run, exempt, notify-only;
+    contained (what the action did, not a fix) after a notify-only containment."""
     detail = entry.detail
     action = ACTIONS.get(str(detail.get("action")))
     status = str(detail.get("first_status")) if entry.status == "skipped" else entry.status
@@ -234,11 +235,17 @@ def verify_remediation(entry: LedgerEntry, org: Organization) -> bool:
         return status in ("notify-only", "exempt")  # nothing to act on, nothing to read back
     region = str(detail["region"])
     fixed = action.verify(
-        org.session(entry.account, region), region, str(detail["resource_id"]), detail["parameters"]
+        org.session(entry.account, region),
+        region,
+        str(detail["resource_id"]),
+        detail["parameters"],
+        finding=str(detail.get("rule") or ""),
     )
-    # Notify-only because the action found the resource already as the control wants it: it still is.
-    already_compliant = (detail.get("changes") or {}).get("changed") is False
-    return fixed if status == "done" or already_compliant else not fixed
+    changes = detail.get("changes") or {}
+    # Notify-only because the action found the resource already as the control wants it (it still is), or
+    # because it could only contain the finding (the containment holds).
+    acted = changes.get("changed") is False or bool(changes.get("contained"))
+    return fixed if status == "done" or acted else not fixed
 
 
 VERIFIERS: dict[str, Callable[[LedgerEntry, Organization], bool]] = {"remediate": verify_remediation}

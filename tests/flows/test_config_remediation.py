@@ -9,21 +9,28 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from moto.sagemaker.models import sagemaker_backends
 
 from govern import operations
 from govern.emulator import PROJECT_ROOT, Organization
 from govern.faults import Fault, inject_api_faults
 from governance.events import parse_event
 from governance.events.config import ConfigComplianceChange
-from governance.remediation.engine import ALREADY_REQUESTED, RemediationDeferred, remediate_evaluation
+from governance.remediation.engine import (
+    ALREADY_REQUESTED,
+    RemediationDeferred,
+    TransientRemediationError,
+    remediate_evaluation,
+)
 from governance.remediation.policy import POLICY_FILE_VARIABLE, base_rule_names, packaged_policy_path
+from tests.flows.test_metrics import METRICS_ON, emitted
 
 MEMBER = "210987654321"
 OTHER_MEMBER = "222222222222"
@@ -155,11 +162,14 @@ def only_tls_statement_added(before: dict[str, Any], after: dict[str, Any]) -> N
     assert {**after, "policy": None} == {**before, "policy": None}
 
 
-def only_notebook_stopped_and_tagged(before: dict[str, Any], after: dict[str, Any]) -> None:
+def only_root_access_disabled(before: dict[str, Any], after: dict[str, Any]) -> None:
+    # Stopped to be updated and left stopped: the team starts it again, now without root access.
     assert (before["NotebookInstanceStatus"], after["NotebookInstanceStatus"]) == ("InService", "Stopped")
-    assert after["tags"]["governance:finding"].startswith("sagemaker-notebook-")
+    assert (before["RootAccess"], after["RootAccess"]) == ("Enabled", "Disabled")
+    assert after["tags"]["governance:finding"] == "sagemaker-notebook-instance-root-access-check"
+    assert "governance:stopped-at" in after["tags"]
     assert after["tags"]["team"] == before["tags"]["team"]
-    unchanged = ("DirectInternetAccess", "RootAccess", "InstanceType", "RoleArn")
+    unchanged = ("DirectInternetAccess", "InstanceType", "RoleArn")
     assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
 
 
@@ -213,13 +223,8 @@ CONTROL_EVENTS: dict[str, tuple[Callable[[Any, Any], None], str, str]] = {
         "MEDIUM",
         "bucket team-churn-features in 210987654321",
     ),
-    "config-notebook-direct-internet": (
-        only_notebook_stopped_and_tagged,
-        "HIGH",
-        "notebook churn-exploration in 210987654321",
-    ),
     "config-notebook-root-access": (
-        only_notebook_stopped_and_tagged,
+        only_root_access_disabled,
         "HIGH",
         "notebook fraud-analysis in 210987654321",
     ),
@@ -385,6 +390,193 @@ def test_an_endpoint_config_without_kms_is_reported_high_and_left_alone(
     assert notice.message["mode"] == "notify-only"
     assert "immutable" in notice.message["reason"]
     assert org.config_evaluations == []
+
+
+# --------------------------------------------------------------------------- notebooks: fixed or contained
+
+
+def set_notebook_status(account: str, name: str, status: str) -> None:
+    """Put an emulated notebook in a state moto never leaves it in (it stops and starts at once)."""
+    sagemaker_backends[account][REGION].notebook_instances[name].status = status
+
+
+@pytest.fixture
+def metered_org() -> Iterator[Organization]:
+    """An organization whose handlers print their metrics (EMF), as CloudWatch would receive them."""
+    with Organization(env_overrides=METRICS_ON) as organization:
+        yield organization
+
+
+def remediation_deliveries(org: Organization, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of records of each batch the remediation function is invoked with, as it runs."""
+    batches: list[int] = []
+    invoke = org._invoke
+
+    def record(function: Any, payload: Any) -> Any:
+        if function.logical_id == "RemediateConfigFunction":
+            batches.append(len(payload["Records"]))
+        return invoke(function, payload)
+
+    monkeypatch.setattr(org, "_invoke", record)
+    return batches
+
+
+def test_root_access_is_disabled_on_the_delivery_after_the_stop(
+    metered_org: Organization,
+    load_event: EventLoader,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    org = metered_org
+    event = load_event("config-notebook-root-access")
+    deliveries = remediation_deliveries(org, monkeypatch)
+    capsys.readouterr()
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    # The first delivery stopped the notebook, which cannot be updated until it is Stopped: the queue
+    # delivered the record again, and that delivery disabled root access.
+    assert deliveries == [1, 1]
+    state = notebook_state(org, MEMBER, "fraud-analysis")
+    assert (state["NotebookInstanceStatus"], state["RootAccess"]) == ("Stopped", "Disabled")
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    [entry] = remediations(org, event["id"])
+    assert (entry.status, entry.detail["changes"]["root_access"]) == ("done", "Disabled")
+    [notice] = security_notices(org, event["id"])
+    assert_subject(
+        notice,
+        "HIGH",
+        "sagemaker-notebook-instance-root-access-check",
+        "notebook fraud-analysis in 210987654321",
+        "remediated",
+    )
+    assert notice.attributes["kind"] == "remediation"
+    assert org.config_evaluations == [(MEMBER, REGION, ["sagemaker-notebook-instance-root-access-check"])]
+    totals = emitted(capsys.readouterr().out)
+    assert (totals["Remediated"], totals["RemediationsNotifyOnly"]) == (1, 0)
+
+
+def test_direct_internet_access_is_contained_and_reported_not_remediated(
+    metered_org: Organization, load_event: EventLoader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = metered_org
+    event = load_event("config-notebook-direct-internet")
+    org.seed(event)
+    before = notebook_state(org, MEMBER, "churn-exploration")
+    capsys.readouterr()
+
+    [result] = org.replay([event], seed=False)
+
+    after = notebook_state(org, MEMBER, "churn-exploration")
+    assert (before["NotebookInstanceStatus"], after["NotebookInstanceStatus"]) == ("InService", "Stopped")
+    # What the rule checks cannot be changed: it is still NON_COMPLIANT, and nothing says otherwise.
+    assert after["DirectInternetAccess"] == before["DirectInternetAccess"] == "Enabled"
+    assert after["RootAccess"] == before["RootAccess"]
+    assert after["tags"]["governance:finding"] == "sagemaker-notebook-no-direct-internet-access"
+    assert result.outcome == "succeeded", result.error
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "notify-only", True),
+        ("notify", "done", True),
+    ]
+    [notice] = security_notices(org, event["id"])
+    assert_subject(
+        notice,
+        "HIGH",
+        "sagemaker-notebook-no-direct-internet-access",
+        "notebook churn-exploration in 210987654321",
+        "contained, not remediated",
+    )
+    assert notice.attributes == {"severity": "HIGH", "account": MEMBER, "kind": "non-compliance"}
+    message = notice.message
+    assert (message["outcome"], message["verified"], message["reevaluation"]) == (
+        "notify-only",
+        True,
+        "not requested",
+    )
+    assert message["reason"] == (
+        "contained, not remediated: direct internet access cannot be changed on an existing notebook "
+        "instance; it was stopped; recreate it in a VPC subnet with DirectInternetAccess=Disabled"
+    )
+    assert (message["changes"]["contained"], message["changes"]["stopped"]) == (True, True)
+    assert org.config_evaluations == []  # a re-evaluation would find it NON_COMPLIANT again
+    [entry] = remediations(org, event["id"])
+    assert (entry.status, entry.detail["changes"]["contained"]) == ("notify-only", True)
+    assert entry.detail["reason"] == message["reason"]
+    totals = emitted(capsys.readouterr().out)
+    assert (totals["Remediated"], totals["RemediationsNotifyOnly"]) == (0, 1)
+    # The notebook was changed (stopped): that counts against the account's hourly cap.
+    assert cap_counter(org, MEMBER)["count"] == {"N": "1"}
+
+
+def test_a_notebook_found_stopping_gets_root_access_disabled_on_a_later_delivery(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-notebook-root-access")
+    org.seed(event)
+    set_notebook_status(MEMBER, "fraud-analysis", "Stopping")
+    change = parse_event(event, ConfigComplianceChange)
+
+    with pytest.raises(TransientRemediationError, match="fraud-analysis is Stopping"):
+        remediate_evaluation(change)
+
+    waiting = notebook_state(org, MEMBER, "fraud-analysis")
+    assert (waiting["NotebookInstanceStatus"], waiting["RootAccess"]) == ("Stopping", "Enabled")
+    assert "governance:finding" not in waiting["tags"]
+    assert remediations(org, event["id"]) == [] and security_notices(org, event["id"]) == []
+
+    set_notebook_status(MEMBER, "fraud-analysis", "Stopped")  # SageMaker has finished stopping it
+    decision = remediate_evaluation(change)
+
+    assert (decision.status, decision.headline, decision.verified) == ("done", "remediated", True)
+    after = notebook_state(org, MEMBER, "fraud-analysis")
+    assert (after["NotebookInstanceStatus"], after["RootAccess"]) == ("Stopped", "Disabled")
+    assert "governance:stopped-at" not in after["tags"]  # someone else stopped it
+    assert [e.status for e in remediations(org, event["id"])] == ["done"]
+    [notice] = security_notices(org, event["id"])
+    assert notice.subject.endswith("notebook fraud-analysis in 210987654321 remediated")
+
+
+def test_an_already_stopped_notebook_gets_root_access_disabled_and_stays_stopped(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-notebook-root-access")
+    org.seed(event)
+    aws(org, MEMBER, "sagemaker").stop_notebook_instance(NotebookInstanceName="fraud-analysis")
+
+    [result] = org.replay([event], seed=False)
+
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    after = notebook_state(org, MEMBER, "fraud-analysis")
+    assert (after["NotebookInstanceStatus"], after["RootAccess"]) == ("Stopped", "Disabled")
+    assert "governance:stopped-at" not in after["tags"]  # the backbone did not stop it
+    [entry] = remediations(org, event["id"])
+    assert entry.detail["changes"]["status_before"] == "Stopped"
+
+
+def test_a_notebook_still_pending_is_retried_then_dead_lettered_unchanged(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-notebook-root-access")
+    org.seed(event)
+    set_notebook_status(MEMBER, "fraud-analysis", "Pending")
+
+    [result] = org.replay([event], seed=False)
+
+    # The emulation redelivers at once, so the notebook never leaves Pending between deliveries.
+    assert result.outcome == "dead-lettered"
+    assert result.error is not None and "notebook instance fraud-analysis is Pending" in result.error
+    state = notebook_state(org, MEMBER, "fraud-analysis")
+    assert (state["NotebookInstanceStatus"], state["RootAccess"]) == ("Pending", "Enabled")
+    assert "governance:finding" not in state["tags"]
+    [notice] = security_notices(org, event["id"])
+    assert notice.subject.endswith("notebook fraud-analysis in 210987654321 NOT remediated, dead-lettered")
 
 
 TEAM_KEY = "arn:aws:kms:us-east-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab"

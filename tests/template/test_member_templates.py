@@ -194,6 +194,7 @@ def test_execution_role_covers_what_the_backbone_does(member: dict) -> None:
         "s3:GetBucketTagging",
         "sagemaker:DescribeNotebookInstance",
         "sagemaker:StopNotebookInstance",
+        "sagemaker:UpdateNotebookInstance",
         "sagemaker:AddTags",
         "sagemaker:DescribeEndpointConfig",
         "ec2:DescribeSecurityGroups",

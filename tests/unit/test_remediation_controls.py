@@ -17,13 +17,14 @@ from moto.cloudtrail.models import Trail
 from moto.sagemaker.models import sagemaker_backends
 from pydantic import ValidationError
 
-from govern.emulator import PROJECT_ROOT
+from govern.emulator import PROJECT_ROOT, notebook_instances_updated_as_sagemaker_does
 from govern.template import load_template
 from governance.remediation import controls
 from governance.remediation.controls import (
     ACTIONS,
     FINDING_TAG,
     PUBLIC_ACCESS_BLOCK_SETTINGS,
+    STOPPED_AT_TAG,
     IngressParameters,
     RemediationFailed,
     RemediationNotReady,
@@ -45,7 +46,7 @@ def member(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.Session]:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MOTO_ACCOUNT_ID", raising=False)
-    with mock_aws():
+    with mock_aws(), notebook_instances_updated_as_sagemaker_does():
         credentials = boto3.client("sts").assume_role(
             RoleArn=f"arn:aws:iam::{MEMBER}:role/GovernanceExecutionRole", RoleSessionName="test"
         )["Credentials"]
@@ -476,54 +477,214 @@ def notebook_state(session: boto3.Session, name: str) -> dict[str, Any]:
     return {**described, "Tags": {tag["Key"]: tag["Value"] for tag in tags}}
 
 
-def test_notebook_is_stopped_and_tagged_with_the_finding(member: boto3.Session) -> None:
+ROOT_ACCESS = "sagemaker-notebook-instance-root-access-check"
+DIRECT_INTERNET = "sagemaker-notebook-no-direct-internet-access"
+
+
+def set_status(name: str, status: str) -> None:
+    """Put the emulated notebook in a state moto never leaves it in (it stops and starts at once)."""
+    sagemaker_backends[MEMBER][REGION].notebook_instances[name].status = status
+
+
+def test_direct_internet_access_is_contained_by_stopping_not_claimed_fixed(member: boto3.Session) -> None:
     before = notebook(member)
     assert before["NotebookInstanceStatus"] == "InService"
     action = ACTIONS["stop_notebook_instance"]
-    assert not action.verify(member, REGION, "churn-exploration", {})
+    assert not action.verify(member, REGION, "churn-exploration", {}, finding=DIRECT_INTERNET)
 
-    changes = action.remediate(
-        member, REGION, "churn-exploration", {}, finding="sagemaker-notebook-no-direct-internet-access"
-    )
+    changes = action.remediate(member, REGION, "churn-exploration", {}, finding=DIRECT_INTERNET)
 
     after = notebook_state(member, "churn-exploration")
     assert after["NotebookInstanceStatus"] == "Stopped"
     assert after["Tags"]["team"] == "churn"
-    assert after["Tags"][FINDING_TAG] == "sagemaker-notebook-no-direct-internet-access"
+    assert after["Tags"][FINDING_TAG] == DIRECT_INTERNET
+    assert STOPPED_AT_TAG in after["Tags"]
+    # Stopping changes nothing the rule checks: direct internet access is still on.
     untouched = ("DirectInternetAccess", "RootAccess", "InstanceType", "RoleArn", "NotebookInstanceArn")
     assert {key: after[key] for key in untouched} == {key: before[key] for key in untouched}
-    assert changes["stopped"] is True
+    assert after["DirectInternetAccess"] == "Enabled"
+    assert (changes["changed"], changes["contained"], changes["stopped"]) == (True, True, True)
     assert changes["status_before"] == "InService"
-    assert action.verify(member, REGION, "churn-exploration", {})
+    assert changes["reason"] == (
+        "direct internet access cannot be changed on an existing notebook instance; it was stopped; "
+        "recreate it in a VPC subnet with DirectInternetAccess=Disabled"
+    )
+    # What the action did holds; nothing it cannot do is checked.
+    assert action.verify(member, REGION, "churn-exploration", {}, finding=DIRECT_INTERNET)
 
 
-def test_an_already_stopped_notebook_is_only_tagged(member: boto3.Session) -> None:
+def test_an_already_stopped_notebook_is_only_tagged_for_direct_internet_access(member: boto3.Session) -> None:
     notebook(member, "fraud-analysis")
     client(member, "sagemaker").stop_notebook_instance(NotebookInstanceName="fraud-analysis")
 
     with mock.patch("moto.sagemaker.models.FakeSagemakerNotebookInstance.stop") as stop:
         changes = ACTIONS["stop_notebook_instance"].remediate(
-            member, REGION, "fraud-analysis", {}, finding="sagemaker-notebook-instance-root-access-check"
+            member, REGION, "fraud-analysis", {}, finding=DIRECT_INTERNET
         )
 
     stop.assert_not_called()
-    assert changes["stopped"] is False
-    assert (
-        notebook_state(member, "fraud-analysis")["Tags"][FINDING_TAG]
-        == "sagemaker-notebook-instance-root-access-check"
+    assert (changes["stopped"], changes["contained"]) == (False, True)
+    assert "it was already stopped" in changes["reason"]
+    after = notebook_state(member, "fraud-analysis")
+    assert after["Tags"][FINDING_TAG] == DIRECT_INTERNET
+    assert STOPPED_AT_TAG not in after["Tags"]  # the backbone did not stop it
+    assert ACTIONS["stop_notebook_instance"].verify(
+        member, REGION, "fraud-analysis", {}, finding=DIRECT_INTERNET
     )
 
 
-def test_a_notebook_still_starting_is_retried_later(member: boto3.Session) -> None:
+def test_root_access_is_disabled_once_the_notebook_has_stopped(member: boto3.Session) -> None:
+    before = notebook(member, "fraud-analysis")
+    action = ACTIONS["stop_notebook_instance"]
+    assert not action.verify(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+    # StopNotebookInstance returns while the instance is still Stopping: the update waits for a redelivery.
+    with pytest.raises(RemediationNotReady, match="fraud-analysis was InService and is now stopping"):
+        action.remediate(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+    stopping = notebook_state(member, "fraud-analysis")
+    assert stopping["NotebookInstanceStatus"] == "Stopped"  # moto stops at once
+    assert stopping["RootAccess"] == "Enabled"
+    assert stopping["Tags"][FINDING_TAG] == ROOT_ACCESS
+    assert STOPPED_AT_TAG in stopping["Tags"]
+    assert not action.verify(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+    changes = action.remediate(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+    after = notebook_state(member, "fraud-analysis")
+    assert after["RootAccess"] == "Disabled"
+    assert after["NotebookInstanceStatus"] == "Stopped"  # the team starts it again, not the backbone
+    assert after["Tags"][FINDING_TAG] == ROOT_ACCESS
+    assert after["Tags"][STOPPED_AT_TAG] == stopping["Tags"][STOPPED_AT_TAG]
+    untouched = ("DirectInternetAccess", "InstanceType", "RoleArn", "NotebookInstanceArn")
+    assert {key: after[key] for key in untouched} == {key: before[key] for key in untouched}
+    assert changes["changed"] is True
+    assert "contained" not in changes
+    assert (changes["root_access_before"], changes["root_access"]) == ("Enabled", "Disabled")
+    assert action.verify(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "AWSControlTower_AWS-GR_SAGEMAKER_NOTEBOOK_INSTANCE_ROOT_ACCESS_CHECK",
+        "securityhub-sagemaker-notebook-instance-root-access-check-a1b2c3",
+        "sagemaker-notebook-instance-root-access-check-conformance-pack-x7k2m9q1",
+    ],
+)
+def test_root_access_is_recognised_under_every_deployers_rule_name(member: boto3.Session, rule: str) -> None:
+    notebook(member, "fraud-analysis")
+    client(member, "sagemaker").stop_notebook_instance(NotebookInstanceName="fraud-analysis")
+
+    changes = ACTIONS["stop_notebook_instance"].remediate(member, REGION, "fraud-analysis", {}, finding=rule)
+
+    assert changes["root_access"] == "Disabled"
+    assert notebook_state(member, "fraud-analysis")["RootAccess"] == "Disabled"
+    assert notebook_state(member, "fraud-analysis")["Tags"][FINDING_TAG] == rule
+    assert ACTIONS["stop_notebook_instance"].verify(member, REGION, "fraud-analysis", {}, finding=rule)
+
+
+def test_an_already_stopped_notebook_gets_root_access_disabled_without_a_stop(member: boto3.Session) -> None:
+    notebook(member, "fraud-analysis")
+    client(member, "sagemaker").stop_notebook_instance(NotebookInstanceName="fraud-analysis")
+
+    with mock.patch("moto.sagemaker.models.FakeSagemakerNotebookInstance.stop") as stop:
+        changes = ACTIONS["stop_notebook_instance"].remediate(
+            member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS
+        )
+
+    stop.assert_not_called()
+    after = notebook_state(member, "fraud-analysis")
+    assert (after["NotebookInstanceStatus"], after["RootAccess"]) == ("Stopped", "Disabled")
+    assert after["Tags"][FINDING_TAG] == ROOT_ACCESS
+    assert STOPPED_AT_TAG not in after["Tags"]
+    assert changes["status_before"] == "Stopped"
+
+
+def test_a_notebook_found_stopping_gets_root_access_disabled_on_a_later_delivery(
+    member: boto3.Session,
+) -> None:
+    notebook(member, "fraud-analysis")
+    set_status("fraud-analysis", "Stopping")
+    action = ACTIONS["stop_notebook_instance"]
+
+    with pytest.raises(RemediationNotReady, match="fraud-analysis is Stopping"):
+        action.remediate(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+    waiting = notebook_state(member, "fraud-analysis")
+    assert (waiting["NotebookInstanceStatus"], waiting["RootAccess"]) == ("Stopping", "Enabled")
+    assert FINDING_TAG not in waiting["Tags"]
+
+    set_status("fraud-analysis", "Stopped")
+    action.remediate(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+    assert notebook_state(member, "fraud-analysis")["RootAccess"] == "Disabled"
+    assert action.verify(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+
+def test_root_access_still_being_applied_is_read_back_at_a_later_delivery(member: boto3.Session) -> None:
+    # UpdateNotebookInstance returns while the instance is Updating; it may show the old setting until done.
+    notebook(member, "fraud-analysis")
+    client(member, "sagemaker").stop_notebook_instance(NotebookInstanceName="fraud-analysis")
+    action = ACTIONS["stop_notebook_instance"]
+    action.remediate(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+    instance = sagemaker_backends[MEMBER][REGION].notebook_instances["fraud-analysis"]
+    instance.status, instance.root_access = "Updating", "Enabled"
+
+    with pytest.raises(RemediationNotReady, match="fraud-analysis is Updating"):
+        action.verify(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+    # The update lands; the redelivered evaluation finds it done, and it was this finding's doing.
+    instance.status, instance.root_access = "Stopped", "Disabled"
+    again = action.remediate(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+    assert again == {"changed": True, "status_before": "Stopped", "root_access": "Disabled"}
+    assert action.verify(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+    assert notebook_state(member, "fraud-analysis")["RootAccess"] == "Disabled"
+
+
+def test_a_notebook_with_root_access_already_disabled_is_left_running(member: boto3.Session) -> None:
+    client(member, "sagemaker").create_notebook_instance(
+        NotebookInstanceName="fraud-analysis",
+        InstanceType="ml.t3.medium",
+        RoleArn=f"arn:aws:iam::{MEMBER}:role/notebook",
+        RootAccess="Disabled",
+    )
+
+    changes = ACTIONS["stop_notebook_instance"].remediate(
+        member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS
+    )
+
+    assert changes == {"changed": False, "status_before": "InService", "root_access": "Disabled"}
+    after = notebook_state(member, "fraud-analysis")
+    assert after["NotebookInstanceStatus"] == "InService"
+    assert FINDING_TAG not in after["Tags"]
+
+
+@pytest.mark.parametrize("finding", [ROOT_ACCESS, DIRECT_INTERNET])
+def test_a_notebook_still_starting_is_retried_later(member: boto3.Session, finding: str) -> None:
     notebook(member)
-    emulated = sagemaker_backends[MEMBER][REGION].notebook_instances["churn-exploration"]
-    emulated.status = "Pending"
+    set_status("churn-exploration", "Pending")
 
     with pytest.raises(RemediationNotReady, match="churn-exploration is Pending"):
-        ACTIONS["stop_notebook_instance"].remediate(member, REGION, "churn-exploration", {}, finding="x")
+        ACTIONS["stop_notebook_instance"].remediate(member, REGION, "churn-exploration", {}, finding=finding)
 
-    assert notebook_state(member, "churn-exploration")["NotebookInstanceStatus"] == "Pending"
-    assert FINDING_TAG not in notebook_state(member, "churn-exploration")["Tags"]
+    after = notebook_state(member, "churn-exploration")
+    assert (after["NotebookInstanceStatus"], after["RootAccess"]) == ("Pending", "Enabled")
+    assert FINDING_TAG not in after["Tags"]
+
+
+def test_a_failed_notebook_cannot_have_root_access_disabled(member: boto3.Session) -> None:
+    notebook(member, "fraud-analysis")
+    set_status("fraud-analysis", "Failed")
+
+    with pytest.raises(RemediationFailed) as failed:
+        ACTIONS["stop_notebook_instance"].remediate(member, REGION, "fraud-analysis", {}, finding=ROOT_ACCESS)
+
+    assert str(failed.value) == (
+        "notebook instance fraud-analysis is Failed; root access can be disabled only on a Stopped instance"
+    )
+    after = notebook_state(member, "fraud-analysis")
+    assert (after["RootAccess"], FINDING_TAG in after["Tags"]) == ("Enabled", False)
 
 
 # --------------------------------------------------------------------------- EBS

@@ -43,7 +43,7 @@ class _NoParameters(BaseModel):
 
 
 Remediate = Callable[[boto3.Session, str, str, Any, str], dict[str, Any]]
-Verify = Callable[[boto3.Session, str, str, Any], bool]
+Verify = Callable[[boto3.Session, str, str, Any, str], bool]
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,19 @@ class RemediationAction:
         )
 
     def verify(
-        self, session: boto3.Session, region: str, resource_id: str, parameters: dict[str, Any]
+        self,
+        session: boto3.Session,
+        region: str,
+        resource_id: str,
+        parameters: dict[str, Any],
+        *,
+        finding: str = "",
     ) -> bool:
-        """Read the resource back: True when the fix is really in place."""
-        return self.verify_with(session, region, resource_id, self.parameters.model_validate(parameters))
+        """Read the resource back: True when the fix is really in place (for a finding the action can only
+        contain, when the containment is)."""
+        return self.verify_with(
+            session, region, resource_id, self.parameters.model_validate(parameters), finding
+        )
 
 
 def regional_client(session: boto3.Session, service: str, region: str) -> Any:
@@ -121,7 +130,7 @@ def block_bucket_public_access(
 
 
 def bucket_public_access_blocked(
-    session: boto3.Session, region: str, bucket: str, parameters: _NoParameters
+    session: boto3.Session, region: str, bucket: str, parameters: _NoParameters, finding: str
 ) -> bool:
     found = _public_access_block(regional_client(session, "s3", region), bucket)
     return all(found.get(name) for name in PUBLIC_ACCESS_BLOCK_SETTINGS)
@@ -204,7 +213,7 @@ def enable_bucket_default_encryption(
 
 
 def bucket_default_encryption_enabled(
-    session: boto3.Session, region: str, bucket: str, parameters: EncryptionParameters
+    session: boto3.Session, region: str, bucket: str, parameters: EncryptionParameters, finding: str
 ) -> bool:
     return _encryption_satisfies(
         _default_encryption(regional_client(session, "s3", region), bucket), parameters
@@ -335,7 +344,9 @@ def require_tls_for_bucket(
     return {"changed": True, "statement_added": sid, "statements_kept": len(statements)}
 
 
-def bucket_requires_tls(session: boto3.Session, region: str, bucket: str, parameters: _NoParameters) -> bool:
+def bucket_requires_tls(
+    session: boto3.Session, region: str, bucket: str, parameters: _NoParameters, finding: str
+) -> bool:
     policy = _bucket_policy(regional_client(session, "s3", region), bucket) or {}
     arn = bucket_arn(session, region, bucket)
     return any(denies_insecure_transport(s, arn) for s in _as_list(policy.get("Statement", [])))
@@ -344,6 +355,30 @@ def bucket_requires_tls(session: boto3.Session, region: str, bucket: str, parame
 # --------------------------------------------------------------------------- SageMaker notebook instances
 
 _STOPPED_STATES = ("Stopping", "Stopped")
+# Transitions to wait out before the instance can be stopped (or, stopped, updated).
+_NOT_READY_STATES = ("Pending", "Updating")
+# The one notebook finding an action can fix: RootAccess can be changed while the instance is Stopped.
+# DirectInternetAccess (sagemaker-notebook-no-direct-internet-access), subnet and security groups are fixed at
+# creation: for those findings stopping the instance only contains the exposure.
+ROOT_ACCESS_RULE = "sagemaker-notebook-instance-root-access-check"
+DIRECT_INTERNET_RULE = "sagemaker-notebook-no-direct-internet-access"
+
+
+def _managed_rule(finding: str) -> str:
+    """The managed rule's name of a finding, whoever deployed its rule (Control Tower, Security Hub...)."""
+    # policy.py imports this module, so its reading of rule names is imported when first needed.
+    from governance.remediation.policy import base_rule_names
+
+    return base_rule_names(finding)[-1] if finding else ""
+
+
+def _tag_notebook(sagemaker: Any, arn: str, finding: str, *, stopped: bool) -> dict[str, str]:
+    """Name the finding on the instance; the stop time only when the backbone stopped it."""
+    tags = {FINDING_TAG: (finding or "config-non-compliance")[:256]}
+    if stopped:
+        tags[STOPPED_AT_TAG] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": key, "Value": value} for key, value in tags.items()])
+    return tags
 
 
 def stop_notebook_instance(
@@ -352,37 +387,101 @@ def stop_notebook_instance(
     sagemaker = regional_client(session, "sagemaker", region)
     described = sagemaker.describe_notebook_instance(NotebookInstanceName=notebook)
     status = described["NotebookInstanceStatus"]
-    if status in ("Pending", "Updating"):
+    if status in _NOT_READY_STATES:
         raise RemediationNotReady(
             f"notebook instance {notebook} is {status}; it can be stopped once InService"
         )
-    stopped = False
-    if status == "InService":
-        # DirectInternetAccess and RootAccess cannot be changed while the instance runs: stopping it
-        # ends the exposure now; the team recreates or updates it without the finding.
+    if _managed_rule(finding) == ROOT_ACCESS_RULE:
+        return _disable_root_access(sagemaker, notebook, described, finding)
+    stopped = status == "InService"
+    if stopped:
         sagemaker.stop_notebook_instance(NotebookInstanceName=notebook)
-        stopped = True
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    sagemaker.add_tags(
-        ResourceArn=described["NotebookInstanceArn"],
-        Tags=[
-            {"Key": FINDING_TAG, "Value": (finding or "config-non-compliance")[:256]},
-            {"Key": STOPPED_AT_TAG, "Value": now},
-        ],
-    )
+    tagged = _tag_notebook(sagemaker, described["NotebookInstanceArn"], finding, stopped=stopped)
     return {
+        "changed": True,
+        # Stopping ends the exposure for now but fixes nothing the rule checks: the engine reports it as
+        # contained, not remediated, and the rule stays NON_COMPLIANT until the team acts.
+        "contained": True,
+        "reason": _containment_reason(finding, "stopped" if stopped else f"already {status.lower()}"),
         "status_before": status,
         "stopped": stopped,
-        "tagged": {FINDING_TAG: finding, STOPPED_AT_TAG: now},
+        "tagged": tagged,
     }
 
 
-def notebook_instance_stopped(
-    session: boto3.Session, region: str, notebook: str, parameters: _NoParameters
+def _containment_reason(finding: str, done: str) -> str:
+    if _managed_rule(finding) == DIRECT_INTERNET_RULE:
+        return (
+            f"direct internet access cannot be changed on an existing notebook instance; it was {done}; "
+            "recreate it in a VPC subnet with DirectInternetAccess=Disabled"
+        )
+    return (
+        f"stopping a notebook instance changes nothing {finding or 'the rule'} checks; it was {done}; "
+        "fix its configuration before starting it again"
+    )
+
+
+def _disable_root_access(
+    sagemaker: Any, notebook: str, described: dict[str, Any], finding: str
+) -> dict[str, Any]:
+    """Stop the instance; once it is Stopped (a later delivery: StopNotebookInstance returns while it is
+    still Stopping), turn root access off. The instance is left stopped: its team starts it again."""
+    status = described["NotebookInstanceStatus"]
+    root_access = described.get("RootAccess") or "Enabled"  # Enabled is the default
+    if root_access == "Disabled":
+        # Tagged with this finding: an earlier delivery of it stopped the instance and turned root access
+        # off, and was redelivered because the update was still under way when it read the instance back.
+        ours = _tagged_with(sagemaker, described["NotebookInstanceArn"], finding)
+        return {"changed": ours, "status_before": status, "root_access": root_access}
+    if status == "InService":
+        sagemaker.stop_notebook_instance(NotebookInstanceName=notebook)
+        # Tagged now, so the team sees why it stopped even if the update never comes.
+        _tag_notebook(sagemaker, described["NotebookInstanceArn"], finding, stopped=True)
+        raise RemediationNotReady(
+            f"notebook instance {notebook} was InService and is now stopping; root access is disabled once "
+            "it is Stopped"
+        )
+    if status == "Stopping":
+        raise RemediationNotReady(
+            f"notebook instance {notebook} is Stopping; root access can be disabled once it is Stopped"
+        )
+    if status != "Stopped":
+        raise RemediationFailed(
+            f"notebook instance {notebook} is {status}; root access can be disabled only on a Stopped "
+            "instance"
+        )
+    sagemaker.update_notebook_instance(NotebookInstanceName=notebook, RootAccess="Disabled")
+    return {
+        "changed": True,
+        "status_before": status,
+        "root_access_before": root_access,
+        "root_access": "Disabled",
+        "tagged": _tag_notebook(sagemaker, described["NotebookInstanceArn"], finding, stopped=False),
+    }
+
+
+def _tagged_with(sagemaker: Any, arn: str, finding: str) -> bool:
+    tags = sagemaker.list_tags(ResourceArn=arn).get("Tags", [])
+    return any(tag["Key"] == FINDING_TAG and tag.get("Value") == (finding or "")[:256] for tag in tags)
+
+
+def notebook_instance_handled(
+    session: boto3.Session, region: str, notebook: str, parameters: _NoParameters, finding: str
 ) -> bool:
+    """Root access: disabled, whatever the status. Any other finding: what containment did (stopped or
+    stopping, and tagged), never the finding itself, which stopping cannot fix."""
     sagemaker = regional_client(session, "sagemaker", region)
     described = sagemaker.describe_notebook_instance(NotebookInstanceName=notebook)
-    if described["NotebookInstanceStatus"] not in _STOPPED_STATES:
+    if _managed_rule(finding) == ROOT_ACCESS_RULE:
+        done = described.get("RootAccess") == "Disabled"
+        if not done and described["NotebookInstanceStatus"] == "Updating":
+            # UpdateNotebookInstance was accepted and is being applied: read it again at a later delivery.
+            raise RemediationNotReady(
+                f"notebook instance {notebook} is Updating; root access is read back after"
+            )
+    else:
+        done = described["NotebookInstanceStatus"] in _STOPPED_STATES
+    if not done:
         return False
     tags = sagemaker.list_tags(ResourceArn=described["NotebookInstanceArn"]).get("Tags", [])
     return any(tag["Key"] == FINDING_TAG for tag in tags)
@@ -402,7 +501,7 @@ def enable_ebs_encryption_by_default(
 
 
 def ebs_encryption_by_default_enabled(
-    session: boto3.Session, region: str, account_id: str, parameters: _NoParameters
+    session: boto3.Session, region: str, account_id: str, parameters: _NoParameters, finding: str
 ) -> bool:
     return bool(
         regional_client(session, "ec2", region).get_ebs_encryption_by_default()["EbsEncryptionByDefault"]
@@ -533,7 +632,7 @@ def revoke_open_ingress(
 
 
 def no_forbidden_open_ingress(
-    session: boto3.Session, region: str, group_id: str, parameters: IngressParameters
+    session: boto3.Session, region: str, group_id: str, parameters: IngressParameters, finding: str
 ) -> bool:
     return not _forbidden_rules(regional_client(session, "ec2", region), group_id, parameters)
 
@@ -572,7 +671,9 @@ def start_trail_logging(
     return {"changed": bool(started), "started": started, "trails": [trail["TrailARN"] for trail in trails]}
 
 
-def trails_logging(session: boto3.Session, region: str, account_id: str, parameters: _NoParameters) -> bool:
+def trails_logging(
+    session: boto3.Session, region: str, account_id: str, parameters: _NoParameters, finding: str
+) -> bool:
     trails = _own_trails(session, region, account_id)
     return bool(trails) and all(_is_logging(session, trail) for trail in trails)
 
@@ -612,14 +713,16 @@ ACTIONS: dict[str, RemediationAction] = {
         ),
         RemediationAction(
             "stop_notebook_instance",
-            "stop the notebook instance and tag it with the finding",
+            "stop the notebook instance and tag it with the finding, then disable its root access for a "
+            "root-access finding; any other finding is only contained, not fixed",
             ("AWS::SageMaker::NotebookInstance",),
             _NoParameters,
             stop_notebook_instance,
-            notebook_instance_stopped,
+            notebook_instance_handled,
             (
                 "sagemaker:DescribeNotebookInstance",
                 "sagemaker:StopNotebookInstance",
+                "sagemaker:UpdateNotebookInstance",
                 "sagemaker:AddTags",
                 "sagemaker:ListTags",
             ),

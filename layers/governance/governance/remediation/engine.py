@@ -228,7 +228,8 @@ def _decide_and_act(evaluation: dict[str, Any]) -> dict[str, Any]:
         try:
             decision = carry_out(facts, decision)
         except TransientRemediationError:
-            # Nothing was changed and the queue redelivers: the next delivery takes its own slot.
+            # The queue redelivers and the next delivery takes its own slot. Nothing was changed, or only a
+            # first step the redelivery completes (a notebook stopped before its root access is disabled).
             _give_back_action_slot(facts.account, decision.cap_hour)
             raise
     facts.record_entry("remediate", decision.status, decision.ledger_detail())  # type: ignore[arg-type]
@@ -520,7 +521,9 @@ def _read_back(action: Any, session: Any, evaluation: Evaluation, parameters: di
     for wait in (0.0, *VERIFY_WAITS_S):
         if wait:
             time.sleep(wait)
-        if action.verify(session, evaluation.region, evaluation.resource_id, parameters):
+        if action.verify(
+            session, evaluation.region, evaluation.resource_id, parameters, finding=evaluation.rule
+        ):
             return True
     return False
 
@@ -549,14 +552,32 @@ def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
     except RemediationFailed as error:
         return _failed(decision, _one_line(error))
     if not verified:
+        state = "contained" if changes.get("contained") else "fixed"
         return _failed(
             replace(decision, changes=changes),
             f"{action.name} ran but reading the resource back, {sum(VERIFY_WAITS_S):g} s later, still "
-            "shows it not fixed",
+            f"shows it not {state}",
         )
+    if changes.get("contained"):
+        return _contained(replace(decision, changes=changes))
     if changes.get("changed") is False:
         return _already_compliant(evaluation, replace(decision, changes=changes))
     return replace(decision, changes=changes, verified=True, reevaluation=request_reevaluation(evaluation))
+
+
+def _contained(decision: Decision) -> Decision:
+    """The action ended the exposure (a notebook stopped) but cannot fix what the rule checks (direct internet
+    access is fixed at creation): nothing is claimed remediated, the reason says what the owner must do, and
+    Config is not asked to re-evaluate a rule that still fails. `verified` is about the containment. The cap
+    slot stays taken: the resource was changed."""
+    why = str(decision.changes.get("reason") or f"{decision.action} cannot fix this finding")
+    return replace(
+        decision,
+        status="notify-only",
+        headline="contained, not remediated",
+        reason=f"contained, not remediated: {why}",
+        verified=True,
+    )
 
 
 def _already_compliant(evaluation: Evaluation, decision: Decision) -> Decision:
