@@ -519,7 +519,10 @@ def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
         changes = action.remediate(
             session, evaluation.region, evaluation.resource_id, decision.parameters, finding=evaluation.rule
         )
-        verified = action.verify(session, evaluation.region, evaluation.resource_id, decision.parameters)
+        decision = _with_action_notes(decision, changes)
+        verified = action.verify(
+            session, evaluation.region, evaluation.resource_id, decision.parameters, changes=changes
+        )
     except RemediationNotReady as error:
         raise TransientRemediationError(str(error)) from error
     except ClientError as error:
@@ -542,6 +545,12 @@ def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
     if changes.get("changed") is False:
         return _already_compliant(evaluation, replace(decision, changes=changes))
     return replace(decision, changes=changes, verified=True, reevaluation=request_reevaluation(evaluation))
+
+
+def _with_action_notes(decision: Decision, changes: dict[str, Any]) -> Decision:
+    """What the action asks the team to read (a world-open rule it could only revoke whole) joins the
+    decision's notes, which the notice and the ledger show next to the reason; `changes` keeps the rest."""
+    return replace(decision, notes=[*decision.notes, *changes.pop("notes", [])])
 
 
 def _already_compliant(evaluation: Evaluation, decision: Decision) -> Decision:
