@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 TEAM_TRAIL = "org-team-trail"
 # A workload rule every seeded security group also has: remediation must leave it in place.
 INTERNAL_CIDR = "10.0.0.0/16"
+# A world-open port range every seeded security group also has, holding the workload's web ports.
+WEB_RANGE = (0, 1024)
+WEB_RANGE_DESCRIPTION = "team web tier"
 EMULATION_ROLE = "arn:aws:iam::{account}:role/service-role/emulated-sagemaker-execution"
 
 # Managed rules whose identifier is not their name in upper snake case.
@@ -205,6 +208,15 @@ def _seed_security_group(
                 "ToPort": allowed,
                 "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
             },
+            {
+                # A wide world-open range over the forbidden port of restricted-ssh and over ports
+                # vpc-sg-open-only-to-authorized-ports does not authorize: narrowed, not revoked whole,
+                # since the workload's web ports in it must stay open.
+                "IpProtocol": "tcp",
+                "FromPort": WEB_RANGE[0],
+                "ToPort": WEB_RANGE[1],
+                "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": WEB_RANGE_DESCRIPTION}],
+            },
         ],
     )
 
@@ -234,14 +246,15 @@ def verify_remediation(entry: LedgerEntry, org: Organization) -> bool:
     if action is None:
         return status in ("notify-only", "exempt")  # nothing to act on, nothing to read back
     region = str(detail["region"])
+    changes = detail.get("changes") or {}
     fixed = action.verify(
         org.session(entry.account, region),
         region,
         str(detail["resource_id"]),
         detail["parameters"],
         finding=str(detail.get("rule") or ""),
+        changes=changes,
     )
-    changes = detail.get("changes") or {}
     # Notify-only because the action found the resource already as the control wants it (it still is), or
     # because it could only contain the finding (the containment holds).
     acted = changes.get("changed") is False or bool(changes.get("contained"))

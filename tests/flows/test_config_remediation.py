@@ -179,11 +179,18 @@ def only_ebs_default_encryption_in_region(before: dict[str, Any], after: dict[st
     assert {**after, "ebs_encryption_by_default": None} == {**before, "ebs_encryption_by_default": None}
 
 
-def only_world_open_port_revoked(port: int) -> Callable[[set[Any], set[Any]], None]:
+WIDE = ("tcp", 0, 1024, "0.0.0.0/0")  # the seeded world-open range holding the workload's web ports
+
+
+def only_world_open_port_revoked(
+    port: int, kept: set[tuple[int, int]]
+) -> Callable[[set[Any], set[Any]], None]:
     def check(before: set[Any], after: set[Any]) -> None:
         world = {("tcp", port, port, "0.0.0.0/0"), ("tcp", port, port, "::/0")}
-        assert world <= before
-        assert after == before - world
+        narrowed = {("tcp", low, high, "0.0.0.0/0") for low, high in kept}
+        assert world | {WIDE} <= before
+        # The wide range is narrowed to what the control allows, never revoked whole.
+        assert after == (before - world - {WIDE}) | narrowed
         assert ("tcp", port, port, "10.0.0.0/16") in after  # the same port from the team's VPC stays
         assert ("tcp", 443, 443, "0.0.0.0/0") in after  # an allowed world-open port stays
 
@@ -234,12 +241,12 @@ CONTROL_EVENTS: dict[str, tuple[Callable[[Any, Any], None], str, str]] = {
         "account 210987654321 in us-east-1",
     ),
     "config-security-group-ssh": (
-        only_world_open_port_revoked(22),
+        only_world_open_port_revoked(22, kept={(0, 21), (23, 1024)}),
         "HIGH",
         "security group sg-0123456789abcdef0 in 210987654321",
     ),
     "config-security-group-open-ports": (
-        only_world_open_port_revoked(8080),
+        only_world_open_port_revoked(8080, kept={(80, 80)}),  # 443 already has its own rule
         "HIGH",
         "security group sg-0fedcba9876543210 in 210987654321",
     ),
@@ -1057,6 +1064,62 @@ def test_a_missing_member_role_fails_loudly(org: Organization, load_event: Event
         "bucket team-churn-public-data in 210987654321",
         "remediation FAILED",
     )
+
+
+# --------------------------------------------------------------------------- security groups: least change
+
+
+def test_a_narrowed_range_is_told_to_the_security_team_and_kept_in_the_ledger(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-security-group-open-ports")
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    [notice] = security_notices(org, event["id"])
+    [entry] = remediations(org, event["id"])
+    for changes in (notice.message["changes"], entry.detail["changes"]):
+        assert sorted((r["protocol"], r["ports"], r["cidr"]) for r in changes["revoked"]) == [
+            ("tcp", "0-1024", "0.0.0.0/0"),
+            ("tcp", "8080", "0.0.0.0/0"),
+            ("tcp", "8080", "::/0"),
+        ]
+        assert [(k["ports"], k["cidr"], k["description"], k["added"]) for k in changes["kept"]] == [
+            ("80", "0.0.0.0/0", "team web tier", True),
+            ("443", "0.0.0.0/0", "team web tier", False),  # the group's own 443 rule already said so
+        ]
+    assert notice.message["notes"] == entry.detail.get("notes", []) == []
+
+
+def test_all_traffic_from_the_world_revoked_whole_is_explained_in_the_notice_and_the_ledger(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-security-group-ssh")
+    org.seed(event)
+    group_id = event["detail"]["resourceId"]
+    aws(org, MEMBER, "ec2").authorize_security_group_ingress(
+        GroupId=group_id, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    )
+
+    [result] = org.replay([event])
+
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    assert ("-1", -1, -1, "0.0.0.0/0") not in ingress(org, MEMBER, group_id)
+    reason = (
+        "all traffic from 0.0.0.0/0 cannot be narrowed to leave out port 22; revoked whole: add back what "
+        "the workload needs as tcp or udp rules"
+    )
+    [notice] = security_notices(org, event["id"])
+    [entry] = remediations(org, event["id"])
+    assert notice.message["notes"] == entry.detail["notes"] == [reason]
+    for changes in (notice.message["changes"], entry.detail["changes"]):
+        [whole] = [rule for rule in changes["revoked"] if rule["protocol"] == "-1"]
+        assert whole["reason"] == reason
+        assert "notes" not in changes
 
 
 # --------------------------------------------------------------------------- exactly once, and again when new

@@ -247,6 +247,7 @@ def test_the_recording_saw_every_function_and_both_roles(calls: set[Call], templ
         (MEMBER_ROLE, "s3:GetObjectVersion"),  # the artifact copy pins the version it looked at
         (MEMBER_ROLE, "s3:PutBucketPublicAccessBlock"),
         (MEMBER_ROLE, "ec2:RevokeSecurityGroupIngress"),
+        (MEMBER_ROLE, "ec2:AuthorizeSecurityGroupIngress"),  # a wide world-open range narrowed
         (MEMBER_ROLE, "iam:UpdateAccountPasswordPolicy"),
         (MEMBER_ROLE, "sqs:GetQueueAttributes"),
         ("own", "sqs:ChangeMessageVisibility"),

@@ -199,6 +199,7 @@ def test_execution_role_covers_what_the_backbone_does(member: dict) -> None:
         "sagemaker:DescribeEndpointConfig",
         "ec2:DescribeSecurityGroups",
         "ec2:DescribeSecurityGroupRules",
+        "ec2:AuthorizeSecurityGroupIngress",
         "ec2:RevokeSecurityGroupIngress",
         "cloudtrail:GetTrailStatus",
         "cloudtrail:DescribeTrails",

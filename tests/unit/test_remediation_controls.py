@@ -755,26 +755,267 @@ def test_ssh_open_to_the_world_is_revoked_exactly(member: boto3.Session) -> None
     assert ("tcp", 22, 22, "10.0.0.0/16") in after
     assert ("tcp", 443, 443, "0.0.0.0/0") in after
     assert sorted(item["cidr"] for item in changes["revoked"]) == ["0.0.0.0/0", "::/0"]
+    assert changes["kept"] == []  # nothing of port 22 may stay open to the world: nothing is added
     assert action.verify(member, REGION, group_id, parameters)
 
 
-def test_world_open_ranges_and_all_traffic_covering_a_blocked_port_are_revoked(member: boto3.Session) -> None:
+def described_ingress(session: boto3.Session, group_id: str) -> set[tuple[str, int, int, str, str]]:
+    """The ingress rules with their source (CIDR or group) and description: what a narrowed rule keeps."""
+    rules = client(session, "ec2").describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [group_id]}]
+    )
+    return {
+        (
+            rule["IpProtocol"],
+            rule["FromPort"],
+            rule["ToPort"],
+            rule.get("CidrIpv4") or rule.get("CidrIpv6") or rule["ReferencedGroupInfo"]["GroupId"],
+            rule.get("Description", ""),
+        )
+        for rule in rules["SecurityGroupRules"]
+        if not rule["IsEgress"]
+    }
+
+
+def world(
+    protocol: str, low: int, high: int, cidr: str = "0.0.0.0/0", description: str = ""
+) -> dict[str, Any]:
+    """One ingress permission from a single source, as authorize_security_group_ingress takes it."""
+    source: dict[str, str] = {"CidrIpv6" if ":" in cidr else "CidrIp": cidr}
+    if description:
+        source["Description"] = description
+    return {
+        "IpProtocol": protocol,
+        **({} if protocol == "-1" else {"FromPort": low, "ToPort": high}),
+        ("Ipv6Ranges" if ":" in cidr else "IpRanges"): [source],
+    }
+
+
+def test_a_world_open_range_loses_only_the_blocked_port(member: boto3.Session) -> None:
     group_id = security_group(
         member,
         [
-            {"IpProtocol": "tcp", "FromPort": 3000, "ToPort": 3500, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
-            {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
-            {"IpProtocol": "udp", "FromPort": 3389, "ToPort": 3389, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            world("tcp", 1, 1024, description="web tier"),
+            world("tcp", 1, 1024, "10.0.0.0/16", "team VPC"),
+            world("tcp", 1, 1024, "2001:db8::/32"),
             WORLD_HTTPS,
         ],
     )
+    parameters = {"blocked_tcp_ports": ["22"]}
+    action = ACTIONS["revoke_open_ingress"]
 
-    ACTIONS["revoke_open_ingress"].remediate(member, REGION, group_id, {"blocked_tcp_ports": ["3389"]})
+    changes = action.remediate(member, REGION, group_id, parameters)
 
-    assert ingress_rules(member, group_id) - {("egress -1", -1, -1, "0.0.0.0/0")} == {
-        ("udp", 3389, 3389, "0.0.0.0/0"),
-        ("tcp", 443, 443, "0.0.0.0/0"),
+    # 80 and 443 stay open to the world: only port 22 goes, from the same CIDR, with the same description.
+    assert described_ingress(member, group_id) == {
+        ("tcp", 1, 21, "0.0.0.0/0", "web tier"),
+        ("tcp", 23, 1024, "0.0.0.0/0", "web tier"),
+        ("tcp", 1, 1024, "10.0.0.0/16", "team VPC"),
+        ("tcp", 1, 1024, "2001:db8::/32", ""),
+        ("tcp", 443, 443, "0.0.0.0/0", ""),
     }
+    [revoked] = changes["revoked"]
+    assert (revoked["protocol"], revoked["ports"], revoked["cidr"]) == ("tcp", "1-1024", "0.0.0.0/0")
+    assert [(kept["ports"], kept["cidr"], kept["added"]) for kept in changes["kept"]] == [
+        ("1-21", "0.0.0.0/0", True),
+        ("23-1024", "0.0.0.0/0", True),
+    ]
+    assert all(kept["replaces"] == revoked["rule_id"] for kept in changes["kept"])
+    assert action.verify(member, REGION, group_id, parameters, changes=changes)
+
+
+@pytest.mark.parametrize(
+    ("ports", "blocked", "kept"),
+    [
+        ((22, 80), ["22"], {(23, 80)}),
+        ((1, 22), ["22"], {(1, 21)}),
+        ((2000, 3000), ["1024-2048"], {(2049, 3000)}),
+        ((3389, 3389), ["3389", "3390"], set()),
+        (
+            (0, 65535),
+            ["20", "21", "3306", "3389", "4333"],
+            {(0, 19), (22, 3305), (3307, 3388), (3390, 4332), (4334, 65535)},
+        ),
+    ],
+    ids=["starts-at-blocked", "ends-at-blocked", "blocked-range", "entirely-blocked", "every-port"],
+)
+def test_a_world_open_range_keeps_every_port_but_the_blocked_ones(
+    member: boto3.Session, ports: tuple[int, int], blocked: list[str], kept: set[tuple[int, int]]
+) -> None:
+    group_id = security_group(member, [world("tcp", *ports, description="team range")])
+    parameters = {"blocked_tcp_ports": blocked}
+
+    changes = ACTIONS["revoke_open_ingress"].remediate(member, REGION, group_id, parameters)
+
+    assert described_ingress(member, group_id) == {
+        ("tcp", low, high, "0.0.0.0/0", "team range") for low, high in kept
+    }
+    assert changes["changed"] is True
+    assert len(changes["revoked"]) == 1
+    assert len(changes["kept"]) == len(kept)
+    assert ACTIONS["revoke_open_ingress"].verify(member, REGION, group_id, parameters, changes=changes)
+
+
+def test_an_ipv6_world_open_range_is_narrowed_from_ipv6(member: boto3.Session) -> None:
+    group_id = security_group(
+        member, [world("tcp", 0, 1024, "::/0", "web over IPv6"), world("tcp", 0, 1024, "10.0.0.0/8")]
+    )
+
+    changes = ACTIONS["revoke_open_ingress"].remediate(
+        member, REGION, group_id, {"blocked_tcp_ports": ["22"]}
+    )
+
+    assert described_ingress(member, group_id) == {
+        ("tcp", 0, 21, "::/0", "web over IPv6"),
+        ("tcp", 23, 1024, "::/0", "web over IPv6"),
+        ("tcp", 0, 1024, "10.0.0.0/8", ""),
+    }
+    assert {kept["cidr"] for kept in changes["kept"]} == {"::/0"}
+
+
+def test_all_traffic_from_the_world_is_revoked_whole_when_a_port_is_blocked_and_the_team_is_told(
+    member: boto3.Session,
+) -> None:
+    group_id = security_group(
+        member,
+        [
+            world("-1", -1, -1, description="anything"),
+            world("-1", -1, -1, "10.0.0.0/16"),
+            world("tcp", 3000, 3500, "::/0"),
+            world("udp", 3389, 3389),
+            WORLD_HTTPS,
+        ],
+    )
+    parameters = {"blocked_tcp_ports": ["3389"]}
+
+    changes = ACTIONS["revoke_open_ingress"].remediate(member, REGION, group_id, parameters)
+
+    # "Every protocol but tcp 3389" is no rule a security group can hold: the all-traffic rule goes whole.
+    assert described_ingress(member, group_id) == {
+        ("-1", -1, -1, "10.0.0.0/16", ""),
+        ("tcp", 3000, 3388, "::/0", ""),
+        ("tcp", 3390, 3500, "::/0", ""),
+        ("udp", 3389, 3389, "0.0.0.0/0", ""),
+        ("tcp", 443, 443, "0.0.0.0/0", ""),
+    }
+    reason = (
+        "all traffic from 0.0.0.0/0 cannot be narrowed to leave out port 3389; revoked whole: add back "
+        "what the workload needs as tcp or udp rules"
+    )
+    [whole] = [rule for rule in changes["revoked"] if rule["protocol"] == "-1"]
+    assert whole["reason"] == reason
+    assert changes["notes"] == [reason]
+    assert [(kept["protocol"], kept["ports"], kept["cidr"]) for kept in changes["kept"]] == [
+        ("tcp", "3000-3388", "::/0"),
+        ("tcp", "3390-3500", "::/0"),
+    ]
+    assert ACTIONS["revoke_open_ingress"].verify(member, REGION, group_id, parameters, changes=changes)
+
+
+def test_all_traffic_from_the_world_becomes_the_authorized_ports(member: boto3.Session) -> None:
+    group_id = security_group(member, [world("-1", -1, -1, "::/0", "open for the demo"), WORLD_HTTPS])
+    parameters = {"allowed_tcp_ports": ["80", "443"], "allowed_udp_ports": ["53"]}
+
+    changes = ACTIONS["revoke_open_ingress"].remediate(member, REGION, group_id, parameters)
+
+    assert described_ingress(member, group_id) == {
+        ("tcp", 80, 80, "::/0", "open for the demo"),
+        ("tcp", 443, 443, "::/0", "open for the demo"),
+        ("udp", 53, 53, "::/0", "open for the demo"),
+        ("tcp", 443, 443, "0.0.0.0/0", ""),
+    }
+    assert "notes" not in changes
+    assert ACTIONS["revoke_open_ingress"].verify(member, REGION, group_id, parameters, changes=changes)
+
+
+def test_every_port_open_to_the_world_becomes_the_authorized_ports(member: boto3.Session) -> None:
+    group_id = security_group(
+        member,
+        [
+            world("tcp", 0, 65535, description="everything"),
+            world("udp", 0, 65535, description="everything"),
+            world("tcp", 0, 65535, "10.0.0.0/16"),
+            WORLD_HTTPS,
+        ],
+    )
+    parameters = {"allowed_tcp_ports": ["80", "443", "8000-8005", "8006"], "allowed_udp_ports": []}
+
+    changes = ACTIONS["revoke_open_ingress"].remediate(member, REGION, group_id, parameters)
+
+    assert described_ingress(member, group_id) == {
+        ("tcp", 80, 80, "0.0.0.0/0", "everything"),
+        ("tcp", 443, 443, "0.0.0.0/0", ""),  # already there: kept as it was
+        ("tcp", 8000, 8006, "0.0.0.0/0", "everything"),
+        ("tcp", 0, 65535, "10.0.0.0/16", ""),
+    }
+    assert [(kept["protocol"], kept["ports"], kept["added"]) for kept in changes["kept"]] == [
+        ("tcp", "80", True),
+        ("tcp", "443", False),
+        ("tcp", "8000-8006", True),
+    ]
+    assert {(rule["protocol"], rule["ports"]) for rule in changes["revoked"]} == {
+        ("tcp", "0-65535"),
+        ("udp", "0-65535"),
+    }
+    assert ACTIONS["revoke_open_ingress"].verify(member, REGION, group_id, parameters, changes=changes)
+
+
+def test_rules_from_other_sources_are_left_alone(member: boto3.Session) -> None:
+    ec2 = client(member, "ec2")
+    other = str(ec2.create_security_group(GroupName="lb", Description="load balancer")["GroupId"])
+    group_id = security_group(
+        member,
+        [
+            world("tcp", 0, 65535, "10.0.0.0/16", "team VPC"),
+            world("-1", -1, -1, "2001:db8::/32"),
+            world("tcp", 22, 22, "203.0.113.7/32", "bastion"),
+            {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "UserIdGroupPairs": [{"GroupId": other}]},
+            world("tcp", 0, 1024),
+        ],
+    )
+    others = {rule for rule in described_ingress(member, group_id) if rule[3] != "0.0.0.0/0"}
+
+    ACTIONS["revoke_open_ingress"].remediate(member, REGION, group_id, {"blocked_tcp_ports": ["22"]})
+
+    assert described_ingress(member, group_id) == others | {
+        ("tcp", 0, 21, "0.0.0.0/0", ""),
+        ("tcp", 23, 1024, "0.0.0.0/0", ""),
+    }
+
+
+def test_the_remainder_is_authorized_before_the_rule_is_revoked(member: boto3.Session) -> None:
+    group_id = security_group(member, [world("tcp", 1, 1024)])
+    calls: list[str] = []
+    member.events.register("before-call.ec2.*", lambda model, **_: calls.append(model.name))
+
+    ACTIONS["revoke_open_ingress"].remediate(member, REGION, group_id, {"blocked_tcp_ports": ["22"]})
+
+    # No moment with 80 and 443 closed: both parts exist before the wide rule goes.
+    changing = [name for name in calls if not name.startswith("Describe")]
+    assert changing == ["AuthorizeSecurityGroupIngress"] * 2 + ["RevokeSecurityGroupIngress"]
+
+
+def test_verification_fails_when_the_kept_ports_are_gone(member: boto3.Session) -> None:
+    group_id = security_group(member, [world("tcp", 1, 1024)])
+    parameters = {"blocked_tcp_ports": ["22"]}
+    action = ACTIONS["revoke_open_ingress"]
+    changes = action.remediate(member, REGION, group_id, parameters)
+    ec2 = client(member, "ec2")
+    ec2.revoke_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 23, "ToPort": 1024, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
+    )
+
+    # Port 22 is closed, but so are 80 and 443: that is not the fix the control promises.
+    assert not action.verify(member, REGION, group_id, parameters, changes=changes)
+    assert action.verify(member, REGION, group_id, parameters)  # without the changes: only port 22 is asked
+    # Ports kept by two rules that together cover them still count.
+    ec2.authorize_security_group_ingress(
+        GroupId=group_id, IpPermissions=[world("tcp", 23, 500), world("tcp", 501, 1024)]
+    )
+    assert action.verify(member, REGION, group_id, parameters, changes=changes)
 
 
 def test_only_authorized_ports_stay_open_to_the_world(member: boto3.Session) -> None:
@@ -815,7 +1056,7 @@ def test_a_group_with_nothing_forbidden_is_left_alone(member: boto3.Session) -> 
         member, REGION, group_id, {"blocked_tcp_ports": ["22"]}
     )
 
-    assert changes == {"changed": False, "revoked": []}
+    assert changes == {"changed": False, "revoked": [], "kept": []}
     assert ingress_rules(member, group_id) == before
 
 
@@ -846,6 +1087,25 @@ def test_which_world_open_rules_a_control_forbids(
     parameters: dict[str, Any], protocol: str, ports: tuple[int, int], forbidden: bool
 ) -> None:
     assert IngressParameters.model_validate(parameters).forbids(protocol, *ports) is forbidden
+
+
+@pytest.mark.parametrize(
+    ("parameters", "protocol", "ports", "kept"),
+    [
+        ({"blocked_tcp_ports": ["22"]}, "tcp", (1, 1024), [(1, 21), (23, 1024)]),
+        ({"blocked_tcp_ports": ["22", "21", "20-23"]}, "6", (0, 100), [(0, 19), (24, 100)]),
+        ({"blocked_tcp_ports": ["22"]}, "udp", (0, 1024), [(0, 1024)]),
+        ({"blocked_tcp_ports": ["22"]}, "tcp", (-1, -1), [(0, 21), (23, 65535)]),
+        ({"allowed_tcp_ports": ["80", "443"]}, "tcp", (0, 1024), [(80, 80), (443, 443)]),
+        ({"allowed_tcp_ports": ["80-90"], "allowed_udp_ports": ["53"]}, "17", (50, 60), [(53, 53)]),
+        ({"allowed_tcp_ports": ["80-90"]}, "tcp", (85, 100), [(85, 90)]),
+        ({"allowed_tcp_ports": ["443"]}, "udp", (0, 65535), []),
+    ],
+)
+def test_what_a_world_open_range_keeps(
+    parameters: dict[str, Any], protocol: str, ports: tuple[int, int], kept: list[tuple[int, int]]
+) -> None:
+    assert IngressParameters.model_validate(parameters).permitted(protocol, *ports) == kept
 
 
 @pytest.mark.parametrize(

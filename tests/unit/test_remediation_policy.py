@@ -114,6 +114,20 @@ def test_every_control_of_the_issue_has_an_entry_for_its_sample_event(
     assert control.resource_type == detail["resourceType"]
 
 
+def test_the_common_ports_control_removes_exactly_what_its_managed_rule_flags() -> None:
+    # restricted-common-ports (RESTRICTED_INCOMING_TRAFFIC) flags blockedPort1-5 by default, as moto's copy
+    # of the managed-rule catalogue lists them; 22 is restricted-ssh's. A port the rule does not flag,
+    # removed here, would be a change no finding asked for.
+    from moto.config.models import MANAGED_RULES_CONSTRAINTS
+
+    parameters = MANAGED_RULES_CONSTRAINTS["RESTRICTED_INCOMING_TRAFFIC"]["Parameters"]
+    defaults = {p["Default"] for p in parameters if p["Name"].startswith("blockedPort") and "Default" in p}
+    control = current_policy().control_for("restricted-common-ports")
+    assert control is not None
+    assert defaults == {"20", "21", "3389", "3306", "4333"}
+    assert set(control.parameters["blocked_tcp_ports"]) == defaults
+
+
 def test_the_endpoint_config_control_is_high_severity_notify_only() -> None:
     control = current_policy().control_for("sagemaker-endpoint-configuration-kms-key-configured")
     assert control is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -43,7 +43,10 @@ class _NoParameters(BaseModel):
 
 
 Remediate = Callable[[boto3.Session, str, str, Any, str], dict[str, Any]]
-Verify = Callable[[boto3.Session, str, str, Any, str], bool]
+# The last two arguments: the rule of the finding (some actions fix one rule and only contain
+# another), and what remediate returned ({} when there was no fix, as in a dry run): an action whose
+# fix depends on what it found (the ports a narrowed rule keeps) reads that back too.
+Verify = Callable[[boto3.Session, str, str, Any, str, dict[str, Any]], bool]
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,13 @@ class RemediationAction:
         parameters: dict[str, Any],
         *,
         finding: str = "",
+        changes: dict[str, Any] | None = None,
     ) -> bool:
-        """Read the resource back: True when the fix is really in place (for a finding the action can only
-        contain, when the containment is)."""
+        """Read the resource back: True when the fix is really in place, including what `changes` (the
+        return of remediate) says it kept (for a finding the action can only contain, when the
+        containment is)."""
         return self.verify_with(
-            session, region, resource_id, self.parameters.model_validate(parameters), finding
+            session, region, resource_id, self.parameters.model_validate(parameters), finding, changes or {}
         )
 
 
@@ -130,7 +135,12 @@ def block_bucket_public_access(
 
 
 def bucket_public_access_blocked(
-    session: boto3.Session, region: str, bucket: str, parameters: _NoParameters, finding: str
+    session: boto3.Session,
+    region: str,
+    bucket: str,
+    parameters: _NoParameters,
+    finding: str,
+    changes: dict[str, Any],
 ) -> bool:
     found = _public_access_block(regional_client(session, "s3", region), bucket)
     return all(found.get(name) for name in PUBLIC_ACCESS_BLOCK_SETTINGS)
@@ -213,7 +223,12 @@ def enable_bucket_default_encryption(
 
 
 def bucket_default_encryption_enabled(
-    session: boto3.Session, region: str, bucket: str, parameters: EncryptionParameters, finding: str
+    session: boto3.Session,
+    region: str,
+    bucket: str,
+    parameters: EncryptionParameters,
+    finding: str,
+    changes: dict[str, Any],
 ) -> bool:
     return _encryption_satisfies(
         _default_encryption(regional_client(session, "s3", region), bucket), parameters
@@ -345,7 +360,12 @@ def require_tls_for_bucket(
 
 
 def bucket_requires_tls(
-    session: boto3.Session, region: str, bucket: str, parameters: _NoParameters, finding: str
+    session: boto3.Session,
+    region: str,
+    bucket: str,
+    parameters: _NoParameters,
+    finding: str,
+    changes: dict[str, Any],
 ) -> bool:
     policy = _bucket_policy(regional_client(session, "s3", region), bucket) or {}
     arn = bucket_arn(session, region, bucket)
@@ -466,7 +486,12 @@ def _tagged_with(sagemaker: Any, arn: str, finding: str) -> bool:
 
 
 def notebook_instance_handled(
-    session: boto3.Session, region: str, notebook: str, parameters: _NoParameters, finding: str
+    session: boto3.Session,
+    region: str,
+    notebook: str,
+    parameters: _NoParameters,
+    finding: str,
+    changes: dict[str, Any],
 ) -> bool:
     """Root access: disabled, whatever the status. Any other finding: what containment did (stopped or
     stopping, and tagged), never the finding itself, which stopping cannot fix."""
@@ -501,7 +526,12 @@ def enable_ebs_encryption_by_default(
 
 
 def ebs_encryption_by_default_enabled(
-    session: boto3.Session, region: str, account_id: str, parameters: _NoParameters, finding: str
+    session: boto3.Session,
+    region: str,
+    account_id: str,
+    parameters: _NoParameters,
+    finding: str,
+    changes: dict[str, Any],
 ) -> bool:
     return bool(
         regional_client(session, "ec2", region).get_ebs_encryption_by_default()["EbsEncryptionByDefault"]
@@ -511,9 +541,13 @@ def ebs_encryption_by_default_enabled(
 # --------------------------------------------------------------------------- security groups
 
 _PORT_RANGE = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
+_PROTOCOL_NAMES = {"6": "tcp", "17": "udp"}
+# Ports are a range of the protocol; a security group rule holds one range of one protocol from one source.
+PortRange = tuple[int, int]
+EVERY_PORT: PortRange = (0, 65535)
 
 
-def _port_range(text: str) -> tuple[int, int]:
+def _port_range(text: str) -> PortRange:
     found = _PORT_RANGE.match(text.strip())
     if not found:
         raise ValueError(f"{text!r} is not a port or port range like '22' or '1024-2048'")
@@ -522,6 +556,53 @@ def _port_range(text: str) -> tuple[int, int]:
     if not 0 <= low <= high <= 65535:
         raise ValueError(f"{text!r} is not a port range within 0-65535")
     return low, high
+
+
+def _protocol(value: Any) -> str:
+    """`tcp`, `udp`, `-1`, `icmp`...: a rule may name tcp and udp by number (6, 17)."""
+    return _PROTOCOL_NAMES.get(str(value), str(value))
+
+
+def _ports_text(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _merge(spans: Iterable[PortRange]) -> list[PortRange]:
+    """Sorted, with overlapping and adjacent ranges joined: 8000-8005 and 8006 are one range 8000-8006."""
+    merged: list[PortRange] = []
+    for low, high in sorted(spans):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _merged(ranges: list[str]) -> list[PortRange]:
+    return _merge(map(_port_range, ranges))
+
+
+def _minus(span: PortRange, taken: list[PortRange]) -> list[PortRange]:
+    """The ports of `span` outside the (merged) `taken` ranges."""
+    low, high = span
+    left: list[PortRange] = []
+    for taken_low, taken_high in taken:
+        if taken_high < low or taken_low > high:
+            continue
+        if taken_low > low:
+            left.append((low, taken_low - 1))
+        low = taken_high + 1
+    if low <= high:
+        left.append((low, high))
+    return left
+
+
+def _within(span: PortRange, allowed: list[PortRange]) -> list[PortRange]:
+    """The ports of `span` inside the (merged) `allowed` ranges."""
+    low, high = span
+    return [
+        (max(low, a_low), min(high, a_high)) for a_low, a_high in allowed if a_low <= high and low <= a_high
+    ]
 
 
 class IngressParameters(BaseModel):
@@ -554,32 +635,36 @@ class IngressParameters(BaseModel):
             raise ValueError("give either blocked_tcp_ports or allowed_tcp_ports/allowed_udp_ports")
         return self
 
+    def allowed(self, protocol: str) -> list[PortRange]:
+        """The ports of tcp or udp that may be open to the world (allowed mode; none for other protocols)."""
+        ports = {"tcp": self.allowed_tcp_ports, "udp": self.allowed_udp_ports}.get(protocol)
+        return _merged(ports or [])
+
+    def permitted(self, protocol: str, low: int, high: int) -> list[PortRange]:
+        """The ports of a world-open tcp/udp range that this control lets stay open: what a narrowed rule
+        keeps. The whole range when the control has nothing against it."""
+        protocol = _protocol(protocol)
+        span = EVERY_PORT if low < 0 else (low, high)  # tcp/udp without ports: every port
+        if protocol not in ("tcp", "udp"):
+            return [span]  # ICMP and other protocols have no ports these controls speak of
+        if self.blocked_tcp_ports:
+            return _minus(span, _merged(self.blocked_tcp_ports)) if protocol == "tcp" else [span]
+        return _within(span, self.allowed(protocol))
+
     def forbids(self, protocol: str, low: int, high: int) -> bool:
         """Is world-open ingress on this protocol and port range something this control removes?"""
-        protocol = {"6": "tcp", "17": "udp"}.get(protocol, protocol)
+        protocol = _protocol(protocol)
         if protocol == "-1":
             return True  # all traffic includes every port
-        if low < 0:  # tcp/udp without ports does not occur; treat as every port
-            low, high = 0, 65535
-        if self.blocked_tcp_ports:
-            return protocol == "tcp" and any(
-                low <= blocked_high and blocked_low <= high
-                for blocked_low, blocked_high in map(_port_range, self.blocked_tcp_ports)
-            )
-        allowed = {"tcp": self.allowed_tcp_ports, "udp": self.allowed_udp_ports}.get(protocol)
         if protocol not in ("tcp", "udp"):
-            return False  # ICMP and other protocols have no ports to authorise
-        return not any(a_low <= low and high <= a_high for a_low, a_high in _merged(allowed or []))
+            return False
+        span = EVERY_PORT if low < 0 else (low, high)
+        return self.permitted(protocol, *span) != [span]
 
-
-def _merged(ranges: list[str]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for low, high in sorted(map(_port_range, ranges)):
-        if merged and low <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
-        else:
-            merged.append((low, high))
-    return merged
+    def blocked_text(self) -> str:
+        """`port 22`, `ports 20-21, 3306`: what blocked mode leaves out, for a human."""
+        ports = [_ports_text(*span) for span in _merged(self.blocked_tcp_ports)]
+        return f"port {ports[0]}" if len(ports) == 1 and "-" not in ports[0] else f"ports {', '.join(ports)}"
 
 
 def _world_open_ingress(ec2: Any, group_id: str) -> list[dict[str, Any]]:
@@ -598,43 +683,128 @@ def _world_open_ingress(ec2: Any, group_id: str) -> list[dict[str, Any]]:
     return rules
 
 
+def _cidr(rule: dict[str, Any]) -> str:
+    return str(rule.get("CidrIpv4") or rule.get("CidrIpv6"))
+
+
 def _describe_rule(rule: dict[str, Any]) -> dict[str, Any]:
     low, high = rule.get("FromPort", -1), rule.get("ToPort", -1)
     return {
         "rule_id": rule["SecurityGroupRuleId"],
         "protocol": rule["IpProtocol"],
-        "ports": "all" if low == -1 else (str(low) if low == high else f"{low}-{high}"),
-        "cidr": rule.get("CidrIpv4") or rule.get("CidrIpv6"),
+        "ports": "all" if low == -1 else _ports_text(low, high),
+        "cidr": _cidr(rule),
     }
 
 
-def _forbidden_rules(ec2: Any, group_id: str, parameters: IngressParameters) -> list[dict[str, Any]]:
+def _forbidden_rules(rules: list[dict[str, Any]], parameters: IngressParameters) -> list[dict[str, Any]]:
     return [
         rule
-        for rule in _world_open_ingress(ec2, group_id)
+        for rule in rules
         if parameters.forbids(
             str(rule["IpProtocol"]), int(rule.get("FromPort", -1)), int(rule.get("ToPort", -1))
         )
     ]
 
 
+def _remainder(rule: dict[str, Any], parameters: IngressParameters) -> list[tuple[str, PortRange]] | None:
+    """What of a forbidden world-open rule may stay open, as (protocol, ports); None when no set of rules
+    can say it: all traffic but one tcp port is every other protocol, and every other port, at once."""
+    protocol = _protocol(rule["IpProtocol"])
+    if protocol == "-1":
+        if parameters.blocked_tcp_ports:
+            return None
+        return [(name, span) for name in ("tcp", "udp") for span in parameters.allowed(name)]
+    low, high = int(rule.get("FromPort", -1)), int(rule.get("ToPort", -1))
+    return [(protocol, span) for span in parameters.permitted(protocol, low, high)]
+
+
+def _keep(ec2: Any, group_id: str, rule: dict[str, Any], protocol: str, span: PortRange) -> dict[str, Any]:
+    """Open `span` of `protocol` from the rule's own source, with its description: the part of a forbidden
+    rule the workload may go on using. A rule already there (InvalidPermission.Duplicate) is kept as is."""
+    cidr = _cidr(rule)
+    source = {"CidrIp": cidr} if rule.get("CidrIpv4") else {"CidrIpv6": cidr}
+    if rule.get("Description"):
+        source["Description"] = str(rule["Description"])
+    ranges = "IpRanges" if rule.get("CidrIpv4") else "Ipv6Ranges"
+    permission = {"IpProtocol": protocol, "FromPort": span[0], "ToPort": span[1], ranges: [source]}
+    try:
+        # One call per range: AWS refuses a whole request when one of its rules already exists.
+        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[permission])
+        added = True
+    except ClientError as error:
+        if _error_code(error) != "InvalidPermission.Duplicate":
+            raise
+        added = False
+    return {
+        "protocol": protocol,
+        "ports": _ports_text(*span),
+        "cidr": cidr,
+        "description": str(rule.get("Description", "")),
+        "added": added,
+        "replaces": rule["SecurityGroupRuleId"],
+    }
+
+
 def revoke_open_ingress(
     session: boto3.Session, region: str, group_id: str, parameters: IngressParameters, finding: str
 ) -> dict[str, Any]:
     ec2 = regional_client(session, "ec2", region)
-    forbidden = _forbidden_rules(ec2, group_id, parameters)
+    forbidden = _forbidden_rules(_world_open_ingress(ec2, group_id), parameters)
+    revoked: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for rule in forbidden:
+        described = _describe_rule(rule)
+        remainder = _remainder(rule, parameters)
+        if remainder is None:
+            described["reason"] = (
+                f"all traffic from {described['cidr']} cannot be narrowed to leave out "
+                f"{parameters.blocked_text()}; revoked whole: add back what the workload needs as tcp or "
+                "udp rules"
+            )
+            notes.append(described["reason"])
+        # Least change: the ports the control has nothing against stay open to the world, as rules of
+        # their own, authorized before the wide rule goes, so they are never closed in between.
+        kept += [_keep(ec2, group_id, rule, protocol, span) for protocol, span in remainder or []]
+        revoked.append(described)
     if forbidden:
         # By rule id: exactly these world-open rules go; the same ports from other sources stay.
         ec2.revoke_security_group_ingress(
             GroupId=group_id, SecurityGroupRuleIds=[rule["SecurityGroupRuleId"] for rule in forbidden]
         )
-    return {"changed": bool(forbidden), "revoked": [_describe_rule(rule) for rule in forbidden]}
+    changes: dict[str, Any] = {"changed": bool(forbidden), "revoked": revoked, "kept": kept}
+    if notes:
+        changes["notes"] = notes
+    return changes
+
+
+def _open_ports(rules: list[dict[str, Any]], protocol: str, cidr: str) -> list[PortRange]:
+    return _merge(
+        EVERY_PORT if int(rule.get("FromPort", -1)) < 0 else (int(rule["FromPort"]), int(rule["ToPort"]))
+        for rule in rules
+        if _protocol(rule["IpProtocol"]) == protocol and _cidr(rule) == cidr
+    )
 
 
 def no_forbidden_open_ingress(
-    session: boto3.Session, region: str, group_id: str, parameters: IngressParameters, finding: str
+    session: boto3.Session,
+    region: str,
+    group_id: str,
+    parameters: IngressParameters,
+    finding: str,
+    changes: dict[str, Any],
 ) -> bool:
-    return not _forbidden_rules(regional_client(session, "ec2", region), group_id, parameters)
+    """No world-open rule on a forbidden port, and every port the fix kept still open from its source: a
+    fix that closed the workload's allowed ports too is not the fix the control promises."""
+    rules = _world_open_ingress(regional_client(session, "ec2", region), group_id)
+    if _forbidden_rules(rules, parameters):
+        return False
+    return all(
+        _within(_port_range(kept["ports"]), _open_ports(rules, kept["protocol"], kept["cidr"]))
+        == [_port_range(kept["ports"])]
+        for kept in changes.get("kept", [])
+    )
 
 
 # --------------------------------------------------------------------------- CloudTrail
@@ -672,7 +842,12 @@ def start_trail_logging(
 
 
 def trails_logging(
-    session: boto3.Session, region: str, account_id: str, parameters: _NoParameters, finding: str
+    session: boto3.Session,
+    region: str,
+    account_id: str,
+    parameters: _NoParameters,
+    finding: str,
+    changes: dict[str, Any],
 ) -> bool:
     trails = _own_trails(session, region, account_id)
     return bool(trails) and all(_is_logging(session, trail) for trail in trails)
@@ -738,7 +913,7 @@ ACTIONS: dict[str, RemediationAction] = {
         ),
         RemediationAction(
             "revoke_open_ingress",
-            "revoke the 0.0.0.0/0 and ::/0 ingress rules on the forbidden ports, and nothing else",
+            "narrow the 0.0.0.0/0 and ::/0 ingress rules to leave out the forbidden ports, keeping the rest",
             ("AWS::EC2::SecurityGroup",),
             IngressParameters,
             revoke_open_ingress,
@@ -746,6 +921,7 @@ ACTIONS: dict[str, RemediationAction] = {
             (
                 "ec2:DescribeSecurityGroupRules",
                 "ec2:DescribeSecurityGroups",
+                "ec2:AuthorizeSecurityGroupIngress",
                 "ec2:RevokeSecurityGroupIngress",
             ),
         ),

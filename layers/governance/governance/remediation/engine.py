@@ -517,12 +517,15 @@ def _hold_back(evaluation: Evaluation, decision: Decision) -> NoReturn:
 VERIFY_WAITS_S = (0.5, 1.0, 2.0, 4.0)
 
 
-def _read_back(action: Any, session: Any, evaluation: Evaluation, parameters: dict[str, Any]) -> bool:
+def _read_back(
+    action: Any, session: Any, evaluation: Evaluation, parameters: dict[str, Any], changes: dict[str, Any]
+) -> bool:
     for wait in (0.0, *VERIFY_WAITS_S):
         if wait:
             time.sleep(wait)
+        resource = evaluation.resource_id
         if action.verify(
-            session, evaluation.region, evaluation.resource_id, parameters, finding=evaluation.rule
+            session, evaluation.region, resource, parameters, finding=evaluation.rule, changes=changes
         ):
             return True
     return False
@@ -536,7 +539,8 @@ def carry_out(evaluation: Evaluation, decision: Decision) -> Decision:
         changes = action.remediate(
             session, evaluation.region, evaluation.resource_id, decision.parameters, finding=evaluation.rule
         )
-        verified = _read_back(action, session, evaluation, decision.parameters)
+        decision = _with_action_notes(decision, changes)
+        verified = _read_back(action, session, evaluation, decision.parameters, changes)
     except RemediationNotReady as error:
         raise TransientRemediationError(str(error)) from error
     except ClientError as error:
@@ -578,6 +582,12 @@ def _contained(decision: Decision) -> Decision:
         reason=f"contained, not remediated: {why}",
         verified=True,
     )
+
+
+def _with_action_notes(decision: Decision, changes: dict[str, Any]) -> Decision:
+    """What the action asks the team to read (a world-open rule it could only revoke whole) joins the
+    decision's notes, which the notice and the ledger show next to the reason; `changes` keeps the rest."""
+    return replace(decision, notes=[*decision.notes, *changes.pop("notes", [])])
 
 
 def _already_compliant(evaluation: Evaluation, decision: Decision) -> Decision:
