@@ -23,6 +23,7 @@ from govern.emulator import PROJECT_ROOT, Organization
 from govern.faults import Fault, inject_api_faults
 from governance.events import parse_event
 from governance.events.config import ConfigComplianceChange
+from governance.remediation import controls, engine
 from governance.remediation.engine import (
     ALREADY_REQUESTED,
     RemediationDeferred,
@@ -1315,24 +1316,32 @@ def test_a_refused_reevaluation_request_leaves_the_verified_fix_done(
     assert org.config_evaluations == []
 
 
+def public_read_with_a_read_back(
+    org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch, verify: Callable[..., bool]
+) -> tuple[dict[str, Any], list[float]]:
+    """The public-read sample seeded, with `verify(real_verify, *args)` as its action's read-back; returns
+    the event and the list the waits between read-backs are recorded in (nothing sleeps)."""
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    real = controls.ACTIONS["block_bucket_public_access"]
+    replaced = dataclasses.replace(real, verify_with=lambda *args: verify(real.verify_with, *args))
+    monkeypatch.setitem(controls.ACTIONS, real.name, replaced)
+    waits: list[float] = []
+    monkeypatch.setattr(engine.time, "sleep", waits.append)
+    return event, waits
+
+
 def test_a_read_back_that_lags_the_fix_is_tried_again_before_the_fix_is_called_failed(
     org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # S3 and EC2 document eventually consistent reads: the first read-backs may still show the old state.
-    from governance.remediation import controls, engine
-
-    event = load_event("config-s3-public-read")
-    org.seed(event)
-    real = controls.ACTIONS["block_bucket_public_access"]
     reads: list[bool] = []
 
-    def lagging(*args: Any) -> bool:
-        reads.append(real.verify_with(*args))
+    def lagging(real: Callable[..., bool], *args: Any) -> bool:
+        reads.append(real(*args))
         return len(reads) > 2 and reads[-1]  # the first two reads still show the old state
 
-    waits: list[float] = []
-    monkeypatch.setitem(controls.ACTIONS, real.name, dataclasses.replace(real, verify_with=lagging))
-    monkeypatch.setattr(engine.time, "sleep", waits.append)
+    event, waits = public_read_with_a_read_back(org, load_event, monkeypatch, lagging)
 
     [result] = org.replay([event])
 
@@ -1346,14 +1355,7 @@ def test_a_read_back_that_lags_the_fix_is_tried_again_before_the_fix_is_called_f
 def test_a_fix_the_read_back_never_shows_is_failed_after_every_wait(
     org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from governance.remediation import controls, engine
-
-    event = load_event("config-s3-public-read")
-    org.seed(event)
-    real = controls.ACTIONS["block_bucket_public_access"]
-    waits: list[float] = []
-    monkeypatch.setitem(controls.ACTIONS, real.name, dataclasses.replace(real, verify_with=lambda *a: False))
-    monkeypatch.setattr(engine.time, "sleep", waits.append)
+    event, waits = public_read_with_a_read_back(org, load_event, monkeypatch, lambda *_: False)
 
     [result] = org.replay([event])
 
