@@ -19,7 +19,13 @@ from governance.idempotency import idempotent_on
 from governance.ledger import LedgerEntry, Status, record
 from governance.notifier import Severity, notify
 from governance.remediation import resources
-from governance.remediation.controls import ACTIONS, NO_ACTION, RemediationFailed, RemediationNotReady
+from governance.remediation.controls import (
+    ACTIONS,
+    NO_ACTION,
+    RemediationAction,
+    RemediationFailed,
+    RemediationNotReady,
+)
 from governance.remediation.policy import Control, Policy, base_rule_names, current_policy
 from governance.sessions import RoleAssumptionError, client, session_for
 from governance.settings import settings
@@ -518,14 +524,23 @@ VERIFY_WAITS_S = (0.5, 1.0, 2.0, 4.0)
 
 
 def _read_back(
-    action: Any, session: Any, evaluation: Evaluation, parameters: dict[str, Any], changes: dict[str, Any]
+    action: RemediationAction,
+    session: Any,
+    evaluation: Evaluation,
+    parameters: dict[str, Any],
+    changes: dict[str, Any],
 ) -> bool:
+    """True once the resource reads as fixed: read right away, then again after each of VERIFY_WAITS_S."""
     for wait in (0.0, *VERIFY_WAITS_S):
         if wait:
             time.sleep(wait)
-        resource = evaluation.resource_id
         if action.verify(
-            session, evaluation.region, resource, parameters, finding=evaluation.rule, changes=changes
+            session,
+            evaluation.region,
+            evaluation.resource_id,
+            parameters,
+            finding=evaluation.rule,
+            changes=changes,
         ):
             return True
     return False
