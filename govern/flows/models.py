@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import json
+import posixpath
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from governance import model_card
+from governance.claims import once
 from governance.deployment import PIPELINE_VARIABLE, deployment_record
 from governance.errors import MalformedEvent
 from governance.naming import central_group_name
@@ -36,11 +38,13 @@ from governance.promotion import (
     TAG_OWNER_TEAM,
     TAG_SOURCE_ACCOUNT,
     CentralVersion,
+    announcement_marker,
     deployment_pipeline_map,
     find_replica,
     parse_model_package_arn,
     referenced_artifacts,
     remember_replica,
+    replica_artifacts,
 )
 
 if TYPE_CHECKING:
@@ -178,8 +182,36 @@ def _seed_team_version(
     arn = _ensure_versions(sagemaker, group, version, _version_from_event(detail))
     _sync_approval(sagemaker, arn, detail)
     s3 = session.client("s3")
-    for _, uri in referenced_artifacts(detail):
-        _ensure_object(s3, uri, _artifact_bytes(uri, str(detail.get("ModelPackageArn", ""))), kms_key=None)
+    source_arn = str(detail.get("ModelPackageArn") or arn)
+    sources = [uri for _, uri in referenced_artifacts(detail)]
+    copied = _bytes_copied_by_a_seeded_replication(org, source_arn, sources)
+    for uri in sources:
+        _ensure_object(s3, uri, copied.get(uri) or _artifact_bytes(uri, source_arn), kms_key=None)
+
+
+def _bytes_copied_by_a_seeded_replication(
+    org: Organization, source_arn: str, sources: list[str]
+) -> dict[str, bytes]:
+    """An archive replayed out of order: a central approval's seed stood for this version's replication and
+    had to guess where its copies came from. The team's event now says: its objects hold what was copied,
+    and the replica index names them (matched by file name, as the promotion names its copies)."""
+    recorded = replica_artifacts(source_arn)
+    central = find_replica(source_arn)
+    if central is None or not recorded or {a["source"] for a in recorded} >= set(sources):
+        return {}
+    copies = {posixpath.basename(urlparse(a["copy"]).path): a["copy"] for a in recorded}
+    s3 = org.session().client("s3")
+    copied: dict[str, bytes] = {}
+    pairs = []
+    for uri in dict.fromkeys(sources):
+        copy = copies.get(posixpath.basename(urlparse(uri).path))
+        if copy is not None:
+            parsed = urlparse(copy)
+            copied[uri] = s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
+            pairs.append({"source": uri, "copy": copy})
+    matched = {pair["copy"] for pair in pairs}
+    remember_replica(source_arn, central, pairs + [a for a in recorded if a["copy"] not in matched])
+    return copied
 
 
 def _seed_central_version(event: dict[str, Any], org: Organization, group: str, version: int) -> None:
@@ -208,7 +240,9 @@ def _seed_central_version(event: dict[str, Any], org: Organization, group: str, 
         artifacts.append({"source": source_uri, "copy": uri})
     source_arn = metadata.get(LINEAGE_SOURCE_ARN)
     if source_arn and find_replica(source_arn) is None:
+        # The replication this seed stands for registered the copy and announced it for central review.
         remember_replica(source_arn, CentralVersion(arn, group, version), artifacts)
+        once(announcement_marker(arn))
     description = json.loads(json.dumps(sagemaker.describe_model_package(ModelPackageName=arn), default=str))
     if model_card.describe_card(model_card.card_name_of(description)) is None:
         sagemaker.create_model_card(

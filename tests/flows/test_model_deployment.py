@@ -290,3 +290,48 @@ def test_a_team_approval_delivered_again_after_deployment_keeps_the_reviewed_car
         ("replicate_model", "skipped", True),
         ("write_model_card", "skipped", True),
     ]
+
+
+def test_a_central_approval_replayed_before_the_team_approval_makes_that_one_a_verified_duplicate(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    """An archive replayed out of order: the seed of the central approval stands for a replication done
+    before. The team approval that follows is a duplicate of it: nothing copied again, nothing announced
+    again, and every action reads back from the emulated AWS (the copies match the team's objects)."""
+    team_approval, central_approval = load_event("model-approved-in-team-account"), load_event(APPROVED)
+    source_arn = team_approval["detail"]["ModelPackageArn"]
+    central_arn = central_approval["detail"]["ModelPackageArn"]
+
+    deployed, duplicate = org.replay([central_approval, team_approval])
+
+    assert deployed.outcome == "succeeded", deployed.error
+    assert duplicate.outcome == "succeeded", duplicate.error
+    assert [(a.type, a.status, a.target, a.verified) for a in duplicate.actions] == [
+        ("replicate_model", "skipped", central_arn, True),
+        (
+            "write_model_card",
+            "skipped",
+            f"arn:aws:sagemaker:us-east-1:111111111111:model-card/{GROUP}-v1",
+            True,
+        ),
+    ]
+    assert [n.message["kind"] for n in org.notifications("ml-governance")] == ["model-deployed"]
+    sagemaker = org.session().client("sagemaker")
+    listed = sagemaker.list_model_packages(ModelPackageGroupName=GROUP, MaxResults=100)[
+        "ModelPackageSummaryList"
+    ]
+    assert [item["ModelPackageArn"] for item in listed] == [central_arn]
+    # The replica index names the team's real objects, and each central copy holds their exact bytes.
+    table = org.session().resource("dynamodb").Table(org.physical_id("StateTable"))
+    index = table.get_item(Key={"pk": f"model-replica#{source_arn}", "sk": "central-version"})["Item"]
+    team_uri = team_approval["detail"]["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    central_uri = central_approval["detail"]["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    assert {(a["source"], a["copy"]) for a in index["artifacts"]} >= {(team_uri, central_uri)}
+
+    def body(account: str | None, uri: str) -> bytes:
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        s3 = org.session(account).client("s3")
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+
+    for artifact in index["artifacts"]:
+        assert body("210987654321", artifact["source"]) == body(None, artifact["copy"])

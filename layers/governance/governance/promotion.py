@@ -448,6 +448,13 @@ def _replica_item(source_arn: str) -> dict[str, Any]:
     return dict(state_table().get_item(Key=_replica_key(source_arn), ConsistentRead=True).get("Item") or {})
 
 
+def replica_artifacts(source_arn: str) -> list[dict[str, str]]:
+    """The source and copy of each artifact the index records for `source_arn` (empty when none is)."""
+    return [
+        {"source": a["source"], "copy": a["copy"]} for a in _replica_item(source_arn).get("artifacts", [])
+    ]
+
+
 def find_replica(source_arn: str) -> CentralVersion | None:
     """The central copy of `source_arn`, by one key lookup (never a scan of the group's versions)."""
     return _registered(_replica_item(source_arn))
@@ -767,12 +774,17 @@ def describe_central_version(central_arn: str) -> dict[str, Any]:
     return dict(_json_safe(sagemaker.describe_model_package(ModelPackageName=central_arn)))
 
 
+def announcement_marker(central_arn: str) -> str:
+    """The state table's once-marker of the "pending central approval" notice for a central version."""
+    return f"model-replicated#{central_arn}"
+
+
 def announce_replication(
     source: SourceVersion, central: CentralVersion, card: dict[str, Any], *, event_id: str
 ) -> dict[str, Any]:
     """Tell the ML-governance topic a version waits for central approval - once per central version, however
     many deliveries (or retries) reach this step; the first to mark the replica index announces."""
-    marker = f"model-replicated#{central.arn}"
+    marker = announcement_marker(central.arn)
     if not once(marker):
         return {"notified": False}
     subject = (
