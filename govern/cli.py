@@ -358,6 +358,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     with operations.governance_account(region=args.region):
         queue_url = _given_or_stack_output(args, args.queue_url, operations.QUEUE_OUTPUTS[args.queue])
         entry_points = operations.flow_entry_points(args.stack_name) if args.stack_name else {}
+        ledger_table = _given_or_stack_output(args, args.table, operations.LEDGER_TABLE_OUTPUT)
     if not queue_url:
         raise UsageError("no queue: pass --queue-url or --stack-name")
     queue_session = None
@@ -366,7 +367,12 @@ def run_redrive(args: argparse.Namespace) -> int:
 
         queue_session = boto3.Session(profile_name=args.queue_profile)
     results = operations.redrive(
-        queue_url, args.dry_run, entry_points=entry_points, region=args.region, queue_session=queue_session
+        queue_url,
+        args.dry_run,
+        entry_points=entry_points,
+        region=args.region,
+        queue_session=queue_session,
+        ledger_table=ledger_table or None,
     )
     summary = _summary("messages", results, ("moved", "would-move", "left"))
     if args.json:
@@ -501,6 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
             "AWS profile of the queue's account, for a member or management account's forwarding "
             "dead-letter queue (the events still go to the backbone with your governance credentials)"
         ),
+    )
+    redrive.add_argument(
+        "--table",
+        metavar="NAME",
+        help="the ledger table, read for why each event was dead-lettered (default: the stack's "
+        "LedgerTableName)",
     )
     redrive.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
     rebaseline = commands.add_parser(

@@ -210,6 +210,22 @@ def _why(attributes: dict[str, str]) -> str:
     return attributes.get("error", "")
 
 
+def _why_from_ledger(event_id: str) -> str:
+    """Why a flow gave the event up, as it wrote it in the ledger (a `dead_letter` decision, the newest):
+    a queue's own DLQ (the compliance queue's) keeps the message but not the reason. "" when the ledger is
+    not known, cannot be read, or says nothing."""
+    if not event_id or not settings().ledger_table:
+        return ""
+    try:
+        entries = ledger.entries_for_event(event_id)
+    except (ClientError, BotoCoreError):
+        return ""
+    for entry in reversed(entries):
+        if entry.action == "dead_letter":
+            return _one_line(entry.detail.get("error") or entry.detail.get("reason") or "")
+    return ""
+
+
 def _region_of_queue(queue_url: str) -> str:
     """`eu-west-1` from `https://sqs.eu-west-1.amazonaws.com/...`; "" when the URL does not say."""
     found = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com", queue_url)
@@ -341,6 +357,7 @@ def redrive(
     region: str | None = None,
     hold_seconds: int = 120,
     queue_session: boto3.Session | None = None,
+    ledger_table: str | None = None,
 ) -> list[RedrivenMessage]:
     """Move every message of a dead-letter queue back to where it failed, or, with dry_run, say where
     each would go and move nothing.
@@ -354,11 +371,16 @@ def redrive(
     A forwarding dead-letter queue of a member or the management account is read (and emptied) through
     `queue_session`, credentials of that account; each event goes to the target of the governance bus
     rule it matches, delivered with the caller's (governance account) credentials.
+
+    Why each message was dead-lettered comes from its attributes (EventBridge's ERROR_CODE and
+    ERROR_MESSAGE, RecordFailure's `error`), else from the ledger (`ledger_table`), where the compliance
+    queue's function records why it gave an evaluation up.
     """
     # A governance dead-letter queue is in the backbone's Region, which its URL names: without --region,
     # the profile's Region would look for the queue somewhere else ("the specified queue does not exist").
     with governance_account(
-        region=region or (None if queue_session else _region_of_queue(queue_url) or None)
+        ledger_table=ledger_table,
+        region=region or (None if queue_session else _region_of_queue(queue_url) or None),
     ):
         sqs = (
             queue_session.client("sqs", region_name=_region_of_queue(queue_url) or settings().region)
@@ -387,10 +409,11 @@ def redrive(
                 # One message's lookup (ListRules, TestEventPattern...) failing must not stop the others
                 # nor hide what already moved: this one stays in the queue, said why.
                 destination, note = "", f"could not find where it goes: {_one_line(error)}"
+            event_id = event_id or attributes.get("event_id", "")
             result = RedrivenMessage(
                 message_id=message["MessageId"],
-                event_id=event_id or attributes.get("event_id", ""),
-                why_dead_lettered=_why(attributes),
+                event_id=event_id,
+                why_dead_lettered=_why(attributes) or _why_from_ledger(event_id),
                 destination=destination,
                 status="left" if not destination else ("would-move" if dry_run else "moved"),
                 note=note,

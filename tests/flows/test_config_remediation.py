@@ -934,6 +934,10 @@ def test_an_evaluation_the_cap_held_back_is_remediated_after_the_hour_by_redrive
 
     org.configure(MAX_ACTIONS_PER_ACCOUNT_PER_HOUR="20")  # the hour turned: the cap allows again
     dlq = aws(org, GOVERNANCE, "sqs").get_queue_url(QueueName="ml-governance-dev-config-compliance-dlq")
+    [listed] = operations.redrive(dlq["QueueUrl"], dry_run=True)
+    # SQS kept the message without a reason; the function's last delivery wrote it in the ledger.
+    assert listed.why_dead_lettered.startswith("gave up after ") and listed.status == "would-move"
+    assert "hourly remediation cap" in listed.why_dead_lettered
     [moved] = operations.redrive(dlq["QueueUrl"], dry_run=False)
     org.replay([], sequential=False)  # the function drains the compliance queue
 

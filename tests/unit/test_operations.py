@@ -25,8 +25,12 @@ from govern.operations import (
 )
 from govern.template import load_template
 from governance.baseline import BASELINE_VERSION
+from governance.errors import MalformedEvent
+from governance.events import parse_event
+from governance.events.config import ConfigComplianceChange
 from governance.failures import dead_letter
 from governance.ledger import LedgerEntry, record
+from governance.remediation.engine import record_rejection
 from governance.settings import settings
 from tests.conftest import read_event
 
@@ -628,3 +632,29 @@ def test_the_departure_events_of_govern_enroll_are_what_the_workflow_parses() ->
             change.upper(),
             event["id"],
         )
+
+
+def test_a_dry_run_of_the_compliance_dlq_says_why_the_function_gave_each_evaluation_up(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQS moves a message to its queue's DLQ without a reason; the function wrote it in the ledger."""
+    event = read_event("malformed-config-evaluation")
+    with governance_account(ledger_table=backbone.ledger_table, region=REGION):
+        with pytest.raises(MalformedEvent) as malformed:
+            parse_event(event, ConfigComplianceChange)
+        record_rejection(event, malformed.value, receive_count=1)  # as the function does, first delivery
+    backbone.sqs().send_message(QueueUrl=backbone.config_dlq, MessageBody=json.dumps(event))
+
+    status = cli.main(
+        ["redrive", "--queue-url", backbone.config_dlq, "--table", backbone.ledger_table, "--dry-run"]
+    )
+    out = capsys.readouterr().out
+
+    assert status == 0
+    assert f"would-move event {event['id']} -> {backbone.config_queue}" in out
+    assert f"    dead-lettered because: {malformed.value}" in out
+    assert len(messages_in(backbone, backbone.config_dlq)) == 1
+    assert messages_in(backbone, backbone.config_queue) == []
+    # Without a ledger to read, the reason is not invented.
+    [listed] = redrive(backbone.config_dlq, dry_run=True)
+    assert listed.why_dead_lettered == ""
