@@ -1126,11 +1126,13 @@ def test_ingress_parameters_are_validated(parameters: dict[str, Any], message: s
 # --------------------------------------------------------------------------- CloudTrail
 
 
-def trail(session: boto3.Session, name: str, *, logging: bool) -> str:
+def trail(session: boto3.Session, name: str, *, logging: bool, multi_region: bool = False) -> str:
     bucket = f"{name}-logs"
     client(session, "s3").create_bucket(Bucket=bucket)
     cloudtrail = client(session, "cloudtrail")
-    arn = str(cloudtrail.create_trail(Name=name, S3BucketName=bucket)["TrailARN"])
+    arn = str(
+        cloudtrail.create_trail(Name=name, S3BucketName=bucket, IsMultiRegionTrail=multi_region)["TrailARN"]
+    )
     if logging:
         cloudtrail.start_logging(Name=name)
     return arn
@@ -1140,21 +1142,52 @@ def is_logging(session: boto3.Session, arn: str) -> bool:
     return bool(client(session, "cloudtrail").get_trail_status(Name=arn)["IsLogging"])
 
 
-def test_stopped_trails_are_started_and_logging_ones_left_alone(member: boto3.Session) -> None:
-    stopped = trail(member, "org-team-trail", logging=False)
-    running = trail(member, "data-events-trail", logging=True)
+def test_one_stopped_trail_is_started_a_multi_region_one_first_and_the_others_left_and_named(
+    member: boto3.Session,
+) -> None:
+    """cloudtrail-enabled asks for one logging trail; a trail may be stopped on purpose (data events cost
+    per event), so the least change is one trail, the one that records every Region."""
+    regional = trail(member, "a-team-trail", logging=False)
+    data_events = trail(member, "b-data-events-trail", logging=False)
+    everywhere = trail(member, "z-account-trail", logging=False, multi_region=True)
     action = ACTIONS["start_trail_logging"]
     assert not action.verify(member, REGION, MEMBER, {})
 
     with mock.patch.object(Trail, "start_logging", autospec=True, side_effect=Trail.start_logging) as start:
         changes = action.remediate(member, REGION, MEMBER, {})
 
-    assert [call.args[0].arn for call in start.call_args_list] == [stopped]
-    assert is_logging(member, stopped)
-    assert is_logging(member, running)
-    assert changes["started"] == [stopped]
-    assert sorted(changes["trails"]) == sorted([stopped, running])
-    assert action.verify(member, REGION, MEMBER, {})
+    assert [call.args[0].arn for call in start.call_args_list] == [everywhere]
+    assert [is_logging(member, arn) for arn in (everywhere, regional, data_events)] == [True, False, False]
+    assert changes["changed"] is True and changes["started"] == [everywhere]
+    assert sorted(changes["left_stopped"]) == sorted([regional, data_events])
+    assert action.verify(member, REGION, MEMBER, {}, changes=changes)
+
+
+def test_a_trail_already_logging_leaves_the_stopped_ones_alone(member: boto3.Session) -> None:
+    stopped = trail(member, "org-team-trail", logging=False)
+    running = trail(member, "data-events-trail", logging=True)
+    action = ACTIONS["start_trail_logging"]
+
+    with mock.patch.object(Trail, "start_logging", autospec=True, side_effect=Trail.start_logging) as start:
+        changes = action.remediate(member, REGION, MEMBER, {})
+
+    assert start.call_args_list == []
+    assert not is_logging(member, stopped) and is_logging(member, running)
+    assert changes == {"changed": False, "started": [], "logging": [running], "trails": [stopped, running]}
+    assert action.verify(member, REGION, MEMBER, {}, changes=changes)
+
+
+def test_a_started_trail_deleted_or_stopped_again_before_the_read_back_fails_it(
+    member: boto3.Session,
+) -> None:
+    first = trail(member, "a-team-trail", logging=False)
+    other = trail(member, "b-team-trail", logging=True)
+    action = ACTIONS["start_trail_logging"]
+
+    assert not action.verify(member, REGION, MEMBER, {}, changes={"started": [first]})
+    client(member, "cloudtrail").delete_trail(Name=first)
+    assert is_logging(member, other)
+    assert not action.verify(member, REGION, MEMBER, {}, changes={"started": [first]})
 
 
 def test_an_account_without_a_trail_of_its_own_cannot_be_fixed(member: boto3.Session) -> None:

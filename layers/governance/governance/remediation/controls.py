@@ -823,22 +823,45 @@ def _is_logging(session: boto3.Session, trail: dict[str, Any]) -> bool:
     return bool(cloudtrail.get_trail_status(Name=trail["TrailARN"])["IsLogging"])
 
 
+def _trail_to_start(trails: list[dict[str, Any]], region: str) -> dict[str, Any]:
+    """The one trail whose logging brings the account's audit back with the least change: a multi-Region
+    trail first (it records the management events of every Region), then one homed in the finding's
+    Region, then the first by ARN."""
+    return min(
+        trails,
+        key=lambda trail: (
+            not trail.get("IsMultiRegionTrail"),
+            trail["HomeRegion"] != region,
+            trail["TrailARN"],
+        ),
+    )
+
+
 def start_trail_logging(
     session: boto3.Session, region: str, account_id: str, parameters: _NoParameters, finding: str
 ) -> dict[str, Any]:
+    """Start one stopped trail, not every one: a trail may be stopped on purpose (a data-events trail costs
+    per event), and one logging trail is what `cloudtrail-enabled` asks for. The others stay as they are,
+    named in the changes for the security team."""
     trails = _own_trails(session, region, account_id)
     if not trails:
         raise RemediationFailed(
             f"account {account_id} has no CloudTrail trail of its own in {region} to start; create one "
             "(or have the management account's organization trail cover it)"
         )
-    started = []
-    for trail in trails:
-        if not _is_logging(session, trail):
-            # StartLogging must be called in the trail's home region, which may not be the event's.
-            regional_client(session, "cloudtrail", trail["HomeRegion"]).start_logging(Name=trail["TrailARN"])
-            started.append(trail["TrailARN"])
-    return {"changed": bool(started), "started": started, "trails": [trail["TrailARN"] for trail in trails]}
+    arns = [trail["TrailARN"] for trail in trails]
+    logging = [trail["TrailARN"] for trail in trails if _is_logging(session, trail)]
+    if logging:
+        return {"changed": False, "started": [], "logging": logging, "trails": arns}
+    chosen = _trail_to_start(trails, region)
+    # StartLogging must be called in the trail's home Region, which may not be the event's.
+    regional_client(session, "cloudtrail", chosen["HomeRegion"]).start_logging(Name=chosen["TrailARN"])
+    return {
+        "changed": True,
+        "started": [chosen["TrailARN"]],
+        "left_stopped": [arn for arn in arns if arn != chosen["TrailARN"]],
+        "trails": arns,
+    }
 
 
 def trails_logging(
@@ -849,8 +872,12 @@ def trails_logging(
     finding: str,
     changes: dict[str, Any],
 ) -> bool:
+    """The trail started is logging; before any change (or when none was needed), one of the account's is."""
     trails = _own_trails(session, region, account_id)
-    return bool(trails) and all(_is_logging(session, trail) for trail in trails)
+    started = [trail for trail in trails if trail["TrailARN"] in (changes.get("started") or [])]
+    if changes.get("started"):
+        return len(started) == len(changes["started"]) and all(_is_logging(session, t) for t in started)
+    return any(_is_logging(session, trail) for trail in trails)
 
 
 # --------------------------------------------------------------------------- the registry the policy names
@@ -927,7 +954,7 @@ ACTIONS: dict[str, RemediationAction] = {
         ),
         RemediationAction(
             "start_trail_logging",
-            "start logging on the account's stopped CloudTrail trails",
+            "start logging on one of the account's stopped CloudTrail trails",
             ("AWS::::Account",),
             _NoParameters,
             start_trail_logging,
