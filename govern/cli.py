@@ -43,11 +43,19 @@ class UsageError(Exception):
     """The command line or an input file is wrong; exit status 2."""
 
 
+STDIN = Path("-")
+
+
 def read_events(path: Path) -> list[Any]:
-    """A file holds one event, a JSON array of events, or JSON Lines (one event per line). UTF-8, with or
-    without a byte-order mark (as Windows editors save it)."""
+    """A file (or `-`, standard input: a pasted event, or a pipe) holds one event, a JSON array of events,
+    or JSON Lines (one event per line). UTF-8, with or without a byte-order mark (as Windows editors save
+    it)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        if path == STDIN:
+            path = Path("stdin")
+            text = sys.stdin.buffer.read().decode("utf-8-sig")
+        else:
+            text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except UnicodeDecodeError as error:
@@ -190,10 +198,12 @@ def check_policy_file() -> None:
 def run_replay(args: argparse.Namespace) -> int:
     events: list[Any] = []
     labels: list[str] = []
+    if args.files.count("-") > 1:
+        raise UsageError("-: standard input can be read once")
     for name in args.files:
         loaded = read_events(Path(name))
         events.extend(loaded)
-        labels.extend([Path(name).name] * len(loaded))
+        labels.extend([Path(name).name if name != "-" else "stdin"] * len(loaded))
     check_policy_file()
     with _handler_output(args.quiet), Organization(args.governance_account, args.management_account) as org:
         results = org.replay(events, progress=_progress_printer(sys.stderr))
@@ -470,7 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", parents=[common], help="replay every event in events/ as a story")
     replay = commands.add_parser("replay", parents=[common], help="replay events from files")
     replay.add_argument("--json", action="store_true", help="print the machine-readable report")
-    replay.add_argument("files", nargs="+", metavar="FILE", help="one event, a JSON array, or JSON Lines")
+    replay.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="one event, a JSON array, or JSON Lines; - reads standard input",
+    )
     # Operations on the deployed backbone, in real AWS with the caller's credentials (governance account).
     deployed = argparse.ArgumentParser(add_help=False)
     deployed.add_argument(

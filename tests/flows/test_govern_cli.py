@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -247,3 +248,42 @@ def test_an_operator_command_without_its_target_is_a_usage_error_even_without_cr
 
     assert main(command) == 2
     assert capsys.readouterr().err.strip() == f"govern: {said}"
+
+
+def paste(monkeypatch: pytest.MonkeyPatch, text: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text), encoding="utf-8"))
+
+
+def test_an_event_pasted_on_standard_input_is_replayed_with_the_files_in_order(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pasted = read_event("config-s3-public-read")
+    paste(monkeypatch, b"\xef\xbb\xbf" + json.dumps(pasted, indent=2).encode())
+
+    status = main(["replay", str(EVENTS_DIR / "config-compliant.json"), "-"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.index("1. config-compliant.json:") < out.index("2. stdin: s3-bucket-public-read-prohibited")
+    assert "remediate done -> arn:aws:s3:::team-churn-public-data [verified]" in out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "text", "said"),
+    [
+        (["-"], b"", "stdin: empty file, expected a JSON event"),
+        (["-"], b'{"id":', "stdin: not JSON (line 1, column 7: Expecting value)"),
+        (["-", "-"], b"{}", "-: standard input can be read once"),
+    ],
+    ids=["empty", "not-json", "twice"],
+)
+def test_standard_input_that_cannot_be_replayed_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    arguments: list[str],
+    text: bytes,
+    said: str,
+) -> None:
+    paste(monkeypatch, text)
+    assert main(["replay", *arguments]) == 2
+    assert capsys.readouterr().err == f"govern: {said}\n"
