@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -17,7 +18,13 @@ from cfnlint.data import AdditionalSpecs
 from cfnlint.helpers import load_resource
 from moto.events.models import EventPattern
 
-from tests.template.templates import ROOT, alarms_on, of_type
+from tests.template.templates import (
+    ROOT,
+    alarms_on,
+    of_type,
+    rules_losing_events_unseen,
+    rules_with_dead_letter_queues,
+)
 from tests.template.templates import decoded as load
 
 MEMBER = ROOT / "templates" / "member-account.yaml"
@@ -389,10 +396,12 @@ def test_the_management_account_alarms_on_its_own_forwarding_queue(management: d
     it must alarm there, to a topic CloudWatch of that account may publish to."""
     queue = {"Fn::GetAtt": ["ForwardingDeadLetterQueue", "QueueName"]}
     [name] = alarms_on(management, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", queue)
-    assert list(of_type(management, "AWS::CloudWatch::Alarm")) == [name]
-    properties = management["Resources"][name]["Properties"]
+    assert sorted(of_type(management, "AWS::CloudWatch::Alarm")) == sorted(
+        [name, "ForwardingEventsLostAlarm"]
+    )
     topic = {"Ref": "ForwardingAlarmTopic"}
-    assert properties["AlarmActions"] == properties["OKActions"] == [topic]
+    for alarm in of_type(management, "AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == alarm["Properties"]["OKActions"] == [topic]
     [policy] = of_type(management, "AWS::SNS::TopicPolicy").values()
     assert policy["Properties"]["Topics"] == [topic]
     allowed = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
@@ -412,6 +421,26 @@ def test_the_management_account_alarms_on_its_own_forwarding_queue(management: d
     email = allowed_pattern(management, "AlarmNotificationEmail")
     assert email.fullmatch("") and email.fullmatch("platform@example.com")
     assert not email.fullmatch("not an address")
+
+
+def test_the_management_account_alarms_on_an_event_its_forwarding_rules_could_not_even_dead_letter(
+    management: dict,
+) -> None:
+    """InvocationsFailedToBeSentToDlq: the bus refused the event and so did the dead-letter queue (its
+    policy, its key). Nothing in any queue shows it; only this metric, per rule, does."""
+    assert set(rules_with_dead_letter_queues(management)) == {
+        "ForwardControlTowerLifecycleRule",
+        "ForwardOrganizationsAccountCallsRule",
+    }
+    assert rules_losing_events_unseen(management) == []
+    for query in ("controlTower", "organizations"):
+        mutated = copy.deepcopy(management)
+        alarm = mutated["Resources"]["ForwardingEventsLostAlarm"]["Properties"]
+        alarm["Metrics"] = [q for q in alarm["Metrics"] if q["Id"] != query]
+        assert len(rules_losing_events_unseen(mutated)) == 1, query
+    mutated = copy.deepcopy(management)
+    mutated["Resources"]["ForwardingEventsLostAlarm"]["Properties"]["Metrics"][0]["ReturnData"] = False
+    assert len(rules_losing_events_unseen(mutated)) == 2
 
 
 # Real-shaped events, trimmed to the fields that matter for matching.
