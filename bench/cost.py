@@ -27,6 +27,8 @@ PRICES = {
     "sns_publish": 0.50 / 1_000_000,
     "dynamodb_write_request_unit": 0.625 / 1_000_000,  # on-demand, after the November 2024 price cut
     "dynamodb_read_request_unit": 0.125 / 1_000_000,
+    # aws.amazon.com/cloudwatch/pricing: API requests (GetMetricStatistics among them), first 1M free.
+    "cloudwatch_api_request": 0.01 / 1_000,
 }
 # What the backbone costs a month whatever the traffic (aws.amazon.com/cloudwatch/pricing, /kms/pricing;
 # first tiers, standard-resolution alarms). A custom metric is billed by the hour in which it gets data.
@@ -108,6 +110,7 @@ class EventProfile:
             ),
             "dynamodb_wru": writes,
             "dynamodb_rru": reads,
+            "cloudwatch_requests": sum(n for (service, _), n in calls.items() if service == "cloudwatch"),
         }
 
     def monthly_cost(self) -> dict[str, float]:
@@ -126,6 +129,7 @@ def priced(use: dict[str, float]) -> dict[str, float]:
         "sns": use["sns_publishes"] * PRICES["sns_publish"],
         "dynamodb": use["dynamodb_wru"] * PRICES["dynamodb_write_request_unit"]
         + use["dynamodb_rru"] * PRICES["dynamodb_read_request_unit"],
+        "cloudwatch": use.get("cloudwatch_requests", 0) * PRICES["cloudwatch_api_request"],
     }
 
 
@@ -389,6 +393,7 @@ def fixed_costs() -> dict[str, Any]:
 FIXED_FORMULA = (
     "a month = alarm metrics x $0.10 + dashboards x $3.00 + KMS keys x $1.00 + custom metrics x $0.30"
     f" (each billed only in hours it gets data); forwarding watch = runs a month ({HOURS_PER_MONTH} h /"
-    " its rate) x (Lambda request + GB-s + SQS requests + DynamoDB reads of one run, priced as above),"
+    " its rate) x (Lambda request + GB-s + SQS requests + DynamoDB reads + CloudWatch GetMetricStatistics"
+    " requests x $0.01/1000 of one run, priced as above),"
     " measured with one governed account and with two"
 )

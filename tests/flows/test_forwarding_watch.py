@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -173,10 +174,83 @@ def test_a_throttled_or_refused_read_is_reported_not_raised(
     assert totals[metric_names.FORWARDING_QUEUES_WATCHED] == 4
 
 
+def lose_events(
+    org: Organization, account: str, region: str, rule: str, count: int, minutes_ago: int = 2
+) -> None:
+    """What EventBridge reports when it can put an event neither on the target nor in the dead-letter
+    queue: the rule's InvocationsFailedToBeSentToDlq, in the account and Region of the rule."""
+    org.session(account, region).client("cloudwatch").put_metric_data(
+        Namespace="AWS/Events",
+        MetricData=[
+            {
+                "MetricName": "InvocationsFailedToBeSentToDlq",
+                "Dimensions": [{"Name": "RuleName", "Value": rule}],
+                "Timestamp": datetime.now(UTC) - timedelta(minutes=minutes_ago),
+                "Value": count,
+                "Unit": "Count",
+            }
+        ],
+    )
+
+
+def test_events_a_member_forwarding_rule_lost_are_counted_and_located(
+    org: Organization, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lost: neither on the governance bus nor in the forwarding queue, so no queue shows them."""
+    lose_events(org, TEAM_B, "eu-west-1", "ml-governance-forward-config-compliance", 2)
+    lose_events(org, TEAM_B, "eu-west-1", "ml-governance-forward-model-package-state", 1)
+    # Not ours, and ours but long before the last readings: neither counts.
+    lose_events(org, TEAM_B, "eu-west-1", "a-team-rule", 5)
+    lose_events(org, TEAM_A, "us-east-1", "ml-governance-forward-config-compliance", 7, minutes_ago=90)
+    capsys.readouterr()
+
+    summary = run_watcher(org)
+
+    totals = emitted(capsys.readouterr().out)
+    assert totals[metric_names.FORWARDING_EVENTS_LOST] == 3
+    assert totals[metric_names.FORWARDING_DEAD_LETTERS] == 0
+    assert totals[metric_names.FORWARDING_QUEUES_UNREADABLE] == 0
+    assert summary["losing"] == [{"account": TEAM_B, "region": "eu-west-1", "messages": 0, "lost": 3}]
+    assert summary["keeping"] == []
+    [line] = [record for record in caplog.records if "lost events" in record.getMessage()]
+    assert (line.account, line.region, line.lost) == (TEAM_B, "eu-west-1", 3)  # type: ignore[attr-defined]
+
+
+def test_lost_events_that_cannot_be_read_make_the_queue_unreadable_not_clean(
+    org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A member role from before this grant: its queue depth is read, its lost events are not, and the
+    unreadable alarm says so rather than a reading of zero."""
+    keep_events(org, TEAM_A, "us-east-1", 1)
+    capsys.readouterr()
+
+    with inject_api_faults(
+        org, [access_denied("cloudwatch", "GetMetricStatistics", times=4, account=TEAM_A)]
+    ):
+        summary = run_watcher(org)
+
+    totals = emitted(capsys.readouterr().out)
+    assert totals[metric_names.FORWARDING_DEAD_LETTERS] == 1
+    assert totals[metric_names.FORWARDING_QUEUES_UNREADABLE] == 2
+    assert {
+        (r["account"], r["region"], r["messages"], r["lost"], r["problem"]) for r in summary["unreadable"]
+    } == {
+        (TEAM_A, "us-east-1", 1, None, "GetMetricStatistics: AccessDeniedException"),
+        (TEAM_A, "eu-west-1", 0, None, "GetMetricStatistics: AccessDeniedException"),
+    }
+
+
 def test_no_registered_account_reads_nothing_and_says_so() -> None:
     with Organization(env_overrides=METRICS_ON) as organization:
         summary = run_watcher(organization)
-    assert summary == {"queues": 0, "dead_letters": 0, "keeping": [], "unreadable": []}
+    assert summary == {
+        "queues": 0,
+        "dead_letters": 0,
+        "events_lost": 0,
+        "keeping": [],
+        "losing": [],
+        "unreadable": [],
+    }
 
 
 def test_only_a_function_with_a_schedule_can_be_ticked(org: Organization) -> None:

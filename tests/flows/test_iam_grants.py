@@ -49,6 +49,8 @@ IAM_ACTION_OF = {
     ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
     ("sqs", "ChangeMessageVisibilityBatch"): "sqs:ChangeMessageVisibility",
 }
+# Where an API's signing name is not its IAM prefix.
+IAM_PREFIX_OF = {"monitoring": "cloudwatch"}
 # Reading one version of an object is its own action.
 VERSIONED = {"s3:GetObject": "s3:GetObjectVersion", "s3:GetObjectTagging": "s3:GetObjectVersionTagging"}
 
@@ -61,7 +63,9 @@ class Call:
 
 
 def iam_action(service: str, signing_name: str, operation: str, request: Any) -> str:
-    action = IAM_ACTION_OF.get((service, operation), f"{signing_name}:{operation}")
+    action = IAM_ACTION_OF.get(
+        (service, operation), f"{IAM_PREFIX_OF.get(signing_name, signing_name)}:{operation}"
+    )
     query = request.get("query_string") if isinstance(request, dict) else None
     if isinstance(query, dict) and "versionId" in query:
         action = VERSIONED.get(action, action)

@@ -40,6 +40,8 @@ UNSCOPED_ACTIONS_ALLOWED: dict[str, str] = {
     "ec2:DescribeSecurityGroups": "remediation: open security groups",
     "ec2:DescribeSecurityGroupRules": "remediation: open security groups",
     "cloudtrail:DescribeTrails": "remediation: trails that stopped logging",
+    # The forwarding watch reads the member forwarding rules' lost events (InvocationsFailedToBeSentToDlq).
+    "cloudwatch:GetMetricStatistics": "forwarding watch: events lost in member accounts",
     # Account baseline: account-level settings, there is no resource to scope them to.
     "s3:GetAccountPublicAccessBlock": "baseline: account public access block",
     "s3:PutAccountPublicAccessBlock": "baseline: account public access block",

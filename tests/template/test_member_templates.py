@@ -222,6 +222,7 @@ def test_execution_role_covers_what_the_backbone_does(member: dict) -> None:
         # forwarding watch
         "sqs:GetQueueUrl",
         "sqs:GetQueueAttributes",
+        "cloudwatch:GetMetricStatistics",
     }
     assert granted == needed, {"missing": needed - granted, "not asked for": granted - needed}
 
@@ -388,6 +389,29 @@ def test_the_backbone_can_read_the_forwarding_queue_depth_and_nothing_else(membe
                 "Fn::Sub": f"arn:${{AWS::Partition}}:sqs:*:${{AWS::AccountId}}:{FORWARDING_DEAD_LETTER_QUEUE}"
             },
         }
+    ]
+
+
+def test_the_backbone_reads_the_lost_events_of_exactly_the_member_forwarding_rules(member: dict) -> None:
+    """InvocationsFailedToBeSentToDlq of a default-bus rule has the dimension RuleName alone: the watcher
+    asks for each forwarding rule by its name, so the names must be the template's (every rule with a
+    dead-letter queue), and the role may read CloudWatch statistics and nothing else there."""
+    from governance.forwarding import FORWARDING_RULES
+
+    rules = rules_with_dead_letter_queues(member)
+    assert set(rules) == {"ForwardModelPackageStateChangeRule", "ForwardConfigComplianceChangeRule"}
+    assert sorted(member["Resources"][rule]["Properties"]["Name"] for rule in rules) == sorted(
+        FORWARDING_RULES
+    )
+    assert set(rules.values()) == {"default"}
+    cloudwatch = [
+        statement
+        for policy in member["Resources"]["GovernanceExecutionRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if any(action.startswith("cloudwatch:") for action in as_list(statement["Action"]))
+    ]
+    assert [(s["Sid"], s["Action"], s["Resource"]) for s in cloudwatch] == [
+        ("ReadForwardingRulesLostEvents", "cloudwatch:GetMetricStatistics", "*")
     ]
 
 

@@ -127,14 +127,17 @@ def test_the_fixed_costs_count_the_templates_and_the_watch_s_calls_in_every_thre
     assert governance["kms_keys"] == governance["dashboards"] == 1
     watch = fixed["forwarding watch"]
     assert watch["runs_per_month"] == 2920
-    # GetQueueUrl and GetQueueAttributes in each account and Region; the inventory read once per run.
+    # GetQueueUrl and GetQueueAttributes in each account and Region, and GetMetricStatistics of its two
+    # forwarding rules; the inventory read once per run.
     assert watch["per_account_region_per_run"]["sqs_requests"] == 2
-    assert watch["per_run"]["sqs_requests"] == 0
+    assert watch["per_account_region_per_run"]["cloudwatch_requests"] == 2
+    assert watch["per_run"]["sqs_requests"] == watch["per_run"]["cloudwatch_requests"] == 0
     assert watch["per_run"]["dynamodb_rru"] == 1
     assert watch["monthly_usd_per_account_region"] == pytest.approx(
         2920
         * (
             2 * cost.PRICES["sqs_standard_request"]
+            + 2 * cost.PRICES["cloudwatch_api_request"]
             + watch["per_account_region_per_run"]["lambda_gb_seconds"] * cost.PRICES["lambda_arm64_gb_second"]
         ),
         abs=1e-4,

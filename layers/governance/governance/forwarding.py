@@ -10,6 +10,10 @@ only speak through the same broken path.
 So the backbone reads each queue's depth itself, on a schedule, through GovernanceExecutionRole, for every
 account of the inventory and every Region the account was baselined in. It reads attributes only: the
 events stay where they are until a human has fixed the cause (docs/operations.md).
+
+An event EventBridge could put neither on the bus nor in that queue (the queue's policy or key refused it)
+is in no queue at all: only the rule's `AWS/Events InvocationsFailedToBeSentToDlq` metric counts it, in
+the member account. The backbone reads that metric of both forwarding rules too, in the same pass.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,6 +34,13 @@ from governance.sessions import RoleAssumptionError, client
 # GovernanceExecutionRole may read the attributes of this queue only.
 FORWARDING_DEAD_LETTER_QUEUE = "ml-governance-forwarding-dlq"
 
+# The forwarding rules of templates/member-account.yaml, by their fixed names: on the default bus, the
+# InvocationsFailedToBeSentToDlq metric of a rule has the dimension RuleName alone.
+FORWARDING_RULES = ("ml-governance-forward-model-package-state", "ml-governance-forward-config-compliance")
+# Twice the watch's schedule (15 minutes): a datapoint CloudWatch publishes late is still read. An event
+# lost is so counted in one or two readings; the alarm is on any reading of at least one.
+LOST_EVENTS_LOOKBACK = timedelta(minutes=30)
+
 # Accounts read at once: an AssumeRole and two SQS calls per Region, mostly waiting on the network.
 _READERS = 16
 
@@ -40,17 +52,20 @@ class QueueReading:
     account_id: str
     region: str
     messages: int | None = None
+    # Events the forwarding rules lost (no bus, no queue) over LOST_EVENTS_LOOKBACK; None: not read.
+    lost: int | None = None
     problem: str = ""
 
     @property
     def readable(self) -> bool:
-        return self.messages is not None
+        return self.messages is not None and self.lost is not None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "account": self.account_id,
             "region": self.region,
             "messages": self.messages,
+            **({"lost": self.lost} if self.lost != 0 else {}),
             **({"problem": self.problem} if self.problem else {}),
         }
 
@@ -91,7 +106,33 @@ def read_queue(account_id: str, region: str) -> QueueReading:
         )["Attributes"]
     except (ClientError, BotoCoreError, RoleAssumptionError) as error:
         return QueueReading(account_id, region, problem=_problem(error))
-    return QueueReading(account_id, region, messages=sum(int(value) for value in attributes.values()))
+    messages = sum(int(value) for value in attributes.values())
+    try:
+        lost = events_lost(account_id, region)
+    except (ClientError, BotoCoreError, RoleAssumptionError) as error:
+        return QueueReading(account_id, region, messages=messages, problem=_problem(error))
+    return QueueReading(account_id, region, messages=messages, lost=lost)
+
+
+def events_lost(account_id: str, region: str) -> int:
+    """How many events the forwarding rules of `account_id` in `region` could put neither on the governance
+    bus nor in the forwarding queue, over the last LOST_EVENTS_LOOKBACK. GetMetricStatistics, one call per
+    rule: unlike GetMetricData, it has no resource-level permissions to leave out of the member role."""
+    now = datetime.now(UTC)
+    cloudwatch = client("cloudwatch", account_id, region)
+    lost = 0.0
+    for rule in FORWARDING_RULES:
+        statistics = cloudwatch.get_metric_statistics(
+            Namespace="AWS/Events",
+            MetricName="InvocationsFailedToBeSentToDlq",
+            Dimensions=[{"Name": "RuleName", "Value": rule}],
+            StartTime=now - LOST_EVENTS_LOOKBACK,
+            EndTime=now,
+            Period=int(LOST_EVENTS_LOOKBACK.total_seconds()),
+            Statistics=["Sum"],
+        )
+        lost += sum(point.get("Sum", 0.0) for point in statistics.get("Datapoints", []))
+    return int(lost)
 
 
 def watch() -> list[QueueReading]:
