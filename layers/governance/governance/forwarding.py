@@ -128,7 +128,7 @@ def events_lost(account_id: str, region: str) -> int:
             Dimensions=[{"Name": "RuleName", "Value": rule}],
             StartTime=now - LOST_EVENTS_LOOKBACK,
             EndTime=now,
-            Period=int(LOST_EVENTS_LOOKBACK.total_seconds()),
+            Period=60,  # the metric's own resolution: the sum counts the lookback, not whole older periods
             Statistics=["Sum"],
         )
         lost += sum(point.get("Sum", 0.0) for point in statistics.get("Datapoints", []))
