@@ -345,6 +345,62 @@ def test_prod_accounts_also_get_a_strong_password_policy(aws: dict[str, str]) ->
         member("iam").get_account_password_policy()
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        # Tightened by the security team: every stricter value stays, HardExpiry included.
+        (
+            {
+                "MinimumPasswordLength": 24,
+                "MaxPasswordAge": 30,
+                "PasswordReusePrevention": 24,
+                "HardExpiry": True,
+            },
+            {
+                "MinimumPasswordLength": 24,
+                "MaxPasswordAge": 30,
+                "PasswordReusePrevention": 24,
+                "HardExpiry": True,
+            },
+        ),
+        # Weaker in some fields, stricter in one: each field gets the stricter of the two.
+        (
+            {"MinimumPasswordLength": 20, "MaxPasswordAge": 180, "PasswordReusePrevention": 5},
+            {
+                "MinimumPasswordLength": 20,
+                "MaxPasswordAge": 90,
+                "PasswordReusePrevention": 24,
+                "HardExpiry": False,
+            },
+        ),
+    ],
+    ids=["stricter", "mixed"],
+)
+def test_a_prod_baseline_never_weakens_the_password_policy_the_account_has(
+    aws: dict[str, str], before: dict[str, object], after: dict[str, object]
+) -> None:
+    """UpdateAccountPasswordPolicy replaces the whole policy: a field left out goes back to its default."""
+    iam = member("iam", account="222222222222")
+    iam.update_account_password_policy(**before)
+    prod = facts_of("account-created.json", environment="prod", account_id="222222222222")
+
+    verified = baseline.verify_baseline(prod, baseline.apply_baseline(prod))
+
+    policy = iam.get_account_password_policy()["PasswordPolicy"]
+    assert {name: policy.get(name, False) for name in after} == after
+    assert policy["RequireSymbols"] and policy["RequireNumbers"] and policy["RequireUppercaseCharacters"]
+    assert verified["baseline_version"] == BASELINE_VERSION
+
+
+def test_a_password_policy_weaker_than_the_baseline_fails_verification(aws: dict[str, str]) -> None:
+    prod = facts_of("account-created.json", environment="prod", account_id="222222222222")
+    applied = baseline.apply_baseline(prod)
+    member("iam", account="222222222222").update_account_password_policy(MinimumPasswordLength=8)
+
+    with pytest.raises(baseline.BaselineNotVerified, match="expected at least as strict as"):
+        baseline.verify_baseline(prod, applied)
+
+
 def test_applying_twice_is_harmless(aws: dict[str, str]) -> None:
     facts = facts_of("account-created.json")
 

@@ -411,18 +411,47 @@ STRONG_PASSWORD_POLICY: dict[str, Any] = {
 }
 
 
-def _update_password_policy(account_id: str, region: str) -> None:
-    client("iam", account_id, region).update_account_password_policy(**STRONG_PASSWORD_POLICY)
+def stricter_password_policy(current: dict[str, Any]) -> dict[str, Any]:
+    """What UpdateAccountPasswordPolicy is given: STRONG_PASSWORD_POLICY, or the account's own value where
+    that is stricter (longer, remembers more, expires sooner), so the baseline never weakens a policy the
+    security team tightened. The call replaces the whole policy, a field left out going back to its
+    default, so the account's HardExpiry is handed back too."""
+    policy = dict(STRONG_PASSWORD_POLICY)
+    for longer in ("MinimumPasswordLength", "PasswordReusePrevention"):
+        policy[longer] = max(policy[longer], int(current.get(longer) or 0))
+    if current.get("MaxPasswordAge"):  # absent or 0: passwords never expire
+        policy["MaxPasswordAge"] = min(policy["MaxPasswordAge"], int(current["MaxPasswordAge"]))
+    if current.get("HardExpiry"):
+        policy["HardExpiry"] = True
+    return policy
 
 
-def _read_password_policy(account_id: str, region: str) -> dict[str, Any]:
+def _current_password_policy(account_id: str, region: str) -> dict[str, Any]:
     try:
-        policy = client("iam", account_id, region).get_account_password_policy()["PasswordPolicy"]
+        return dict(client("iam", account_id, region).get_account_password_policy()["PasswordPolicy"])
     except ClientError as error:
         if _is_missing(error, "NoSuchEntity"):
             return {}
         raise
-    return {name: policy.get(name) for name in STRONG_PASSWORD_POLICY}
+
+
+def _update_password_policy(account_id: str, region: str) -> None:
+    policy = stricter_password_policy(_current_password_policy(account_id, region))
+    client("iam", account_id, region).update_account_password_policy(**policy)
+
+
+def _read_password_policy(account_id: str, region: str) -> dict[str, Any]:
+    policy = _current_password_policy(account_id, region)
+    return {name: policy.get(name) for name in STRONG_PASSWORD_POLICY} if policy else {}
+
+
+def _meets_password_policy(read: dict[str, Any]) -> bool:
+    """At least as strict as STRONG_PASSWORD_POLICY: applying the baseline again would change nothing."""
+    return bool(read) and all(
+        read.get(name) == value
+        for name, value in stricter_password_policy(read).items()
+        if name in STRONG_PASSWORD_POLICY
+    )
 
 
 @dataclass(frozen=True)
@@ -438,6 +467,12 @@ class Control:
     read: Callable[[str, str], Any]
     # What GovernanceExecutionRole must allow for apply and read (templates/member-account.yaml).
     permissions: tuple[str, ...] = ()
+    # Whether what `read` returns is in place; by default, equal to `expected`. A control that keeps a
+    # stricter value the account already had is met by "at least as strict".
+    meets: Callable[[Any], bool] | None = None
+
+    def met_by(self, value: Any) -> bool:
+        return self.meets(value) if self.meets is not None else bool(value == self.expected)
 
 
 S3_ACCOUNT_PUBLIC_ACCESS_BLOCK = Control(
@@ -463,6 +498,7 @@ IAM_PASSWORD_POLICY = Control(
     apply=_update_password_policy,
     read=_read_password_policy,
     permissions=("iam:UpdateAccountPasswordPolicy", "iam:GetAccountPasswordPolicy"),
+    meets=_meets_password_policy,
 )
 
 COMMON_CONTROLS: tuple[Control, ...] = (S3_ACCOUNT_PUBLIC_ACCESS_BLOCK, EBS_ENCRYPTION_BY_DEFAULT)
@@ -515,12 +551,13 @@ def verify_baseline(facts: AccountFacts, applied: dict[str, Any]) -> dict[str, A
     _require_governed(facts)
     regions = list(applied["regions"])
     observed = read_baseline(facts.account_id, facts.environment, regions)
-    expected = {control.name: control.expected for control in controls_for(facts.environment)}
+    controls = {control.name: control for control in controls_for(facts.environment)}
     differences = [
-        f"{name} in {region} reads {value!r}, expected {expected[name]!r}"
+        f"{name} in {region} reads {value!r}, expected "
+        f"{'at least as strict as ' if controls[name].meets else ''}{controls[name].expected!r}"
         for region, settings_read in observed.items()
         for name, value in settings_read.items()
-        if value != expected[name]
+        if not controls[name].met_by(value)
     ]
     if differences:
         raise BaselineNotVerified(f"account {facts.account_id}: " + "; ".join(differences))
