@@ -961,3 +961,34 @@ def test_a_move_out_that_cannot_be_recorded_fails_as_a_deregistration_not_as_a_n
     ]
     [item] = inventory(org)
     assert item["baseline_status"] == "baselined"
+
+
+def test_a_setting_read_back_stale_is_read_again_before_the_baseline_is_called_failed(
+    two_regions: Organization, load_event: LoadEvent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2 and S3 settings are eventually consistent: the first read after the write may still show the
+    old value. The workflow reads again (Retry on BaselineNotVerified) rather than failing the account."""
+    from dataclasses import replace
+
+    from governance import baseline
+
+    reads: list[str] = []
+
+    def stale_once(account_id: str, region: str) -> bool:
+        reads.append(region)
+        if len(reads) == 1:
+            return False  # the write has not reached this endpoint yet
+        return bool(baseline._read_ebs_encryption_by_default(account_id, region))
+
+    stale = replace(baseline.EBS_ENCRYPTION_BY_DEFAULT, read=stale_once)
+    controls = (baseline.S3_ACCOUNT_PUBLIC_ACCESS_BLOCK, stale)
+    monkeypatch.setitem(baseline.ENVIRONMENT_CONTROLS, "dev", controls)
+
+    [result] = two_regions.replay([load_event("account-created")])
+
+    assert result.outcome == "succeeded", result.error
+    assert states_entered(two_regions).count("VerifyBaseline") == 1  # retried within the state
+    assert len(reads) == 2 * len(REGIONS)
+    assert [item["account_id"] for item in inventory(two_regions)] == [NEW_ACCOUNT]
+    assert all(ebs_encryption_by_default(two_regions, region) for region in REGIONS)
+    assert "RecordFailure" not in states_entered(two_regions)
