@@ -69,6 +69,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result = run(event)
     if step == "report_baseline" and result.get("status") == "done":
         metrics.add_metric(name=metric_names.ACCOUNTS_BASELINED, unit=MetricUnit.Count, value=1)
-    elif step == "notify_creation_failed":
+    elif step == "notify_creation_failed" and result.get("kind") == "account-creation-failed":
         metrics.add_metric(name=metric_names.ACCOUNT_CREATIONS_FAILED, unit=MetricUnit.Count, value=1)
     return result

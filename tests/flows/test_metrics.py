@@ -169,3 +169,20 @@ def test_an_evaluation_dead_lettered_after_its_last_delivery_counts_as_a_failed_
     assert ledger_statuses(org, [event], "dead_letter") == Counter({"failed": 1})
     # Counted once, at the last delivery, not at each of the three.
     assert emitted(capsys.readouterr().out)["RemediationsFailed"] == 1
+
+
+def test_a_failed_account_update_is_not_counted_as_a_failed_creation(
+    org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = read_event("account-updated")
+    status = event["detail"]["serviceEventDetails"]["updateManagedAccountStatus"]
+    status.update(state="FAILED", message="AWS Control Tower could not update the enrolled account.")
+    capsys.readouterr()
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    assert metric_names.ACCOUNT_CREATIONS_FAILED not in emitted(capsys.readouterr().out)
+    [notice] = org.notifications("platform")
+    assert notice.attributes["kind"] == "account-update-failed"
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [("notify", "done", True)]

@@ -582,6 +582,25 @@ def test_a_failed_creation_is_notified_with_control_towers_message(aws: dict[str
     assert [(e.action, e.status) for e in entries_for_event(facts.event_id)] == [("notify", "done")]
 
 
+def test_a_failed_update_is_said_as_an_update_of_an_account_that_exists(aws: dict[str, str]) -> None:
+    """An OU move or a retried creation that fails: the account may be governed already."""
+    event = load_event("account-updated.json")
+    status = event["detail"]["serviceEventDetails"]["updateManagedAccountStatus"]
+    status.update(state="FAILED", message="AWS Control Tower could not update the enrolled account.")
+    facts = baseline.describe_lifecycle_event(event)
+
+    result = baseline.notify_creation_failed(facts)
+
+    [notice] = platform_notices(aws["queue_url"])
+    assert result["kind"] == notice["kind"] == "account-update-failed"
+    assert notice["subject"] == (
+        "[FAILED] Control Tower could not update account ml-team-churn-dev (333333333333) in OU ML-Dev"
+    )
+    assert "keeps that baseline" in notice["what_happened"]
+    assert notice["control_tower_message"] == "AWS Control Tower could not update the enrolled account."
+    assert inventory_items() == []
+
+
 def test_accounts_on_an_older_baseline_are_found(aws: dict[str, str]) -> None:
     baseline_account(facts_of("account-created.json"))
     table = boto3.resource("dynamodb", region_name=REGION).Table(INVENTORY)

@@ -223,24 +223,41 @@ def baseline_regions() -> list[str]:
 
 
 def notify_creation_failed(facts: AccountFacts) -> dict[str, Any]:
-    """Tell the platform admins Control Tower could not create the account, in Control Tower's words."""
+    """Tell the platform admins Control Tower could not create (or update) the account, in Control Tower's
+    words. A failed UpdateManagedAccount is an account that may exist and be governed already (an OU move,
+    a retried creation): it is said as an update, not as an account that never came to be."""
+    if facts.event_name == "UpdateManagedAccount":
+        kind = "account-update-failed"
+        who = f"{facts.account_name} ({facts.account_id})" if facts.account_id else facts.account_name
+        subject = f"[FAILED] Control Tower could not update account {who} in OU {facts.ou_name}"
+        what_happened = (
+            "No baseline was applied by this event. An account the backbone baselined before keeps that "
+            "baseline and its registration; once the update succeeds in Control Tower, it is baselined "
+            "for its OU as usual."
+        )
+    else:
+        kind = "account-creation-failed"
+        subject = (
+            f"[FAILED] Control Tower could not create account {facts.account_name} in OU {facts.ou_name}"
+        )
+        what_happened = "No baseline was applied: there is no account to baseline."
     message_id = notify(
         "platform",
-        f"[FAILED] Control Tower could not create account {facts.account_name} in OU {facts.ou_name}",
+        subject,
         {
             "account_name": facts.account_name,
             "organizational_unit": {"name": facts.ou_name, "id": facts.ou_id},
             "control_tower_message": facts.message,
             "event_name": facts.event_name,
-            "what_happened": "No baseline was applied: there is no account to baseline.",
+            "what_happened": what_happened,
         },
         severity="HIGH",
         account=facts.account_id,
-        kind="account-creation-failed",
+        kind=kind,
         event_id=facts.event_id,
         flow=FLOW,
     )
-    return {"notified": message_id}
+    return {"notified": message_id, "kind": kind}
 
 
 def describe_for_workflow(event: Any) -> dict[str, Any]:
