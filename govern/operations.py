@@ -618,7 +618,7 @@ def rebaseline(
 
 
 def accounts_in_ml_ous(organizations: Any, mapping: dict[str, str]) -> list[dict[str, str]]:
-    """Every active account directly in an OU whose name the OU map holds, anywhere in the organization's
+    """Every active account directly in an OU the OU map holds (by id or name), anywhere in the organization's
     tree: account_id, account_name, ou_name, ou_id (what a Control Tower lifecycle event says)."""
     found: list[dict[str, str]] = []
     parents = [
@@ -629,7 +629,7 @@ def accounts_in_ml_ous(organizations: Any, mapping: dict[str, str]) -> list[dict
         units = organizations.get_paginator("list_organizational_units_for_parent").paginate(ParentId=parent)
         for unit in (unit for page in units for unit in page["OrganizationalUnits"]):
             parents.append(unit["Id"])
-            if unit["Name"].strip().lower() not in mapping:
+            if not baseline.environment_of_ou(unit["Id"], unit["Name"], mapping):
                 continue
             accounts = organizations.get_paginator("list_accounts_for_parent").paginate(ParentId=unit["Id"])
             for account in (account for page in accounts for account in page["Accounts"]):

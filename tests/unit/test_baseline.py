@@ -267,6 +267,24 @@ def test_an_unusable_successful_event_is_malformed(aws: dict[str, str], mutate: 
         baseline.describe_lifecycle_event(event)
 
 
+def test_an_ou_mapped_by_id_is_governed_and_a_namesake_elsewhere_is_not(
+    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OU names repeat in nested trees (Workloads/ML-Dev and ML/ML-Dev) and change on a rename; ids do not."""
+    monkeypatch.setenv("OU_ENVIRONMENT_MAP", "ou-abcd-11111111=dev,ou-abcd-22222222=prod")
+    settings.cache_clear()
+    event = load_event("account-created.json")
+    unit = event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["organizationalUnit"]
+
+    unit["organizationalUnitName"] = "Renamed-ML-Dev"
+    renamed = baseline.describe_lifecycle_event(event)
+    unit.update(organizationalUnitName="ML-Dev", organizationalUnitId="ou-wxyz-99999999")
+    namesake = baseline.describe_lifecycle_event(event)
+
+    assert (renamed.governed, renamed.environment) == (True, "dev")
+    assert (namesake.governed, namesake.environment) == (False, "")
+
+
 def test_a_broken_ou_environment_map_is_named(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OU_ENVIRONMENT_MAP", "ML-Dev=dev,ML-Prod")
     settings.cache_clear()

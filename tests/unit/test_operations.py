@@ -658,3 +658,31 @@ def test_a_dry_run_of_the_compliance_dlq_says_why_the_function_gave_each_evaluat
     # Without a ledger to read, the reason is not invented.
     [listed] = redrive(backbone.config_dlq, dry_run=True)
     assert listed.why_dead_lettered == ""
+
+
+def test_govern_enroll_finds_the_ml_ous_by_id_and_leaves_their_namesakes(backbone: Backbone) -> None:
+    organizations = boto3.client("organizations", region_name=REGION)
+    organizations.create_organization(FeatureSet="ALL")
+    [root] = organizations.list_roots()["Roots"]
+
+    def unit(name: str, parent: str) -> str:
+        return str(
+            organizations.create_organizational_unit(ParentId=parent, Name=name)["OrganizationalUnit"]["Id"]
+        )
+
+    def account_in(name: str, ou: str) -> str:
+        status = organizations.create_account(Email=f"{name}@example.com", AccountName=name)
+        account_id = str(status["CreateAccountStatus"]["AccountId"])
+        organizations.move_account(AccountId=account_id, SourceParentId=root["Id"], DestinationParentId=ou)
+        return account_id
+
+    ml, workloads = unit("ML", root["Id"]), unit("Workloads", root["Id"])
+    ml_dev, other_dev = unit("Dev", ml), unit("Dev", workloads)
+    governed = account_in("ml-team-churn-dev", ml_dev)
+    account_in("web-shop-dev", other_dev)
+
+    by_id = operations.accounts_in_ml_ous(organizations, {ml_dev.lower(): "dev"})
+    by_name = operations.accounts_in_ml_ous(organizations, {"dev": "dev"})
+
+    assert [(a["account_id"], a["ou_id"]) for a in by_id] == [(governed, ml_dev)]
+    assert len(by_name) == 2  # a name matches every OU that carries it

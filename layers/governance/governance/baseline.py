@@ -111,7 +111,8 @@ class AccountFacts:
 
 
 def ou_environment_map() -> dict[str, str]:
-    """OU name (lower case) -> environment, from OU_ENVIRONMENT_MAP (`ML-Dev=dev,ML-Prod=prod`)."""
+    """OU name or OU id (lower case) -> environment, from OU_ENVIRONMENT_MAP (`ML-Dev=dev,ML-Prod=prod`, or
+    `ou-abcd-22222222=prod`)."""
     mapping: dict[str, str] = {}
     for raw_entry in settings().ou_environment_map.split(","):
         entry = raw_entry.strip()
@@ -120,10 +121,18 @@ def ou_environment_map() -> dict[str, str]:
         ou_name, separator, environment = entry.partition("=")
         if not separator or not ou_name.strip() or not environment.strip():
             raise BaselineConfigurationError(
-                f"OU_ENVIRONMENT_MAP entry {entry!r} is not OU-name=environment (e.g. ML-Prod=prod)"
+                f"OU_ENVIRONMENT_MAP entry {entry!r} is not OU=environment, the OU by name or id (e.g. "
+                "ML-Prod=prod or ou-abcd-22222222=prod)"
             )
         mapping[ou_name.strip().lower()] = environment.strip().lower()
     return mapping
+
+
+def environment_of_ou(ou_id: str, ou_name: str, mapping: dict[str, str]) -> str:
+    """The environment the map gives an OU: by its id first, then by its name; "" when neither is mapped.
+    Names are neither unique (Workloads/Prod and ML/Prod) nor stable (a rename); ids are both, so a map of
+    ids governs exactly the OUs the member StackSet targets."""
+    return mapping.get(ou_id.strip().lower()) or mapping.get(ou_name.strip().lower(), "")
 
 
 def team_from_account_name(account_name: str, environments: Iterable[str]) -> str:
@@ -170,7 +179,11 @@ def describe_lifecycle_event(event: Any) -> AccountFacts:
     lifecycle = parse_event(event, ControlTowerLifecycle)
     status = lifecycle.detail.status
     mapping = ou_environment_map()
-    environment = mapping.get(status.organizationalUnit.organizationalUnitName.strip().lower(), "")
+    environment = environment_of_ou(
+        status.organizationalUnit.organizationalUnitId,
+        status.organizationalUnit.organizationalUnitName,
+        mapping,
+    )
     extra = lifecycle.detail.model_extra or {}
     return AccountFacts(
         event_id=lifecycle.id,
