@@ -768,6 +768,33 @@ def test_resource_tag_exemptions_count_until_they_expire(
         assert any("governance:exempt" in note or "expired" in note for note in notice.message["notes"])
 
 
+def test_an_exemption_tag_counts_on_any_page_of_a_notebooks_tags(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """SageMaker's ListTags answers 50 tags at a time: an exemption on the second page still holds."""
+    event = load_event("config-notebook-root-access")
+    org.seed(event)
+    sagemaker = aws(org, MEMBER, "sagemaker")
+    arn = sagemaker.describe_notebook_instance(NotebookInstanceName="fraud-analysis")["NotebookInstanceArn"]
+    sagemaker.add_tags(
+        ResourceArn=arn, Tags=[{"Key": f"cost-centre-{n:02}", "Value": "x"} for n in range(50)]
+    )
+    sagemaker.add_tags(
+        ResourceArn=arn,
+        Tags=[
+            {"Key": "governance:exempt-until", "Value": "2099-12-31"},
+            {"Key": "governance:exempt-reason", "Value": "GPU driver debugging (SEC-77)"},
+        ],
+    )
+    assert "governance:exempt-until" not in {t["Key"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+    before = snapshot(org, event)
+
+    [result] = org.replay([event])
+
+    assert [(a.status, a.verified) for a in result.actions if a.type == "remediate"] == [("exempt", True)]
+    assert snapshot(org, event) == before
+
+
 @pytest.mark.parametrize(("expires", "status"), [("2099-06-30", "exempt"), ("2021-06-30", "done")])
 def test_policy_file_exemptions_count_until_they_expire(
     org: Organization, load_event: EventLoader, tmp_path: Path, expires: str, status: str

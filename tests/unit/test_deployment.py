@@ -85,6 +85,23 @@ def test_the_group_tag_names_the_pipeline_before_the_map(
     assert deployment.resolve_pipeline("a-group-nobody-knows") == ""
 
 
+def test_the_pipeline_tag_counts_on_any_page_of_the_groups_tags(approved: dict[str, Any]) -> None:
+    """ListTags answers 50 tags at a time; an organization's tag policies can put more on a group."""
+    sagemaker = boto3.client("sagemaker")
+    group_arn = f"arn:aws:sagemaker:{REGION}:{GOVERNANCE}:model-package-group/{GROUP}"
+    sagemaker.delete_tags(ResourceArn=group_arn, TagKeys=["governance:deployment-pipeline"])
+    sagemaker.add_tags(
+        ResourceArn=group_arn, Tags=[{"Key": f"cost-centre-{n:02}", "Value": "x"} for n in range(49)]
+    )
+    sagemaker.add_tags(
+        ResourceArn=group_arn, Tags=[{"Key": "governance:deployment-pipeline", "Value": "late"}]
+    )
+    first_page = sagemaker.list_tags(ResourceArn=group_arn)["Tags"]
+    assert len(first_page) == 50 and "governance:deployment-pipeline" not in {t["Key"] for t in first_page}
+
+    assert deployment.resolve_pipeline(GROUP) == "late"
+
+
 def test_the_pipeline_starts_once_with_the_exact_version_as_a_variable(approved: dict[str, Any]) -> None:
     decision = deployment.load_decision(approved)
 

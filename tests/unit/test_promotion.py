@@ -247,6 +247,41 @@ def test_the_gate_refuses_an_unknown_risk_rating_and_a_version_no_longer_approve
     ]
 
 
+def test_the_gate_refuses_what_createmodelpackage_would_refuse_once_every_artifact_is_copied(
+    backbone: Backbone,
+) -> None:
+    """50 metadata entries at most, lineage included; an image in another Region than the registry's."""
+    _, source = seeded_source(backbone)
+    metadata = {**source.metadata, **{f"team-key-{n}": "x" for n in range(48 - len(source.metadata))}}
+    containers = [
+        {**container, "Image": container["Image"].replace(".us-east-1.", ".eu-west-1.")}
+        for container in source.description["InferenceSpecification"]["Containers"]
+    ]
+    description = {
+        **source.description,
+        "CustomerMetadataProperties": metadata,
+        "InferenceSpecification": {**source.description["InferenceSpecification"], "Containers": containers},
+    }
+
+    gate = promotion.check_governance_gate(
+        SourceVersion(**{**source.to_payload(), "description": description})
+    )
+
+    assert not gate.passed
+    assert gate.problems == [
+        "CustomerMetadataProperties has 48 keys; the central version adds 3 lineage keys and SageMaker "
+        "allows 50: remove 1",
+        "InferenceSpecification.Containers[0].Image is in eu-west-1; the central registry is in us-east-1, "
+        "and SageMaker needs a model's image in its own Region: push it to ECR there and register the "
+        "version with it",
+    ]
+    # 47 keys and an image of the registry's Region pass.
+    fits = {**source.description, "CustomerMetadataProperties": dict(list(metadata.items())[:47])}
+    assert promotion.check_governance_gate(
+        SourceVersion(**{**source.to_payload(), "description": fits})
+    ).passed
+
+
 def test_a_gate_failure_is_notified_with_what_is_missing_and_ledgered_once(backbone: Backbone) -> None:
     event, source = seeded_source(backbone, "model-approved-missing-metadata")
     gate = promotion.check_governance_gate(source)

@@ -24,6 +24,7 @@ from governance.promotion import (
 )
 from governance.sessions import session_for
 from governance.settings import settings
+from governance.tagging import sagemaker_tags
 
 FLOW = "model-deployment"
 
@@ -120,7 +121,7 @@ def resolve_pipeline(group: str) -> str:
         group_arn = sagemaker.describe_model_package_group(ModelPackageGroupName=group)[
             "ModelPackageGroupArn"
         ]
-        tags = sagemaker.list_tags(ResourceArn=group_arn).get("Tags", [])
+        tags = sagemaker_tags(sagemaker, group_arn)
     except ClientError as error:
         if "does not exist" not in str(error):
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from governance.naming import central_group_name
 from governance.notifier import notify
 from governance.sessions import session_for
 from governance.settings import settings
+from governance.tagging import sagemaker_tags
 
 FLOW = "model-promotion"
 
@@ -194,6 +196,25 @@ def _metrics_source(description: dict[str, Any], section: str, name: str) -> str
     return str(source.get("S3Uri") or "")
 
 
+# CreateModelPackage's CustomerMetadataProperties: at most 50 entries (the API's CustomerMetadataMap).
+MAX_METADATA_ENTRIES = 50
+# <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>: the Region an ECR image lives in.
+ECR_IMAGE_REGION = re.compile(r"^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
+
+
+def container_images(description: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(path, image URI) of every inference container of a version."""
+    specifications = [("InferenceSpecification", description.get("InferenceSpecification") or {})]
+    specifications += [
+        (f"AdditionalInferenceSpecifications[{index}]", spec)
+        for index, spec in enumerate(description.get("AdditionalInferenceSpecifications") or [])
+    ]
+    for where, specification in specifications:
+        for index, container in enumerate(specification.get("Containers") or []):
+            if container.get("Image"):
+                yield f"{where}.Containers[{index}].Image", str(container["Image"])
+
+
 def check_governance_gate(source: SourceVersion) -> GateResult:
     """Required metadata present and non-empty, model quality metrics present, still approved at source."""
     metadata = source.metadata
@@ -209,6 +230,22 @@ def check_governance_gate(source: SourceVersion) -> GateResult:
     rating = str(metadata.get(RISK_RATING_KEY, "")).strip()
     if rating and rating.lower() not in RISK_RATINGS:
         problems.append(f"{RISK_RATING_KEY} '{rating}' is not one of {', '.join(RISK_RATINGS.values())}")
+    # Found here, before anything is copied, rather than by CreateModelPackage once every artifact is.
+    entries = len(lineage_metadata(source))
+    if entries > MAX_METADATA_ENTRIES:
+        problems.append(
+            f"CustomerMetadataProperties has {len(metadata)} keys; the central version adds "
+            f"{entries - len(metadata)} lineage keys and SageMaker allows {MAX_METADATA_ENTRIES}: remove "
+            f"{entries - MAX_METADATA_ENTRIES}"
+        )
+    region = settings().region
+    for path, image in container_images(source.description):
+        found = ECR_IMAGE_REGION.match(image)
+        if found and found.group(1) != region:
+            problems.append(
+                f"{path} is in {found.group(1)}; the central registry is in {region}, and SageMaker needs a "
+                "model's image in its own Region: push it to ECR there and register the version with it"
+            )
     passed = not (missing_metadata or missing_metrics or problems)
     return GateResult(passed, missing_metadata, missing_metrics, problems)
 
@@ -556,7 +593,7 @@ def resolve_deployment_pipeline(source: SourceVersion, central_group: str) -> st
         f"arn:{partition}:sagemaker:{source.region}:{source.account}:model-package-group/{source.group}"
     )
     try:
-        tags = sagemaker.list_tags(ResourceArn=group_arn).get("Tags", [])
+        tags = sagemaker_tags(sagemaker, group_arn)
     except ClientError:
         # Tags are optional context; a group without them (or without ListTags) still promotes.
         tags = []
@@ -611,8 +648,7 @@ def ensure_central_group(source: SourceVersion, central_group: str) -> str:
             described = sagemaker.describe_model_package_group(ModelPackageGroupName=central_group)
     group_arn = str(described["ModelPackageGroupArn"])
     present_tags = {
-        str(tag["Key"]): str(tag.get("Value", ""))
-        for tag in sagemaker.list_tags(ResourceArn=group_arn).get("Tags", [])
+        str(tag["Key"]): str(tag.get("Value", "")) for tag in sagemaker_tags(sagemaker, group_arn)
     }
     _refuse_a_group_of_another_source(central_group, present_tags, source)
     present = set(present_tags)

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from governance.errors import is_transient
+from governance.tagging import sagemaker_tags
 
 # The action name of a control that changes nothing (the policy's notify-only entries).
 NO_ACTION = "none"
@@ -481,7 +482,7 @@ def _disable_root_access(
 
 
 def _tagged_with(sagemaker: Any, arn: str, finding: str) -> bool:
-    tags = sagemaker.list_tags(ResourceArn=arn).get("Tags", [])
+    tags = sagemaker_tags(sagemaker, arn)
     return any(tag["Key"] == FINDING_TAG and tag.get("Value") == (finding or "")[:256] for tag in tags)
 
 
@@ -508,7 +509,7 @@ def notebook_instance_handled(
         done = described["NotebookInstanceStatus"] in _STOPPED_STATES
     if not done:
         return False
-    tags = sagemaker.list_tags(ResourceArn=described["NotebookInstanceArn"]).get("Tags", [])
+    tags = sagemaker_tags(sagemaker, described["NotebookInstanceArn"])
     return any(tag["Key"] == FINDING_TAG for tag in tags)
 
 

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from governance.naming import console_domain, partition
 from governance.remediation.controls import regional_client
+from governance.tagging import sagemaker_tags
 
 ACCOUNT = "AWS::::Account"
 
@@ -98,11 +99,11 @@ def resource_tags(
     if resource_type == "AWS::SageMaker::NotebookInstance":
         sagemaker = regional_client(session, "sagemaker", region)
         arn = sagemaker.describe_notebook_instance(NotebookInstanceName=resource_id)["NotebookInstanceArn"]
-        return _tag_dict(sagemaker.list_tags(ResourceArn=arn).get("Tags", []))
+        return _tag_dict(sagemaker_tags(sagemaker, arn))
     if resource_type == "AWS::SageMaker::EndpointConfig":
         sagemaker = regional_client(session, "sagemaker", region)
         arn = sagemaker.describe_endpoint_config(EndpointConfigName=resource_id)["EndpointConfigArn"]
-        return _tag_dict(sagemaker.list_tags(ResourceArn=arn).get("Tags", []))
+        return _tag_dict(sagemaker_tags(sagemaker, arn))
     if resource_type == "AWS::EC2::SecurityGroup":
         groups = regional_client(session, "ec2", region).describe_security_groups(GroupIds=[resource_id])
         return _tag_dict(groups["SecurityGroups"][0].get("Tags", []))
