@@ -335,3 +335,77 @@ def test_a_central_approval_replayed_before_the_team_approval_makes_that_one_a_v
 
     for artifact in index["artifacts"]:
         assert body("210987654321", artifact["source"]) == body(None, artifact["copy"])
+
+
+def decided_again(event: dict[str, Any], status: str, event_id: str, reason: str = "") -> dict[str, Any]:
+    """The same version, a new decision in the central registry (a new event, a new LastModifiedTime)."""
+    again = json.loads(json.dumps(event))
+    again["id"] = event_id
+    again["detail"]["ModelApprovalStatus"] = status
+    if reason:
+        again["detail"]["ApprovalDescription"] = reason
+    return again
+
+
+def test_a_version_approved_again_after_a_failed_deployment_is_deployed_again(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    """A failed pipeline must not make its version undeployable: once the cause is fixed, the reviewer
+    approves again (PendingManualApproval, then Approved) and the pipeline starts again."""
+    approval = load_event(APPROVED)
+    version_arn = approval["detail"]["ModelPackageArn"]
+    model_support.script_pipeline(
+        org, PIPELINE, final_status="Failed", summary="Deploy/Endpoint: CREATE_FAILED"
+    )
+    [failed] = org.replay([approval])
+    assert failed.outcome == "failed"
+    model_support.script_pipeline(org, PIPELINE, final_status="Succeeded", summary="")
+    pending = decided_again(approval, "PendingManualApproval", "6a0e4c1d-2b3f-5a6e-8c9d-0f1a2b3c4d5e")
+    again = decided_again(approval, "Approved", "7b1f5d2e-3c4a-5b7f-9d0e-1a2b3c4d5e6f")
+
+    _, deployed = org.replay([pending, again])
+
+    assert deployed.outcome == "succeeded", deployed.error
+    executions = model_support.pipeline_executions_carrying(org, PIPELINE, version_arn)
+    assert len(executions) == 2
+    custom = card_content(org, f"{GROUP}-v1")["additional_information"]["custom_details"]
+    assert custom["deployment_status"] == "Succeeded"
+    assert custom["deployment_execution_id"] in {e["pipelineExecutionId"] for e in executions}
+    assert deployment_claim(org, version_arn)["status"] == "Succeeded"  # type: ignore[index]
+    # The first approval delivered once more changes nothing: it is not a new decision.
+    [late] = org.replay([{**approval, "id": "8c2a6e3f-4d5b-5c8a-0e1f-2b3c4d5e6f70"}], seed=False)
+    assert [a.status for a in late.actions if a.type == "start_pipeline"] == ["skipped"]
+    assert len(model_support.pipeline_executions_carrying(org, PIPELINE, version_arn)) == 2
+
+
+def test_rejected_after_deployment_then_approved_again_deploys_again_and_the_card_says_approved(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    approval = load_event(APPROVED)
+    version_arn = approval["detail"]["ModelPackageArn"]
+    rejection = decided_again(
+        approval, "Rejected", "9d3b7f4a-5e6c-5d9b-1f2a-3c4d5e6f7081", "opt-outs in data"
+    )
+    again = decided_again(approval, "Approved", "ae4c8a5b-6f7d-5eac-2a3b-4d5e6f708192")
+
+    results = org.replay([approval, rejection, again])
+
+    assert [r.outcome for r in results] == ["succeeded"] * 3
+    assert len(model_support.pipeline_executions_carrying(org, PIPELINE, version_arn)) == 2
+    content = card_content(org, f"{GROUP}-v1")
+    assert content["model_package_details"]["model_approval_status"] == "Approved"
+    assert content["additional_information"]["custom_details"]["deployment_status"] == "Succeeded"
+
+
+def test_one_rejection_told_once_however_many_events_sagemaker_sends_for_it(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    """SageMaker may send several events for one state change, each with its own id."""
+    event = load_event(REJECTED)
+    org.seed(event)
+    second = {**event, "id": "bf5d9b6c-7a8e-5fbd-3b4c-5e6f708192a3"}
+
+    results = org.replay([event, second], seed=False)
+
+    assert [r.outcome for r in results] == ["succeeded", "succeeded"]
+    assert [n.attributes["kind"] for n in org.notifications("ml-governance")] == ["model-rejected"]

@@ -209,6 +209,32 @@ def test_missing_metadata_replicates_nothing_and_the_notice_lists_what_is_missin
     ]
 
 
+def test_a_version_stopped_at_the_gate_is_told_once_however_many_events_sagemaker_sends(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    """SageMaker may send several events for one change, each with its own id: one notice. Fixed and
+    approved again (a new LastModifiedTime), a version still short of something is told again."""
+    event = load_event("model-approved-missing-metadata")
+    org.seed(event)
+    second = {**event, "id": "c06eac7d-8b9f-5ace-4c5d-6f708192a3b4"}
+
+    results = org.replay([event, second], seed=False)
+
+    assert [r.outcome for r in results] == ["succeeded", "succeeded"]
+    assert [n.attributes["kind"] for n in org.notifications("ml-governance")] == ["model-gate-failed"]
+    assert [(a.type, a.status) for a in results[1].actions] == [("replicate_model", "skipped")]
+    team = org.session(event["account"]).client("sagemaker")
+    arn = event["detail"]["ModelPackageArn"]
+    metadata = team.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    team.update_model_package(
+        ModelPackageArn=arn, CustomerMetadataProperties={**metadata, "use-case": "fraud scoring"}
+    )
+    [still_short] = org.replay([{**event, "id": "d17fbd8e-9ca0-5bdf-5d6e-708192a3b4c5"}], seed=False)
+    [*_, notice] = org.notifications("ml-governance")
+    assert notice.message["missing_metadata"] == ["risk-rating"]
+    assert [a.status for a in still_short.actions if a.type == "replicate_model"] == ["notify-only"]
+
+
 def test_the_registry_not_the_event_decides_what_is_missing(org: Organization, load_event: LoadEvent) -> None:
     event = load_event(APPROVED)
     org.seed(event)

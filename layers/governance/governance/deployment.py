@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from governance.promotion import (
     describe_central_version,
     once,
     parse_model_package_arn,
+    registry_state_of,
 )
 from governance.sessions import session_for
 from governance.settings import settings
@@ -33,6 +35,8 @@ PIPELINE_VARIABLE = "ModelPackageArn"
 
 RUNNING = frozenset({"InProgress", "Stopping"})
 SUCCEEDED = "Succeeded"
+# Where a pipeline execution ends (CodePipeline's PipelineExecutionStatus besides RUNNING).
+ENDED = frozenset({"Cancelled", "Stopped", "Succeeded", "Superseded", "Failed"})
 # How long the workflow follows a running pipeline: a CodePipeline manual approval waits 7 days (by
 # default) before it fails the execution (CodePipeline user guide), so a deployment waiting on a person
 # still ends within 8 days. With the backoff capped at ten minutes that is 1,152 checks; each is one round
@@ -107,6 +111,8 @@ def load_decision(event: dict[str, Any]) -> dict[str, Any]:
         "reason": str(description.get("ApprovalDescription") or ""),
         "decided_by": str(decided_by or ""),
         "decided_at": str(event.get("time") or _now()),
+        # What tells one decision on the version from the next (approved, rejected, approved again).
+        "approval": registry_state_of(description),
         "source_model_package_arn": metadata.get(LINEAGE_SOURCE_ARN, ""),
         "source_account": metadata.get(LINEAGE_SOURCE_ACCOUNT, ""),
         "owner": metadata.get("owner", ""),
@@ -135,16 +141,36 @@ def resolve_pipeline(group: str) -> str:
 # ------------------------------------------------------------------------------------ approved: deploy
 
 
-def _claim_start(version_arn: str, pipeline: str, owner: str) -> bool:
+def _claim_start(version_arn: str, pipeline: str, owner: str, approval: str) -> bool:
     # The execution's own retry of this step (its start failed after the claim) takes the claim again; the
     # client request token keeps CodePipeline from starting twice if the first start went through.
-    return take_claim(
-        _deployment_key(version_arn),
-        status="Starting",
-        owner=owner,
-        lease_seconds=START_LEASE_SECONDS,
-        attributes={"version_arn": version_arn, "pipeline": pipeline},
-    )
+    attributes = {"version_arn": version_arn, "pipeline": pipeline, "approval": approval}
+    key = _deployment_key(version_arn)
+    if take_claim(
+        key, status="Starting", owner=owner, lease_seconds=START_LEASE_SECONDS, attributes=attributes
+    ):
+        return True
+    # A new decision on a version whose last execution has ended (failed, stopped, superseded, or
+    # succeeded and was rejected since): approved again, it is deployed again. The same decision delivered
+    # again (the same LastModifiedTime) is a duplicate and stays one.
+    try:
+        state_table().put_item(
+            Item={**key, **attributes, "status": "Starting", "owner": owner, "claimed_at": int(time.time())},
+            ConditionExpression=(
+                "#status IN (:cancelled, :stopped, :succeeded, :superseded, :failed) "
+                "AND (attribute_not_exists(approval) OR approval <> :approval)"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":approval": approval,
+                **{f":{status.lower()}": status for status in ENDED},
+            },
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def start_pipeline(decision: dict[str, Any], *, owner: str, event_id: str) -> dict[str, Any]:
@@ -156,7 +182,8 @@ def start_pipeline(decision: dict[str, Any], *, owner: str, event_id: str) -> di
     pipeline = resolve_pipeline(decision["group"])
     if not pipeline:
         return _report_missing_pipeline(decision, event_id=event_id)
-    if not _claim_start(version_arn, pipeline, owner):
+    approval = str(decision.get("approval") or "")
+    if not _claim_start(version_arn, pipeline, owner, approval):
         existing = deployment_record(version_arn)
         record(
             LedgerEntry(
@@ -185,7 +212,8 @@ def start_pipeline(decision: dict[str, Any], *, owner: str, event_id: str) -> di
             name=pipeline,
             variables=[{"name": PIPELINE_VARIABLE, "value": version_arn}],
             # The same token for the same version and pipeline: CodePipeline itself drops a second start.
-            clientRequestToken=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{pipeline}|{version_arn}")),
+            # (A new decision on the version, approved again after it ended, is a new token.)
+            clientRequestToken=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{pipeline}|{version_arn}|{approval}")),
         )
     except Exception:
         # Nothing was started (or, after a lost response, the token makes a second start the same one):
@@ -450,7 +478,8 @@ def record_rejection(decision: dict[str, Any], *, event_id: str) -> dict[str, An
         )
 
     updated = model_card.update_card_content(card["name"], write)
-    first_time = once(f"model-rejected#{version_arn}#{event_id}")
+    # Once per rejection, however many events SageMaker sends for it (each with its own id).
+    first_time = once(f"model-rejected#{version_arn}#{decision.get('approval') or event_id}")
     record(
         LedgerEntry(
             event_id=event_id,

@@ -129,6 +129,13 @@ def parse_model_package_arn(arn: str) -> tuple[str, str, str, int]:
     return parts[3], parts[4], group, int(version)
 
 
+def registry_state_of(description: dict[str, Any]) -> str:
+    """What tells one state of a model version from the next in its registry (approved, rejected, approved
+    again; metadata edited): its LastModifiedTime, or CreationTime for a version never updated since.
+    SageMaker's several events for one change, and their redeliveries, all read the same one."""
+    return str(description.get("LastModifiedTime") or description.get("CreationTime") or "")
+
+
 def _json_safe(value: Any) -> Any:
     """DescribeModelPackage returns datetimes; a Step Functions payload carries JSON only."""
     if isinstance(value, dict):
@@ -254,7 +261,9 @@ def report_gate_failure(source: SourceVersion, gate: GateResult, *, event_id: st
     """Nothing is replicated: tell the ML-governance topic exactly what is missing, and ledger it. A duplicate
     delivery of the same event is ledgered `skipped` and not notified again."""
     reasons = ([f"missing {', '.join(gate.missing)}"] if gate.missing else []) + gate.problems
-    marker = f"model-gate-failed#{source.arn}#{event_id}"
+    # Once per state of the version, however many events SageMaker sends for one change (each its own id);
+    # fixed and approved again, the version has a new LastModifiedTime, and a new failure is told again.
+    marker = f"model-gate-failed#{source.arn}#{registry_state_of(source.description) or event_id}"
     if not once(marker):
         record(
             LedgerEntry(
