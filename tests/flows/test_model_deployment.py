@@ -409,3 +409,28 @@ def test_one_rejection_told_once_however_many_events_sagemaker_sends_for_it(
 
     assert [r.outcome for r in results] == ["succeeded", "succeeded"]
     assert [n.attributes["kind"] for n in org.notifications("ml-governance")] == ["model-rejected"]
+
+
+def test_a_deployed_version_edited_while_approved_is_not_deployed_a_second_time(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    """A new LastModifiedTime alone is not a new approval: only a version that was not deployed, or was
+    rejected since, is deployed again."""
+    approval = load_event(APPROVED)
+    version_arn = approval["detail"]["ModelPackageArn"]
+    [deployed] = org.replay([approval])
+    assert deployed.outcome == "succeeded"
+    sagemaker = org.session().client("sagemaker")
+    described = sagemaker.describe_model_package(ModelPackageName=version_arn)
+    sagemaker.update_model_package(  # moto clears what an update leaves out: hand it back
+        ModelPackageArn=version_arn,
+        ModelApprovalStatus="Approved",
+        ApprovalDescription="typo fixed",
+        CustomerMetadataProperties=described["CustomerMetadataProperties"],
+    )
+    edited = {**approval, "id": "e280ce9f-adb1-5ce0-6e7f-8192a3b4c5d6"}
+
+    [result] = org.replay([edited], seed=False)
+
+    assert [a.status for a in result.actions if a.type == "start_pipeline"] == ["skipped"]
+    assert len(model_support.pipeline_executions_carrying(org, PIPELINE, version_arn)) == 1

@@ -150,14 +150,16 @@ def _claim_start(version_arn: str, pipeline: str, owner: str, approval: str) -> 
         key, status="Starting", owner=owner, lease_seconds=START_LEASE_SECONDS, attributes=attributes
     ):
         return True
-    # A new decision on a version whose last execution has ended (failed, stopped, superseded, or
-    # succeeded and was rejected since): approved again, it is deployed again. The same decision delivered
-    # again (the same LastModifiedTime) is a duplicate and stays one.
+    # A new decision on a version whose last execution ended without deploying it (failed, stopped,
+    # superseded, cancelled), or deployed it and was rejected since: approved again, it is deployed again.
+    # The same decision delivered again (the same LastModifiedTime) is a duplicate and stays one, and a
+    # deployed version edited while Approved (its description, say) is not deployed a second time.
     try:
         state_table().put_item(
             Item={**key, **attributes, "status": "Starting", "owner": owner, "claimed_at": int(time.time())},
             ConditionExpression=(
-                "#status IN (:cancelled, :stopped, :succeeded, :superseded, :failed) "
+                "(#status IN (:cancelled, :stopped, :superseded, :failed) "
+                "OR (#status = :succeeded AND attribute_exists(rejected_since))) "
                 "AND (attribute_not_exists(approval) OR approval <> :approval)"
             ),
             ExpressionAttributeNames={"#status": "status"},
@@ -478,6 +480,15 @@ def record_rejection(decision: dict[str, Any], *, event_id: str) -> dict[str, An
         )
 
     updated = model_card.update_card_content(card["name"], write)
+    if deployed:
+        # Approved again later, a version rejected after (or while) its pipeline ran is deployed again.
+        with suppress(ClientError):
+            state_table().update_item(
+                Key=_deployment_key(version_arn),
+                UpdateExpression="SET rejected_since = :at",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":at": decision.get("approval") or _now()},
+            )
     # Once per rejection, however many events SageMaker sends for it (each with its own id).
     first_time = once(f"model-rejected#{version_arn}#{decision.get('approval') or event_id}")
     record(
