@@ -86,3 +86,16 @@ def test_a_second_key_for_a_kept_resource_is_caught(backbone: dict[str, Any]) ->
         "Fn::GetAtt": ["BucketKey", "Arn"]
     }
     assert not_retained(mutated) == ["BucketKey"]
+
+
+def test_the_artifact_bucket_keeps_every_version_and_no_abandoned_upload(backbone: dict[str, Any]) -> None:
+    """A copy cut short (the function timed out mid-upload) leaves parts no listing shows, billed for ever;
+    the artifacts themselves, every version of them, are the central registry's evidence."""
+    bucket = backbone["Resources"]["CentralArtifactBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = bucket["LifecycleConfiguration"]["Rules"]
+    assert [rule["AbortIncompleteMultipartUpload"] for rule in rules if rule["Status"] == "Enabled"] == [
+        {"DaysAfterInitiation": 7}
+    ]
+    expiring = {"ExpirationInDays", "ExpirationDate", "NoncurrentVersionExpiration", "Transitions"}
+    assert all(not expiring & set(rule) for rule in rules)
