@@ -985,6 +985,7 @@ class Organization:
         self._write_atomically(stack)
         stack.enter_context(model_cards_updated_as_sagemaker_does())
         stack.enter_context(notebook_instances_updated_as_sagemaker_does())
+        stack.enter_context(model_package_group_policies_as_sagemaker_keeps_them())
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
         # moto does not implement TestEventPattern; its pattern engine (the one routing here) answers it.
         stack.enter_context(_patched(EventsHandler, "test_event_pattern", test_event_pattern))
@@ -1469,6 +1470,41 @@ def notebook_instances_updated_as_sagemaker_does() -> contextlib.AbstractContext
         return EmptyResult()
 
     return _patched(SageMakerResponse, "update_notebook_instance", update_notebook_instance)
+
+
+@contextlib.contextmanager
+def model_package_group_policies_as_sagemaker_keeps_them() -> Iterator[None]:
+    """moto does not implement PutModelPackageGroupPolicy or GetModelPackageGroupPolicy. The emulation keeps
+    the policy on the group, as SageMaker does, and answers a group without one as SageMaker does: a
+    ValidationException. The emulated organization applies this; so can a test on plain moto."""
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.responses import SageMakerResponse
+
+    def group(self: SageMakerResponse) -> Any:
+        name = self._get_param("ModelPackageGroupName")
+        found = self.sagemaker_backend.model_package_groups.get(name)
+        if found is None:
+            raise ValidationError(f"Model Package Group {name} does not exist.")
+        return found
+
+    def put_model_package_group_policy(self: SageMakerResponse) -> str:
+        found = group(self)
+        json.loads(self._get_param("ResourcePolicy"))  # SageMaker refuses a policy that is not JSON
+        found.resource_policy = self._get_param("ResourcePolicy")
+        return json.dumps({"ModelPackageGroupArn": found.arn})
+
+    def get_model_package_group_policy(self: SageMakerResponse) -> str:
+        found = group(self)
+        policy = getattr(found, "resource_policy", None)
+        if policy is None:
+            raise ValidationError(f"Cannot find resource policy for ModelPackageGroup {found.arn}")
+        return json.dumps({"ResourcePolicy": policy})
+
+    with (
+        _patched(SageMakerResponse, "put_model_package_group_policy", put_model_package_group_policy),
+        _patched(SageMakerResponse, "get_model_package_group_policy", get_model_package_group_policy),
+    ):
+        yield
 
 
 @contextlib.contextmanager

@@ -7,6 +7,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from govern.emulator import Organization
 from govern.flows import models as model_support
 from governance.naming import central_group_name, model_card_name
@@ -534,3 +537,53 @@ def test_additional_model_data_under_a_prefix_fails_naming_it_and_registers_noth
     [notice] = org.notifications("ml-governance")
     assert notice.subject.startswith("[FAILED] model-promotion")
     assert replicas(org, arn) == [] and central_objects(org) == {}
+
+
+def test_the_deployment_accounts_may_read_the_central_versions_they_deploy(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    """A pipeline deploying into team test and prod accounts creates the model there from the central
+    version: DeploymentAccountIds puts the group's resource policy that lets those accounts, and only
+    them, read it."""
+    org.configure(DEPLOYMENT_ACCOUNT_IDS="444444444444,555555555555")
+    event = load_event(APPROVED)
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "succeeded", result.error
+    [group] = central_groups(org)
+    sagemaker = org.session().client("sagemaker")
+    policy = json.loads(
+        sagemaker.get_model_package_group_policy(ModelPackageGroupName=group)["ResourcePolicy"]
+    )
+    [statement] = policy["Statement"]
+    assert statement["Principal"] == {
+        "AWS": ["arn:aws:iam::444444444444:root", "arn:aws:iam::555555555555:root"]
+    }
+    assert statement["Action"] == [
+        "sagemaker:DescribeModelPackageGroup",
+        "sagemaker:DescribeModelPackage",
+        "sagemaker:ListModelPackages",
+        "sagemaker:CreateModel",
+    ]
+    group_arn = sagemaker.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupArn"]
+    assert statement["Resource"] == [group_arn, group_arn.replace("-group/", "/") + "/*"]
+    # One account fewer: the next promotion into the group says so.
+    org.configure(DEPLOYMENT_ACCOUNT_IDS="444444444444")
+    second = json.loads(json.dumps(event).replace("churn-prediction/3", "churn-prediction/4"))
+    second["id"], second["detail"]["ModelPackageVersion"] = "e391df0a-becf-5df1-7f80-92a3b4c5d6e7", 4
+    [again] = org.replay([second])
+    assert again.outcome == "succeeded", again.error
+    policy = json.loads(
+        sagemaker.get_model_package_group_policy(ModelPackageGroupName=group)["ResourcePolicy"]
+    )
+    assert policy["Statement"][0]["Principal"] == {"AWS": ["arn:aws:iam::444444444444:root"]}
+
+
+def test_without_deployment_accounts_nothing_is_shared(org: Organization, load_event: LoadEvent) -> None:
+    [result] = org.replay([load_event(APPROVED)])
+
+    assert result.outcome == "succeeded", result.error
+    [group] = central_groups(org)
+    with pytest.raises(ClientError, match="Cannot find resource policy"):
+        org.session().client("sagemaker").get_model_package_group_policy(ModelPackageGroupName=group)

@@ -269,7 +269,12 @@ def test_allow_list_is_short_and_used() -> None:
 
 
 def test_the_key_administration_exception_is_the_account_root_only(backbone: dict[str, Any]) -> None:
-    key_policy = backbone["Resources"]["GovernanceKey"]["Properties"]["KeyPolicy"]["Statement"]
+    key_policy = [
+        statement.body
+        for statement in statements_of(
+            backbone["Resources"]["GovernanceKey"]["Properties"]["KeyPolicy"], "key"
+        )
+    ]
     wildcard = [s for s in key_policy if any(is_service_wildcard(a) for a in as_list(s["Action"]))]
     assert [{k: v for k, v in s.items() if k != "Sid"} for s in wildcard] == [KEY_ADMINISTRATION]
 
@@ -402,3 +407,41 @@ def test_a_compliance_queue_open_to_any_rule_of_the_account_is_caught(backbone: 
     (sender,) = [s for s in policy["Statement"] if s.get("Sid") == "ConfigRuleFillsTheComplianceQueue"]
     sender["Condition"] = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     assert compliance_queue_problems(mutated)
+
+
+def _when_deployment_accounts(statements: list[Any]) -> list[dict[str, Any]]:
+    """The statements a list holds under `Fn::If: [HasDeploymentAccounts, ..., AWS::NoValue]`."""
+    found = []
+    for statement in statements:
+        if isinstance(statement, dict) and set(statement) == {"Fn::If"}:
+            condition, when_true, when_false = statement["Fn::If"]
+            assert (condition, when_false) == ("HasDeploymentAccounts", {"Ref": "AWS::NoValue"})
+            found.append(when_true)
+    return found
+
+
+def test_the_deployment_accounts_read_the_central_artifacts_and_nothing_more(
+    backbone: dict[str, Any],
+) -> None:
+    """DeploymentAccountIds shares the central versions with the accounts the pipelines deploy into:
+    their objects, decrypted only by way of S3; nothing when it is empty (the default)."""
+    resources = backbone["Resources"]
+    parameter = backbone["Parameters"]["DeploymentAccountIds"]
+    assert parameter["Default"] == ""
+    assert backbone["Conditions"]["HasDeploymentAccounts"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "DeploymentAccountIds"}, ""]}]
+    }
+    accounts = {"AWS": {"Fn::Split": [",", {"Ref": "DeploymentAccountIds"}]}}
+    [decrypt] = _when_deployment_accounts(resources["GovernanceKey"]["Properties"]["KeyPolicy"]["Statement"])
+    assert (decrypt["Principal"], decrypt["Action"]) == (accounts, "kms:Decrypt")
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}
+    }
+    bucket_policy = resources["CentralArtifactBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    [read] = _when_deployment_accounts(bucket_policy)
+    assert (read["Principal"], read["Action"]) == (accounts, ["s3:GetObject", "s3:GetObjectVersion"])
+    assert read["Resource"] == {"Fn::Sub": "${CentralArtifactBucket.Arn}/*"}
+    promote = resources["PromoteModelFunction"]["Properties"]["Policies"]
+    [inline] = [p for p in promote if isinstance(p, dict) and "Statement" in p]
+    [share] = _when_deployment_accounts(inline["Statement"])
+    assert share["Action"] == ["sagemaker:GetModelPackageGroupPolicy", "sagemaker:PutModelPackageGroupPolicy"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import time
@@ -641,7 +642,7 @@ def ensure_central_group(source: SourceVersion, central_group: str) -> str:
         described = None
     if described is None:
         try:
-            return str(
+            created = str(
                 sagemaker.create_model_package_group(
                     ModelPackageGroupName=central_group,
                     ModelPackageGroupDescription=(
@@ -655,6 +656,9 @@ def ensure_central_group(source: SourceVersion, central_group: str) -> str:
             if "already exists" not in str(error):
                 raise
             described = sagemaker.describe_model_package_group(ModelPackageGroupName=central_group)
+        else:
+            _let_deployment_accounts_read(sagemaker, central_group, created)
+            return created
     group_arn = str(described["ModelPackageGroupArn"])
     present_tags = {
         str(tag["Key"]): str(tag.get("Value", "")) for tag in sagemaker_tags(sagemaker, group_arn)
@@ -665,7 +669,61 @@ def ensure_central_group(source: SourceVersion, central_group: str) -> str:
     missing = [{"Key": key, "Value": value} for key, value in tags.items() if key not in present]
     if missing:
         sagemaker.add_tags(ResourceArn=group_arn, Tags=missing)
+    _let_deployment_accounts_read(sagemaker, central_group, group_arn)
     return group_arn
+
+
+# What a deployment account may do with the central versions: read them and create a model from one.
+DEPLOYMENT_ACCOUNT_ACTIONS = (
+    "sagemaker:DescribeModelPackageGroup",
+    "sagemaker:DescribeModelPackage",
+    "sagemaker:ListModelPackages",
+    "sagemaker:CreateModel",
+)
+
+
+def deployment_group_policy(group_arn: str, accounts: list[str]) -> dict[str, Any]:
+    """The central group's resource policy: the deployment accounts (DeploymentAccountIds) read its
+    versions, as a pipeline deploying into team test and prod accounts needs; nothing more."""
+    partition = group_arn.split(":")[1]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DeploymentAccountsReadCentralVersions",
+                "Effect": "Allow",
+                "Principal": {"AWS": [f"arn:{partition}:iam::{account}:root" for account in accounts]},
+                "Action": list(DEPLOYMENT_ACCOUNT_ACTIONS),
+                "Resource": [
+                    group_arn,
+                    group_arn.replace(":model-package-group/", ":model-package/") + "/*",
+                ],
+            }
+        ],
+    }
+
+
+def _let_deployment_accounts_read(sagemaker: Any, central_group: str, group_arn: str) -> None:
+    """Put the group's resource policy when DEPLOYMENT_ACCOUNT_IDS names accounts and the group's policy
+    says otherwise. With no accounts named, a policy the platform owner put by hand stays."""
+    accounts = [
+        account.strip() for account in settings().deployment_account_ids.split(",") if account.strip()
+    ]
+    if not accounts:
+        return
+    wanted = deployment_group_policy(group_arn, accounts)
+    try:
+        current = json.loads(
+            sagemaker.get_model_package_group_policy(ModelPackageGroupName=central_group)["ResourcePolicy"]
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("ValidationException", "ResourceNotFound"):
+            raise
+        current = None
+    if current != wanted:
+        sagemaker.put_model_package_group_policy(
+            ModelPackageGroupName=central_group, ResourcePolicy=json.dumps(wanted)
+        )
 
 
 def _refuse_a_group_of_another_source(

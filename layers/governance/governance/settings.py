@@ -37,6 +37,7 @@ class Settings:
     ou_environment_map: str = ""
     required_model_metadata: str = "owner,use-case,risk-rating"
     deployment_pipeline_map: str = ""
+    deployment_account_ids: str = ""
     max_actions_per_account_per_hour: int = 20
     # The compliance queue's maxReceiveCount: the delivery after which a failed record is dead-lettered.
     compliance_max_receives: int = 5
