@@ -408,6 +408,22 @@ def test_a_large_artifact_goes_through_a_multipart_transfer(
     assert body.read() == big
 
 
+def test_the_artifact_copy_buffers_at_most_half_the_functions_memory() -> None:
+    """A stream that cannot seek (the team's GetObject body) is buffered part by part: the parts waiting
+    and the parts in flight must fit beside the runtime, or a large model runs the function out of memory."""
+    from govern.emulator import PROJECT_ROOT
+    from govern.template import load_template
+
+    function = load_template(PROJECT_ROOT / "template.yaml")["Resources"]["PromoteModelFunction"][
+        "Properties"
+    ]
+    config = promotion.ARTIFACT_TRANSFER
+    buffered = (
+        config.max_in_memory_upload_chunks + config.max_request_concurrency
+    ) * config.multipart_chunksize
+    assert buffered <= function["MemorySize"] * 1024 * 1024 // 2
+
+
 # ------------------------------------------------------------------------------------ claim and register
 
 

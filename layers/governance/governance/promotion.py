@@ -54,13 +54,16 @@ CLAIM_LEASE_SECONDS = 30 * 60
 MAX_CLAIM_ATTEMPTS = 60
 MAX_CLAIM_WAIT_SECONDS = 60
 
-# Streams go through memory in chunks: 64 MiB parts keep a 1 GiB function well inside its memory with
-# 4 parts in flight, and allow objects of up to 640 GiB (10,000 parts).
+# Streams go through memory in chunks: 64 MiB parts allow objects of up to 640 GiB (10,000 parts). A
+# stream that cannot seek is buffered part by part, up to max_in_memory_upload_chunks of them (10 by
+# default: 640 MiB, too much for a 1 GiB function beside its runtime): 4 buffered, 4 in flight, 256 MiB.
 ARTIFACT_TRANSFER = TransferConfig(
     multipart_threshold=64 * 1024 * 1024,
     multipart_chunksize=64 * 1024 * 1024,
     max_concurrency=4,
 )
+# s3transfer's setting, which boto3's TransferConfig does not take as an argument.
+ARTIFACT_TRANSFER.max_in_memory_upload_chunks = 4
 
 
 class ReplicationStillInProgress(RuntimeError):
