@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -419,14 +420,47 @@ def test_a_password_policy_weaker_than_the_baseline_fails_verification(aws: dict
         baseline.verify_baseline(prod, applied)
 
 
-def test_applying_twice_is_harmless(aws: dict[str, str]) -> None:
+def test_applying_twice_is_harmless_and_the_second_time_writes_nothing(aws: dict[str, str]) -> None:
     facts = facts_of("account-created.json")
 
     first = baseline.apply_baseline(facts)
     second = baseline.apply_baseline(facts)
 
-    assert first == second
+    assert first["changed"] == [
+        "s3-account-public-access-block",
+        "ebs-encryption-by-default in us-east-1",
+        "ebs-encryption-by-default in eu-west-1",
+    ]
+    assert second["changed"] == []
+    assert {k: v for k, v in first.items() if k != "changed"} == {
+        k: v for k, v in second.items() if k != "changed"
+    }
     baseline.verify_baseline(facts, second)
+
+
+def test_a_setting_held_in_place_by_an_organization_policy_is_not_written(
+    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An organization-level S3 policy makes the account's Block Public Access read-only: the baseline
+    reads it on, and does not try (and fail) to write it."""
+    facts = facts_of("account-created.json")
+    member("s3control").put_public_access_block(
+        AccountId=facts.account_id, PublicAccessBlockConfiguration=dict(baseline.PUBLIC_ACCESS_BLOCK_ALL_ON)
+    )
+
+    def refused(account_id: str, region: str) -> None:
+        raise AssertionError("the organization policy refuses this write")
+
+    locked = replace(baseline.S3_ACCOUNT_PUBLIC_ACCESS_BLOCK, apply=refused)
+    monkeypatch.setitem(baseline.ENVIRONMENT_CONTROLS, "dev", (locked, baseline.EBS_ENCRYPTION_BY_DEFAULT))
+
+    applied = baseline.apply_baseline(facts)
+
+    assert applied["changed"] == [
+        "ebs-encryption-by-default in us-east-1",
+        "ebs-encryption-by-default in eu-west-1",
+    ]
+    baseline.verify_baseline(facts, applied)
 
 
 def test_a_setting_that_does_not_read_back_fails_verification_and_names_it(aws: dict[str, str]) -> None:

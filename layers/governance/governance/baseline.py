@@ -553,18 +553,26 @@ def _require_governed(facts: AccountFacts) -> None:
 
 
 def apply_baseline(facts: AccountFacts) -> dict[str, Any]:
-    """Turn every control of the account's environment on, in every configured Region."""
+    """Turn every control of the account's environment on, in every configured Region. A setting already
+    in place is read, not written: the least change, and no refusal where an organization policy or a
+    service control policy holds the setting where the baseline wants it (an organization-level S3 policy
+    makes the account's Block Public Access read-only)."""
     _require_governed(facts)
     regions = baseline_regions()
     controls = controls_for(facts.environment)
+    changed: list[str] = []
     for control in controls:
         for region in regions if control.scope == "region" else regions[:1]:
+            if control.met_by(control.read(facts.account_id, region)):
+                continue
             control.apply(facts.account_id, region)
+            changed.append(control.name if control.scope == "account" else f"{control.name} in {region}")
     return {
         "baseline_version": BASELINE_VERSION,
         "environment": facts.environment,
         "regions": regions,
         "settings": {control.name: control.expected for control in controls},
+        "changed": changed,
     }
 
 
