@@ -228,11 +228,14 @@ def test_the_required_keys_come_from_the_settings(
     assert promotion.check_governance_gate(source).missing_metadata == ["data-classification"]
 
 
-def test_the_gate_refuses_an_unknown_risk_rating_and_a_version_no_longer_approved(backbone: Backbone) -> None:
+def test_the_gate_refuses_an_unknown_risk_rating_a_failed_version_and_one_no_longer_approved(
+    backbone: Backbone,
+) -> None:
     _, source = seeded_source(backbone)
     description = {
         **source.description,
         "ModelApprovalStatus": "Rejected",
+        "ModelPackageStatus": "Failed",
         "CustomerMetadataProperties": {**source.metadata, "risk-rating": "severe"},
     }
 
@@ -243,6 +246,7 @@ def test_the_gate_refuses_an_unknown_risk_rating_and_a_version_no_longer_approve
     assert not gate.passed
     assert gate.problems == [
         "ModelApprovalStatus is Rejected in the source registry",
+        "ModelPackageStatus is Failed: only a Completed version can be registered centrally",
         "risk-rating 'severe' is not one of High, Medium, Low, Unknown",
     ]
 

@@ -238,6 +238,11 @@ def check_governance_gate(source: SourceVersion) -> GateResult:
     problems = []
     if source.approval_status != "Approved":
         problems.append(f"ModelApprovalStatus is {source.approval_status or 'unset'} in the source registry")
+    status = str(source.description.get("ModelPackageStatus") or "Completed")
+    if status != "Completed":
+        problems.append(
+            f"ModelPackageStatus is {status}: only a Completed version can be registered centrally"
+        )
     rating = str(metadata.get(RISK_RATING_KEY, "")).strip()
     if rating and rating.lower() not in RISK_RATINGS:
         problems.append(f"{RISK_RATING_KEY} '{rating}' is not one of {', '.join(RISK_RATINGS.values())}")
