@@ -121,6 +121,7 @@ NEAR_MISSES = [
     ),
     ("control tower other API", "account-created", ("detail", "eventName"), "EnableGuardrail"),
     ("control tower other source", "account-created", ("source",), "aws.organizations"),
+    ("control tower event from a member account", "account-created", ("account",), "210987654321"),
     ("organizations call refused", "account-closed", ("detail", "errorCode"), "AccessDenied"),
     ("organizations call in a member account", "account-closed", ("account",), "210987654321"),
     ("organizations other API", "account-closed", ("detail", "eventName"), "MoveAccount"),
