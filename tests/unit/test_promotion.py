@@ -17,6 +17,7 @@ from moto import mock_aws
 from govern.emulator import RUNTIME_ENVIRONMENT, model_cards_updated_as_sagemaker_does
 from govern.flows import models as model_support
 from governance import promotion, sessions
+from governance.errors import TransientAwsError
 from governance.ledger import entries_for_event
 from governance.promotion import GateResult, SourceVersion
 from governance.settings import settings
@@ -284,6 +285,19 @@ def test_the_gate_refuses_what_createmodelpackage_would_refuse_once_every_artifa
     assert promotion.check_governance_gate(
         SourceVersion(**{**source.to_payload(), "description": fits})
     ).passed
+
+
+@pytest.mark.parametrize("status", ["Pending", "InProgress"])
+def test_a_version_sagemaker_has_not_finished_is_read_again_not_refused(
+    backbone: Backbone, status: str
+) -> None:
+    """Created already Approved, a version can be described before it is Completed: the workflow's Retry
+    on TransientAwsError reads it again; only Failed or Deleting is refused."""
+    _, source = seeded_source(backbone)
+    description = {**source.description, "ModelPackageStatus": status}
+
+    with pytest.raises(TransientAwsError, match=f"still {status}"):
+        promotion.check_governance_gate(SourceVersion(**{**source.to_payload(), "description": description}))
 
 
 def test_a_gate_failure_is_notified_with_what_is_missing_and_ledgered_once(backbone: Backbone) -> None:

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from governance import claims
 from governance.claims import forgotten_on_failure, once, state_table, take_claim
-from governance.errors import MalformedEvent
+from governance.errors import MalformedEvent, TransientAwsError
 from governance.ledger import LedgerEntry, record
 from governance.naming import central_group_name
 from governance.notifier import notify
@@ -239,6 +239,11 @@ def check_governance_gate(source: SourceVersion) -> GateResult:
     if source.approval_status != "Approved":
         problems.append(f"ModelApprovalStatus is {source.approval_status or 'unset'} in the source registry")
     status = str(source.description.get("ModelPackageStatus") or "Completed")
+    if status in ("Pending", "InProgress"):
+        # A version created already Approved can be described before SageMaker has finished it: wait.
+        raise TransientAwsError(
+            f"{source.arn} is still {status} in its registry; the workflow reads it again until Completed"
+        )
     if status != "Completed":
         problems.append(
             f"ModelPackageStatus is {status}: only a Completed version can be registered centrally"
