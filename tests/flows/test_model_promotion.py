@@ -580,6 +580,43 @@ def test_the_deployment_accounts_may_read_the_central_versions_they_deploy(
     assert policy["Statement"][0]["Principal"] == {"AWS": ["arn:aws:iam::444444444444:root"]}
 
 
+def test_a_group_made_before_the_accounts_were_named_is_shared_at_its_next_deployment(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    """The Approved versions already in the registry are the ones a pipeline deploys: the deployment brings
+    the group's policy up to date, and keeps a statement put by hand."""
+    [promoted] = org.replay([load_event(APPROVED)])
+    assert promoted.outcome == "succeeded", promoted.error
+    [group] = central_groups(org)
+    sagemaker = org.session().client("sagemaker")
+    by_hand = {
+        "Sid": "AuditorsRead",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::777777777777:root"},
+        "Action": "sagemaker:DescribeModelPackage",
+        "Resource": "*",
+    }
+    sagemaker.put_model_package_group_policy(
+        ModelPackageGroupName=group,
+        ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": [by_hand]}),
+    )
+    org.configure(DEPLOYMENT_ACCOUNT_IDS="444444444444")
+    central = load_event("model-approved-in-central-registry")
+
+    [deployed] = org.replay([central])
+
+    assert deployed.outcome == "succeeded", deployed.error
+    policy = json.loads(
+        sagemaker.get_model_package_group_policy(ModelPackageGroupName=group)["ResourcePolicy"]
+    )
+    assert [s["Sid"] for s in policy["Statement"]] == [
+        "AuditorsRead",
+        "DeploymentAccountsReadCentralVersions",
+    ]
+    assert policy["Statement"][0] == by_hand
+    assert policy["Statement"][1]["Principal"] == {"AWS": ["arn:aws:iam::444444444444:root"]}
+
+
 def test_without_deployment_accounts_nothing_is_shared(org: Organization, load_event: LoadEvent) -> None:
     [result] = org.replay([load_event(APPROVED)])
 

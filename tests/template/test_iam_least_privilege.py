@@ -441,7 +441,11 @@ def test_the_deployment_accounts_read_the_central_artifacts_and_nothing_more(
     [read] = _when_deployment_accounts(bucket_policy)
     assert (read["Principal"], read["Action"]) == (accounts, ["s3:GetObject", "s3:GetObjectVersion"])
     assert read["Resource"] == {"Fn::Sub": "${CentralArtifactBucket.Arn}/*"}
-    promote = resources["PromoteModelFunction"]["Properties"]["Policies"]
-    [inline] = [p for p in promote if isinstance(p, dict) and "Statement" in p]
-    [share] = _when_deployment_accounts(inline["Statement"])
-    assert share["Action"] == ["sagemaker:GetModelPackageGroupPolicy", "sagemaker:PutModelPackageGroupPolicy"]
+    for function in ("PromoteModelFunction", "DeployModelFunction"):
+        policies = resources[function]["Properties"]["Policies"]
+        [inline] = [p for p in policies if isinstance(p, dict) and "Statement" in p]
+        [share] = _when_deployment_accounts(inline["Statement"])
+        assert share["Action"] == [
+            "sagemaker:GetModelPackageGroupPolicy",
+            "sagemaker:PutModelPackageGroupPolicy",
+        ], function

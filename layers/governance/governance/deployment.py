@@ -23,6 +23,7 @@ from governance.promotion import (
     once,
     parse_model_package_arn,
     registry_state_of,
+    share_with_deployment_accounts,
 )
 from governance.sessions import session_for
 from governance.settings import settings
@@ -184,6 +185,8 @@ def start_pipeline(decision: dict[str, Any], *, owner: str, event_id: str) -> di
     pipeline = resolve_pipeline(decision["group"])
     if not pipeline:
         return _report_missing_pipeline(decision, event_id=event_id)
+    # Before the pipeline runs: its deploy actions in the team accounts read this group's versions.
+    share_with_deployment_accounts(_governance("sagemaker"), decision["group"])
     approval = str(decision.get("approval") or "")
     if not _claim_start(version_arn, pipeline, owner, approval):
         existing = deployment_record(version_arn)

@@ -670,7 +670,7 @@ def ensure_central_group(source: SourceVersion, central_group: str) -> str:
                 raise
             described = sagemaker.describe_model_package_group(ModelPackageGroupName=central_group)
         else:
-            _let_deployment_accounts_read(sagemaker, central_group, created)
+            share_with_deployment_accounts(sagemaker, central_group, created)
             return created
     group_arn = str(described["ModelPackageGroupArn"])
     present_tags = {
@@ -682,7 +682,7 @@ def ensure_central_group(source: SourceVersion, central_group: str) -> str:
     missing = [{"Key": key, "Value": value} for key, value in tags.items() if key not in present]
     if missing:
         sagemaker.add_tags(ResourceArn=group_arn, Tags=missing)
-    _let_deployment_accounts_read(sagemaker, central_group, group_arn)
+    share_with_deployment_accounts(sagemaker, central_group, group_arn)
     return group_arn
 
 
@@ -695,36 +695,39 @@ DEPLOYMENT_ACCOUNT_ACTIONS = (
 )
 
 
-def deployment_group_policy(group_arn: str, accounts: list[str]) -> dict[str, Any]:
-    """The central group's resource policy: the deployment accounts (DeploymentAccountIds) read its
-    versions, as a pipeline deploying into team test and prod accounts needs; nothing more."""
+DEPLOYMENT_STATEMENT_SID = "DeploymentAccountsReadCentralVersions"
+
+
+def deployment_statement(group_arn: str, accounts: list[str]) -> dict[str, Any]:
+    """The statement of the central group's resource policy that lets the deployment accounts
+    (DeploymentAccountIds) read its versions, as a pipeline deploying into team test and prod accounts
+    needs; nothing more."""
     partition = group_arn.split(":")[1]
     return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DeploymentAccountsReadCentralVersions",
-                "Effect": "Allow",
-                "Principal": {"AWS": [f"arn:{partition}:iam::{account}:root" for account in accounts]},
-                "Action": list(DEPLOYMENT_ACCOUNT_ACTIONS),
-                "Resource": [
-                    group_arn,
-                    group_arn.replace(":model-package-group/", ":model-package/") + "/*",
-                ],
-            }
-        ],
+        "Sid": DEPLOYMENT_STATEMENT_SID,
+        "Effect": "Allow",
+        "Principal": {"AWS": [f"arn:{partition}:iam::{account}:root" for account in accounts]},
+        "Action": list(DEPLOYMENT_ACCOUNT_ACTIONS),
+        "Resource": [group_arn, group_arn.replace(":model-package-group/", ":model-package/") + "/*"],
     }
 
 
-def _let_deployment_accounts_read(sagemaker: Any, central_group: str, group_arn: str) -> None:
-    """Put the group's resource policy when DEPLOYMENT_ACCOUNT_IDS names accounts and the group's policy
-    says otherwise. With no accounts named, a policy the platform owner put by hand stays."""
+def share_with_deployment_accounts(sagemaker: Any, central_group: str, group_arn: str = "") -> None:
+    """Keep the backbone's statement of the group's resource policy as DEPLOYMENT_ACCOUNT_IDS says, at every
+    promotion into the group and every deployment from it: a group made before the accounts were named,
+    or a list changed since, is brought up to date. Other statements (put by hand) stay. With no accounts
+    named, the policy is left as it is."""
     accounts = [
         account.strip() for account in settings().deployment_account_ids.split(",") if account.strip()
     ]
     if not accounts:
         return
-    wanted = deployment_group_policy(group_arn, accounts)
+    if not group_arn:
+        group_arn = str(
+            sagemaker.describe_model_package_group(ModelPackageGroupName=central_group)[
+                "ModelPackageGroupArn"
+            ]
+        )
     try:
         current = json.loads(
             sagemaker.get_model_package_group_policy(ModelPackageGroupName=central_group)["ResourcePolicy"]
@@ -732,8 +735,10 @@ def _let_deployment_accounts_read(sagemaker: Any, central_group: str, group_arn:
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in ("ValidationException", "ResourceNotFound"):
             raise
-        current = None
-    if current != wanted:
+        current = {"Version": "2012-10-17", "Statement": []}
+    others = [s for s in current.get("Statement", []) if s.get("Sid") != DEPLOYMENT_STATEMENT_SID]
+    wanted = {**current, "Statement": [*others, deployment_statement(group_arn, accounts)]}
+    if wanted != current:
         sagemaker.put_model_package_group_policy(
             ModelPackageGroupName=central_group, ResourcePolicy=json.dumps(wanted)
         )
