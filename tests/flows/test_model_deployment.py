@@ -11,6 +11,7 @@ import pytest
 
 from govern.cli import main
 from govern.emulator import Organization
+from govern.faults import access_denied, inject_api_faults
 from govern.flows import models as model_support
 from tests.conftest import EVENTS_DIR
 
@@ -434,3 +435,30 @@ def test_a_deployed_version_edited_while_approved_is_not_deployed_a_second_time(
 
     assert [a.status for a in result.actions if a.type == "start_pipeline"] == ["skipped"]
     assert len(model_support.pipeline_executions_carrying(org, PIPELINE, version_arn)) == 1
+
+
+def test_approved_again_after_the_workflow_lost_track_of_an_ended_run_deploys_again(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    """The workflow following a run can fail (its reads refused) and leave the record InProgress; once
+    CodePipeline says that run ended, a new approval deploys again rather than being called a duplicate."""
+    approval = load_event(APPROVED)
+    version_arn = approval["detail"]["ModelPackageArn"]
+    model_support.script_pipeline(org, PIPELINE, final_status="Failed", running_checks=0)
+    with inject_api_faults(org, [access_denied("codepipeline", "GetPipelineExecution", times=100)]):
+        [lost] = org.replay([approval])
+    assert lost.outcome == "failed"
+    first = deployment_claim(org, version_arn)
+    assert first is not None and first["status"] == "InProgress"
+    pending = decided_again(approval, "PendingManualApproval", "f4a2e01b-cfd0-5e02-8091-a3b4c5d6e7f8")
+    again = decided_again(approval, "Approved", "05b3f12c-d0e1-5f13-91a2-b4c5d6e7f809")
+
+    _, redeployed = org.replay([pending, again])
+
+    [start] = [a for a in redeployed.actions if a.type == "start_pipeline"]
+    assert (start.status, start.detail["final_status"]) == ("failed", "Failed")  # it ran, and was followed
+    executions = model_support.pipeline_executions_carrying(org, PIPELINE, version_arn)
+    assert len(executions) == 2
+    second = deployment_claim(org, version_arn)
+    assert second is not None and second["status"] == "Failed"
+    assert second["execution_id"] != first["execution_id"]

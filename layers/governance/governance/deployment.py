@@ -170,6 +170,48 @@ def _claim_start(version_arn: str, pipeline: str, owner: str, approval: str) -> 
             },
         )
     except ClientError as error:
+        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        return _take_over_a_run_whose_follower_ended(version_arn, approval, attributes, owner)
+    return True
+
+
+def _take_over_a_run_whose_follower_ended(
+    version_arn: str, approval: str, attributes: dict[str, Any], owner: str
+) -> bool:
+    """A record still InProgress whose workflow stopped following it (it failed, or gave up after
+    FOLLOW_SECONDS): CodePipeline says whether that execution ended. Ended, the new decision takes the
+    record over on the same terms as above; still running, it stays a duplicate."""
+    existing = deployment_record(version_arn)
+    execution_id = str(existing.get("execution_id") or "")
+    if existing.get("status") != "InProgress" or not execution_id or existing.get("approval") == approval:
+        return False
+    try:
+        ended = str(
+            _governance("codepipeline")
+            .get_pipeline_execution(
+                pipelineName=str(existing.get("pipeline", "")), pipelineExecutionId=execution_id
+            )["pipelineExecution"]
+            .get("status", "")
+        )
+    except ClientError:
+        return False  # the execution cannot be read (its pipeline deleted, say): a human decides
+    if ended not in ENDED or (ended == SUCCEEDED and "rejected_since" not in existing):
+        return False
+    try:
+        state_table().put_item(
+            Item={
+                **_deployment_key(version_arn),
+                **attributes,
+                "status": "Starting",
+                "owner": owner,
+                "claimed_at": int(time.time()),
+            },
+            ConditionExpression="#status = :in_progress AND execution_id = :id",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":in_progress": "InProgress", ":id": execution_id},
+        )
+    except ClientError as error:
         if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
             return False
         raise
@@ -485,12 +527,22 @@ def record_rejection(decision: dict[str, Any], *, event_id: str) -> dict[str, An
     updated = model_card.update_card_content(card["name"], write)
     if deployed:
         # Approved again later, a version rejected after (or while) its pipeline ran is deployed again.
+        # Only on the run this rejection read: a new approval that took the record over meanwhile keeps
+        # its own (its next edit while Approved must not deploy it again).
+        seen = deployed.get("approval")
         with suppress(ClientError):
             state_table().update_item(
                 Key=_deployment_key(version_arn),
                 UpdateExpression="SET rejected_since = :at",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":at": decision.get("approval") or _now()},
+                ConditionExpression=(
+                    "attribute_exists(pk) AND approval = :seen"
+                    if seen
+                    else "attribute_exists(pk) AND attribute_not_exists(approval)"
+                ),
+                ExpressionAttributeValues={
+                    ":at": decision.get("approval") or _now(),
+                    **({":seen": seen} if seen else {}),
+                },
             )
     # Once per rejection, however many events SageMaker sends for it (each with its own id).
     first_time = once(f"model-rejected#{version_arn}#{decision.get('approval') or event_id}")
