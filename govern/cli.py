@@ -268,8 +268,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(
         "\nForwarding watch (WatchForwardingFunction, every 15 minutes when deployed): read "
         f"{queues} forwarding dead-letter queue{'' if queues == 1 else 's'} of the registered accounts "
-        f"through GovernanceExecutionRole; events kept: {watched['dead_letters']}, queues unreadable: "
-        f"{len(watched['unreadable'])}.",
+        f"through GovernanceExecutionRole; events kept: {watched['dead_letters']}, events lost (neither "
+        f"forwarded nor kept): {watched['events_lost']}, queues unreadable: {len(watched['unreadable'])}.",
         file=out,
     )
     surprises = [
