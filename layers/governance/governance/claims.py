@@ -25,6 +25,32 @@ def state_table() -> Any:
     )
 
 
+def put_if(
+    item: dict[str, Any],
+    condition: str,
+    names: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> bool:
+    """Put `item` in the state table if `condition` holds on the item it replaces; False when it does not."""
+    expression: dict[str, Any] = {"ConditionExpression": condition}
+    if names:
+        expression["ExpressionAttributeNames"] = names
+    if values:
+        expression["ExpressionAttributeValues"] = values
+    try:
+        state_table().put_item(Item=item, **expression)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def claim_item(key: dict[str, str], attributes: dict[str, Any], *, status: str, owner: str) -> dict[str, Any]:
+    """The item of a claim on `key`, taken now by `owner` in `status`."""
+    return {**key, **attributes, "status": status, "owner": owner, "claimed_at": int(time.time())}
+
+
 def take_claim(
     key: dict[str, str], *, status: str, owner: str, lease_seconds: int, attributes: dict[str, Any]
 ) -> bool:
@@ -32,21 +58,13 @@ def take_claim(
     than `lease_seconds`, or once the item has moved past `status` (the work is done). The owner's own
     retry, after a failure that followed the claim, takes it again: the work itself must then be safe to
     repeat (client request tokens, reads before writes)."""
-    now = int(time.time())
-    try:
-        state_table().put_item(
-            Item={**key, **attributes, "status": status, "owner": owner, "claimed_at": now},
-            ConditionExpression=(
-                "attribute_not_exists(pk) OR (#status = :claimed AND (#owner = :me OR claimed_at < :stale))"
-            ),
-            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
-            ExpressionAttributeValues={":claimed": status, ":me": owner, ":stale": now - lease_seconds},
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    item = claim_item(key, attributes, status=status, owner=owner)
+    return put_if(
+        item,
+        "attribute_not_exists(pk) OR (#status = :claimed AND (#owner = :me OR claimed_at < :stale))",
+        {"#status": "status", "#owner": "owner"},
+        {":claimed": status, ":me": owner, ":stale": item["claimed_at"] - lease_seconds},
+    )
 
 
 def release_claim(key: dict[str, str], *, status: str, owner: str) -> bool:
@@ -75,16 +93,10 @@ def once(marker: str) -> bool:
     """True the first time `marker` is seen (a conditional put in the state table), False ever after:
     what keeps a duplicate delivery or a retried step from notifying twice. Markers expire after 90 days."""
     now = int(time.time())
-    try:
-        state_table().put_item(
-            Item={"pk": marker, "sk": "once", "first_seen": now, "expires_at": now + ONCE_RETENTION_SECONDS},
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return put_if(
+        {"pk": marker, "sk": "once", "first_seen": now, "expires_at": now + ONCE_RETENTION_SECONDS},
+        "attribute_not_exists(pk)",
+    )
 
 
 @contextmanager

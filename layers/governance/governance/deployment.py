@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -11,7 +10,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from governance import model_card
-from governance.claims import release_claim, state_table, take_claim
+from governance.claims import claim_item, put_if, release_claim, state_table, take_claim
 from governance.ledger import LedgerEntry, record
 from governance.notifier import Severity, notify
 from governance.promotion import (
@@ -155,25 +154,14 @@ def _claim_start(version_arn: str, pipeline: str, owner: str, approval: str) -> 
     # superseded, cancelled), or deployed it and was rejected since: approved again, it is deployed again.
     # The same decision delivered again (the same LastModifiedTime) is a duplicate and stays one, and a
     # deployed version edited while Approved (its description, say) is not deployed a second time.
-    try:
-        state_table().put_item(
-            Item={**key, **attributes, "status": "Starting", "owner": owner, "claimed_at": int(time.time())},
-            ConditionExpression=(
-                "(#status IN (:cancelled, :stopped, :superseded, :failed) "
-                "OR (#status = :succeeded AND attribute_exists(rejected_since))) "
-                "AND (attribute_not_exists(approval) OR approval <> :approval)"
-            ),
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":approval": approval,
-                **{f":{status.lower()}": status for status in ENDED},
-            },
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        return _take_over_a_run_whose_follower_ended(version_arn, approval, attributes, owner)
-    return True
+    return put_if(
+        claim_item(key, attributes, status="Starting", owner=owner),
+        "(#status IN (:cancelled, :stopped, :superseded, :failed) "
+        "OR (#status = :succeeded AND attribute_exists(rejected_since))) "
+        "AND (attribute_not_exists(approval) OR approval <> :approval)",
+        {"#status": "status"},
+        {":approval": approval, **{f":{status.lower()}": status for status in ENDED}},
+    ) or _take_over_a_run_whose_follower_ended(version_arn, approval, attributes, owner)
 
 
 def _take_over_a_run_whose_follower_ended(
@@ -198,24 +186,12 @@ def _take_over_a_run_whose_follower_ended(
         return False  # the execution cannot be read (its pipeline deleted, say): a human decides
     if ended not in ENDED or (ended == SUCCEEDED and "rejected_since" not in existing):
         return False
-    try:
-        state_table().put_item(
-            Item={
-                **_deployment_key(version_arn),
-                **attributes,
-                "status": "Starting",
-                "owner": owner,
-                "claimed_at": int(time.time()),
-            },
-            ConditionExpression="#status = :in_progress AND execution_id = :id",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":in_progress": "InProgress", ":id": execution_id},
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return put_if(
+        claim_item(_deployment_key(version_arn), attributes, status="Starting", owner=owner),
+        "#status = :in_progress AND execution_id = :id",
+        {"#status": "status"},
+        {":in_progress": "InProgress", ":id": execution_id},
+    )
 
 
 def start_pipeline(decision: dict[str, Any], *, owner: str, event_id: str) -> dict[str, Any]:
