@@ -16,7 +16,7 @@ from governance.errors import MalformedEvent
 from governance.ledger import Action, LedgerEntry, Status, record
 from governance.notifier import Severity, notify
 from governance.sessions import RoleAssumptionError, client, forget_sessions, role_arn_in, session_for
-from governance.settings import settings
+from governance.settings import comma_list, settings
 
 # Bump on every change to what an account gets; the inventory records the version each account has,
 # so accounts on an older baseline can be found and re-baselined (docs/account-baseline.md).
@@ -220,7 +220,7 @@ def _describe_organizations_call(event: dict[str, Any]) -> AccountFacts:
 
 def region_list(text: str) -> list[str]:
     """A comma-separated list of Region names (BaselineRegions), in order, without duplicates."""
-    regions = [region.strip() for region in text.split(",") if region.strip()]
+    regions = comma_list(text)
     for region in regions:
         if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
             raise BaselineConfigurationError(f"BASELINE_REGIONS entry {region!r} is not a Region name")

@@ -22,7 +22,7 @@ from governance.ledger import LedgerEntry, record
 from governance.naming import central_group_name
 from governance.notifier import notify
 from governance.sessions import session_for
-from governance.settings import settings
+from governance.settings import comma_list, settings
 from governance.tagging import sagemaker_tags
 
 FLOW = "model-promotion"
@@ -199,7 +199,7 @@ class GateResult:
 
 def required_metadata_keys() -> list[str]:
     """CustomerMetadataProperties keys a version needs (REQUIRED_MODEL_METADATA, comma-separated)."""
-    return [key.strip() for key in settings().required_model_metadata.split(",") if key.strip()]
+    return comma_list(settings().required_model_metadata)
 
 
 def _metrics_source(description: dict[str, Any], section: str, name: str) -> str:
@@ -717,9 +717,7 @@ def share_with_deployment_accounts(sagemaker: Any, central_group: str, group_arn
     promotion into the group and every deployment from it: a group made before the accounts were named,
     or a list changed since, is brought up to date. Other statements (put by hand) stay. With no accounts
     named, the policy is left as it is."""
-    accounts = [
-        account.strip() for account in settings().deployment_account_ids.split(",") if account.strip()
-    ]
+    accounts = comma_list(settings().deployment_account_ids)
     if not accounts:
         return
     if not group_arn:

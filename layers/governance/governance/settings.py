@@ -53,6 +53,11 @@ class Settings:
         return str(value)
 
 
+def comma_list(text: str) -> list[str]:
+    """The entries of a comma-separated setting (`a, b,,c` -> a, b, c), in order, blanks dropped."""
+    return [entry.strip() for entry in text.split(",") if entry.strip()]
+
+
 def _coerce(raw: str, default: object) -> object:
     if isinstance(default, bool):
         return raw.strip().lower() in {"1", "true", "yes", "on"}
