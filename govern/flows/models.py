@@ -44,7 +44,7 @@ from governance.promotion import (
     parse_model_package_arn,
     referenced_artifacts,
     remember_replica,
-    replica_artifacts,
+    replica_with_artifacts,
 )
 
 if TYPE_CHECKING:
@@ -195,8 +195,7 @@ def _bytes_copied_by_a_seeded_replication(
     """An archive replayed out of order: a central approval's seed stood for this version's replication and
     had to guess where its copies came from. The team's event now says: its objects hold what was copied,
     and the replica index names them (matched by file name, as the promotion names its copies)."""
-    recorded = replica_artifacts(source_arn)
-    central = find_replica(source_arn)
+    central, recorded = replica_with_artifacts(source_arn)
     if central is None or not recorded or {a["source"] for a in recorded} >= set(sources):
         return {}
     copies = {posixpath.basename(urlparse(a["copy"]).path): a["copy"] for a in recorded}

@@ -508,11 +508,11 @@ def _replica_item(source_arn: str) -> dict[str, Any]:
     return dict(state_table().get_item(Key=_replica_key(source_arn), ConsistentRead=True).get("Item") or {})
 
 
-def replica_artifacts(source_arn: str) -> list[dict[str, str]]:
-    """The source and copy of each artifact the index records for `source_arn` (empty when none is)."""
-    return [
-        {"source": a["source"], "copy": a["copy"]} for a in _replica_item(source_arn).get("artifacts", [])
-    ]
+def replica_with_artifacts(source_arn: str) -> tuple[CentralVersion | None, list[dict[str, str]]]:
+    """The central copy of `source_arn` and the source and copy of each artifact the index records for it,
+    from one read of the index."""
+    item = _replica_item(source_arn)
+    return _registered(item), [{"source": a["source"], "copy": a["copy"]} for a in item.get("artifacts", [])]
 
 
 def find_replica(source_arn: str) -> CentralVersion | None:
