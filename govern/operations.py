@@ -232,9 +232,17 @@ def _region_of_queue(queue_url: str) -> str:
     return found.group(1) if found else ""
 
 
+def _region_of_arn(arn: str) -> str | None:
+    """The Region an ARN names (`arn:aws:states:eu-west-1:...`): where its service must be called, whatever
+    Region the caller's profile names. None when it names none."""
+    parts = arn.split(":", 4)
+    return (parts[3] or None) if len(parts) > 4 else None
+
+
 def _queue_url_of(arn: str) -> str:
-    _, _, _, _, account, name = arn.split(":", 5)
-    return str(client("sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
+    _, _, _, region, account, name = arn.split(":", 5)
+    sqs = client("sqs", region=region or None)
+    return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
 
 
 def _read_all(sqs: Any, queue_url: str, hold_seconds: int) -> list[dict[str, Any]]:
@@ -259,7 +267,7 @@ def _read_all(sqs: Any, queue_url: str, hold_seconds: int) -> list[dict[str, Any
 
 def _release(sqs: Any, queue_url: str, message: dict[str, Any]) -> None:
     """Make a message visible again at once (dry run, or a redrive that did not happen)."""
-    with contextlib.suppress(ClientError):
+    with contextlib.suppress(ClientError, BotoCoreError):
         sqs.change_message_visibility(
             QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
         )
@@ -274,8 +282,9 @@ def execution_name(event_id: str, redrive_number: int, prefix: str = "redrive-")
 
 def _start_execution(state_machine_arn: str, event: dict[str, Any], prefix: str = "redrive-") -> str:
     """Start the state machine with the event as input, named after the event and a count (after `prefix`):
-    a name already used (an earlier redrive) moves on to the next number."""
-    sfn = client("stepfunctions")
+    a name already used (an earlier redrive) moves on to the next number. Called in the state machine's own
+    Region, which the caller's profile need not name."""
+    sfn = client("stepfunctions", region=_region_of_arn(state_machine_arn))
     for number in range(1, _MAX_REDRIVES_OF_ONE_EVENT + 1):
         try:
             response = sfn.start_execution(
@@ -344,8 +353,11 @@ def _deliver(destination: str, body: str) -> str:
         if not isinstance(event, dict):
             raise OperationError("the message body is not a JSON event")
         return _start_execution(destination, event)
-    queue_url = _queue_url_of(destination) if destination.startswith("arn:") else destination
-    client("sqs").send_message(QueueUrl=queue_url, MessageBody=body)
+    if destination.startswith("arn:"):
+        queue_url, region = _queue_url_of(destination), _region_of_arn(destination)
+    else:
+        queue_url, region = destination, _region_of_queue(destination) or None
+    client("sqs", region=region).send_message(QueueUrl=queue_url, MessageBody=body)
     return ""
 
 
@@ -425,14 +437,17 @@ def redrive(
                 continue
             try:
                 if sources:
-                    client("sqs").send_message(
+                    # SQS keeps a dead-letter queue in its source queue's account and Region: the same client.
+                    sqs.send_message(
                         QueueUrl=destination,
                         MessageBody=body,
                         MessageAttributes=_sendable_attributes(message),
                     )
                 else:
                     result.execution_arn = _deliver(destination, body)
-            except (ClientError, OperationError, json.JSONDecodeError) as error:
+            except (ClientError, BotoCoreError, OperationError, json.JSONDecodeError) as error:
+                # A network error after botocore's retries too: this message stays, the others go on, and
+                # the report still says what already moved.
                 result.status = "left"
                 result.note = f"could not deliver: {_one_line(error)}"
                 _release(sqs, queue_url, message)
@@ -587,7 +602,7 @@ def _start_baselines(
         try:
             # The event id already says what started it: govern-rebaseline-<uuid>-1.
             result.execution_arn = _start_execution(state_machine_arn, event, prefix="")
-        except (ClientError, OperationError) as error:
+        except (ClientError, BotoCoreError, OperationError) as error:
             result.status = "failed"
             result.note = f"could not start: {_one_line(error)}"
     return results

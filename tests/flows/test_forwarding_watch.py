@@ -346,6 +346,37 @@ def test_govern_redrive_hands_a_member_queues_events_to_the_backbone_and_leaves_
     assert all(blocked.values()) and len(blocked) == 4
 
 
+def test_govern_redrive_delivers_in_the_governance_region_whatever_region_the_profile_names(
+    org: Organization, load_event: LoadEvent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The member queue is in eu-west-1 and so is the operator's profile: the events still go to the
+    workflow and the queue in the governance bus's Region (us-east-1), which the dry run promised."""
+    url = queue_url(org, TEAM_B, "eu-west-1")
+    approval = as_team_b(load_event, "model-approved-in-team-account")
+    finding = as_team_b(load_event, "config-s3-public-read")
+    for event in (approval, finding):
+        org.seed(event)
+    forwarded_and_kept(org, url, approval, "ml-governance-forward-model-package-state")
+    forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
+    member = org.session(TEAM_B, "eu-west-1")
+    # The operator's Region, for the redrive only: the emulated functions share this process's environment.
+    with monkeypatch.context() as operator:
+        operator.setenv("AWS_REGION", "eu-west-1")
+        operator.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+        moved = {r.event_id: r for r in operations.redrive(url, dry_run=False, queue_session=member)}
+
+    assert {(r.status, r.note) for r in moved.values()} == {("moved", "")}
+    assert depth(org, TEAM_B, "eu-west-1", url)["ApproximateNumberOfMessages"] == 0
+    assert org.wait_for_execution(moved[approval["id"]].execution_arn) == "SUCCEEDED"
+    group = f"{TEAM_B}-churn-prediction"
+    versions = org.session().client("sagemaker").list_model_packages(ModelPackageGroupName=group)
+    assert len(versions["ModelPackageSummaryList"]) == 1
+    # The finding went to the remediation queue: drained, the bucket is blocked.
+    org.replay([], sequential=False)
+    blocked = org.session(TEAM_B).client("s3").get_public_access_block(Bucket=finding["detail"]["resourceId"])
+    assert list(blocked["PublicAccessBlockConfiguration"].values()) == [True] * 4
+
+
 def test_govern_redrive_reads_the_member_queue_with_the_profile_it_is_given(
     org: Organization, load_event: LoadEvent, aws_profile: AwsProfile, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
 from govern import cli, operations
@@ -503,6 +504,40 @@ def test_one_message_whose_destination_cannot_be_found_does_not_stop_the_others(
     ]
 
 
+def test_a_network_error_delivering_one_message_leaves_it_and_still_reports_what_moved(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """botocore raises a connection error (not a ClientError) once its own retries are spent: the message
+    stays in the queue, the others move, and --json still prints the whole report."""
+    created = read_event("account-created")
+    updated = read_event("account-updated")
+    for event in (created, updated):
+        eventbridge_dead_letter(backbone, event, backbone.baseline_arn, "AccountLifecycle")
+    started = operations._start_execution
+
+    def unreachable_for_the_update(arn: str, event: dict[str, Any], prefix: str = "redrive-") -> str:
+        if event["id"] == updated["id"]:
+            raise EndpointConnectionError(endpoint_url=f"https://states.{REGION}.amazonaws.com/")
+        return started(arn, event, prefix)
+
+    monkeypatch.setattr(operations, "_start_execution", unreachable_for_the_update)
+
+    status = cli.main(["redrive", "--queue-url", backbone.events_dlq, "--json"])
+    document = json.loads(capsys.readouterr().out)
+
+    assert status == 1
+    assert document["summary"] == {"messages": 2, "moved": 1, "would_move": 0, "left": 1}
+    [left] = [m for m in document["messages"] if m["status"] == "left"]
+    assert left["event_id"] == updated["id"]
+    assert left["note"].startswith("could not deliver: Could not connect to the endpoint URL")
+    [execution] = executions_of(backbone, backbone.baseline_arn)
+    assert json.loads(execution["input"])["id"] == created["id"]
+    # The undelivered one is visible again at once, not held for the rest of its 120 s.
+    assert [json.loads(m["Body"])["id"] for m in messages_in(backbone, backbone.events_dlq)] == [
+        updated["id"]
+    ]
+
+
 def test_redrive_reads_the_queue_in_the_region_its_url_names(
     backbone: Backbone, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -565,6 +600,7 @@ def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
     )
     assert cli.main(["rebaseline", "--table", "ml-governance-dev-accounts"]) == cli.EXIT_USAGE
     assert "pass --stack-name, or --table and --state-machine-arn" in capsys.readouterr().err
+
     # The stack's BaselineRegions counts too: an account on this release, baselined in one Region of two.
     boto3.resource("dynamodb", region_name=REGION).Table("ml-governance-dev-accounts").put_item(
         Item={
@@ -582,6 +618,34 @@ def test_govern_rebaseline_finds_the_inventory_and_the_workflow_in_the_stack(
     # Deployed with an empty BaselineRegions, the functions baseline their own Region: nothing to do.
     assert cli.main(["rebaseline", "--stack-name", "ml-governance-dev", "--baseline-regions", ""]) == 0
     assert "444444444444" not in capsys.readouterr().out
+
+
+def test_a_network_error_starting_one_baseline_fails_that_account_and_starts_the_others(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`govern rebaseline` and `govern enroll` report every account: one that could not be started is
+    `failed` with the reason, not the end of the run with the started ones unreported."""
+    accounts = [
+        {"account_id": account, "account_name": f"ml-team-{account}", "ou_name": "ML-Dev", "ou_id": "ou-a-1"}
+        for account in ("333333333333", "444444444444")
+    ]
+    started = operations._start_execution
+
+    def unreachable_for_the_first(arn: str, event: dict[str, Any], prefix: str = "redrive-") -> str:
+        status = event["detail"]["serviceEventDetails"]["updateManagedAccountStatus"]
+        if status["account"]["accountId"] == "333333333333":
+            raise EndpointConnectionError(endpoint_url=f"https://states.{REGION}.amazonaws.com/")
+        return started(arn, event, prefix)
+
+    monkeypatch.setattr(operations, "_start_execution", unreachable_for_the_first)
+
+    with governance_account(region=REGION) as caller:
+        failed, ok = operations._start_baselines(backbone.baseline_arn, False, accounts, "rebaseline", caller)
+
+    assert (failed.status, ok.status) == ("failed", "started")
+    assert failed.note.startswith("could not start: Could not connect to the endpoint URL")
+    [execution] = executions_of(backbone, backbone.baseline_arn)
+    assert execution["executionArn"] == ok.execution_arn
 
 
 def test_whereabouts_of_a_governed_account_outside_the_ml_ous() -> None:
