@@ -71,7 +71,9 @@ def read_events(path: Path) -> list[Any]:
         document = json.loads(text)
     except json.JSONDecodeError as whole_error:
         lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-        if len(lines) == 1:
+        if len(lines) == 1 or sum(_is_object(line) for _, line in lines) * 2 < len(lines):
+            # One document spread over lines (an indented event), not JSON Lines (mostly one event per
+            # line): the mistake is where the whole text stops parsing, not on its first line.
             where = f"line {whole_error.lineno}, column {whole_error.colno}: {whole_error.msg}"
             raise UsageError(f"{path}: not JSON ({where})") from None
         events = []
@@ -87,6 +89,14 @@ def read_events(path: Path) -> list[Any]:
     if document == []:
         raise UsageError(f"{path}: no events (an empty JSON array)")
     return document if isinstance(document, list) else [document]
+
+
+def _is_object(line: str) -> bool:
+    """The line alone is a JSON object: a line of JSON Lines, not a piece of an indented document."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def describe_event(event: Any) -> str:

@@ -71,8 +71,13 @@ def test_a_file_that_is_not_json_is_a_usage_error(capsys: pytest.CaptureFixture[
             b'{"id": "a"\n{"id": "b"}\n',
             ":1: not a JSON event (Expecting ',' delimiter at column 11: '{\"id\": \"a\"')",
         ),
+        # An indented event with a trailing comma: where it is, not "line 1".
+        (
+            b'{\n  "id": "a",\n  "detail": {\n    "x": 1,\n  }\n}\n',
+            "not JSON (line 5, column 3: Expecting property name enclosed in double quotes)",
+        ),
     ],
-    ids=["latin-1", "utf-16", "empty-array", "json-lines-first-line"],
+    ids=["latin-1", "utf-16", "empty-array", "json-lines-first-line", "indented-trailing-comma"],
 )
 def test_an_input_file_that_cannot_be_replayed_is_a_one_line_usage_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes, said: str
