@@ -128,6 +128,67 @@ def test_every_dead_letter_queue_state_machine_and_function_has_its_alarm(backbo
     assert missing_alarms(backbone) == []
 
 
+def queues_read_by_functions(template: dict[str, Any]) -> dict[str, int]:
+    """Queues a function's SQS event source reads, with how long each keeps a message (seconds)."""
+    queues: dict[str, int] = {}
+    for resource in of_type(template, *FUNCTION_TYPES).values():
+        for event in ((resource.get("Properties") or {}).get("Events") or {}).values():
+            if event["Type"] == "SQS":
+                (queue, _) = event["Properties"]["Queue"]["Fn::GetAtt"]
+                retention = template["Resources"][queue]["Properties"].get("MessageRetentionPeriod", 345600)
+                queues[queue] = int(retention)
+    return queues
+
+
+def unwatched_queue_ages(template: dict[str, Any]) -> list[str]:
+    """A message no function receives is never dead-lettered, only deleted when its retention ends: each
+    queue a function reads alarms on its oldest message's age, above the longest legitimate wait (the
+    hourly cap holds an evaluation back an hour per delivery) and well before the retention ends."""
+    longest_wait = int(template["Parameters"]["ComplianceMaxReceives"]["MaxValue"]) * 3600
+    problems = []
+    for queue, retention in sorted(queues_read_by_functions(template).items()):
+        watching = [
+            alarm["Properties"]
+            for alarm in of_type(template, "AWS::CloudWatch::Alarm").values()
+            if alarm["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"
+            and alarm["Properties"].get("Dimensions")
+            == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+        ]
+        if not any(
+            longest_wait < p["Threshold"] * p["EvaluationPeriods"] <= retention / 2
+            and p["Statistic"] == "Maximum"
+            and p["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+            and p.get("TreatMissingData") == "notBreaching"
+            for p in watching
+        ):
+            problems.append(f"queue {queue}: no alarm on a message left unreceived")
+    return problems
+
+
+def test_a_queue_no_function_reads_any_more_raises_an_alarm_before_its_messages_expire(
+    backbone: dict[str, Any],
+) -> None:
+    assert set(queues_read_by_functions(backbone)) == {"ConfigComplianceQueue"}
+    assert unwatched_queue_ages(backbone) == []
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda alarm: alarm.update(Threshold=4 * 86400),  # after SQS deleted the messages
+        lambda alarm: alarm.update(Threshold=3600),  # fires on an evaluation the cap holds back
+        lambda alarm: alarm.update(Dimensions=[{"Name": "QueueName", "Value": "another-queue"}]),
+    ],
+    ids=["too-late", "too-early", "other-queue"],
+)
+def test_a_weakened_queue_age_alarm_is_caught(backbone: dict[str, Any], mutate: Any) -> None:
+    template = copy.deepcopy(backbone)
+    mutate(template["Resources"]["ConfigComplianceQueueAgeAlarm"]["Properties"])
+    assert unwatched_queue_ages(template) == [
+        "queue ConfigComplianceQueue: no alarm on a message left unreceived"
+    ]
+
+
 def test_every_alarm_notifies_the_platform_topic(backbone: dict[str, Any]) -> None:
     alarms = of_type(backbone, "AWS::CloudWatch::Alarm")
     assert alarms
