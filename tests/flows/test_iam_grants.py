@@ -243,6 +243,29 @@ def test_the_member_role_grants_only_what_the_backbone_calls(
     assert granted_to_member_role(member) - called == set(MEMBER_GRANTS_WITHOUT_A_CALL)
 
 
+def may_assume_the_member_role(template: dict[str, Any]) -> set[str]:
+    return {
+        function
+        for function, resource in template["Resources"].items()
+        if {"Ref": "AssumeMemberAccountRolePolicy"} in (resource.get("Properties") or {}).get("Policies", [])
+    }
+
+
+def test_exactly_the_functions_that_act_in_member_accounts_may_assume_the_member_role(
+    calls: set[Call], template: dict[str, Any]
+) -> None:
+    """The member role can change buckets, security groups and password policies in every ML account: a
+    function that never acts there (DeployModelFunction, RecordFailureFunction) must not be able to."""
+    acting = {call.function for call in calls if call.role == MEMBER_ROLE}
+    assert acting == {
+        "RemediateConfigFunction",
+        "PromoteModelFunction",
+        "BaselineAccountFunction",
+        "WatchForwardingFunction",
+    }
+    assert may_assume_the_member_role(template) == acting
+
+
 def test_the_recording_saw_every_function_and_both_roles(calls: set[Call], template: dict[str, Any]) -> None:
     # If the recorder missed calls, the test above would pass on nothing.
     assert {call.function for call in calls} == set(granted_to_functions(template))
