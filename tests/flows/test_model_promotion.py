@@ -124,6 +124,31 @@ def test_an_approved_version_is_replicated_once_with_its_artifacts_lineage_card_
     ]
 
 
+def test_a_claim_state_the_workflow_does_not_know_is_recorded_and_notified_as_a_failure(
+    org: Organization, load_event: LoadEvent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ClaimOutcome's Default: without an error set, RecordFailure would fail on its own Parameters
+    (States.Runtime, which no Catch catches), and the failure would be neither ledgered nor notified."""
+    from governance import promotion
+
+    surprise = {"state": "surprise", "attempt": 1, "wait_seconds": 0, "central": None}
+    monkeypatch.setattr(promotion, "claim_replication", lambda *args, **kwargs: surprise)
+    event = load_event(APPROVED)
+
+    [result] = org.replay([event])
+
+    assert result.outcome == "failed"
+    [execution] = org.executions("ModelPromotionStateMachine")
+    assert execution["status"] == "FAILED"
+    entered = entered_states(org, execution["executionArn"])
+    assert entered[-4:] == ["ClaimOutcome", "UnexpectedClaimState", "RecordFailure", "PromotionFailed"]
+    [failed] = [entry for entry in org.ledger(event["id"]) if entry.status == "failed"]
+    assert failed.detail["error_type"] == "UnexpectedClaimState"
+    assert '"state":"surprise"' in failed.detail["error"]
+    assert any("FAILED" in note.subject for note in org.notifications("ml-governance"))
+    assert replicas(org, event["detail"]["ModelPackageArn"]) == []
+
+
 def test_the_central_group_is_created_tagged_with_owner_account_and_pipeline(
     org: Organization, load_event: LoadEvent
 ) -> None:

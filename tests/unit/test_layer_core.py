@@ -356,6 +356,77 @@ def test_every_lambda_task_retries_transient_errors_by_that_name() -> None:
             assert retriers[0]["MaxAttempts"] >= 3 and retriers[0]["BackoffRate"] >= 2, (path.name, name)
 
 
+def _paths_read(state: dict[str, Any]) -> set[str]:
+    """The `$.x` paths a state's Parameters read (`"name.$": "$.x"`)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.endswith(".$") and isinstance(value, str) and value.startswith("$."):
+                    found.add(value)
+                walk(value)
+
+    walk(state.get("Parameters"))
+    return found
+
+
+def states_that_may_miss_the_error(states: dict[str, Any], path: str = "$.error") -> list[str]:
+    """States that read `path` (the RecordFailure steps) but can be reached without it set: `path` is set
+    by a Catch whose ResultPath is `path` and carried along Next, Choice and Default transitions. A Task
+    whose Parameters name a path the input lacks fails with States.Runtime, which no Catch catches: the
+    failure would be neither ledgered nor notified."""
+    edges: list[tuple[str, str, bool]] = []  # (from, to, sets the path)
+    for name, state in states.items():
+        for catcher in state.get("Catch", []):
+            edges.append((name, catcher["Next"], catcher.get("ResultPath") == path))
+        targets = [state.get("Next"), state.get("Default")]
+        targets += [choice.get("Next") for choice in state.get("Choices", [])]
+        edges += [(name, target, False) for target in targets if target]
+    start = next(iter(states))  # the caller passes StartAt first
+    has_it = {name: True for name in states}
+    has_it[start] = False
+    changed = True
+    while changed:  # a greatest fixed point: set on entry only if set on every way in
+        changed = False
+        for name in states:
+            incoming = [has_it[source] or sets for source, target, sets in edges if target == name]
+            value = name != start and all(incoming)
+            if has_it[name] and not value:
+                has_it[name] = False
+                changed = True
+    return [name for name, state in states.items() if path in _paths_read(state) and not has_it[name]]
+
+
+def test_every_way_into_a_failure_record_carries_the_error() -> None:
+    checked = 0
+    for path in sorted((PROJECT_ROOT / "statemachines").glob("*.asl.json")):
+        definition = json.loads(path.read_text())
+        states = {definition["StartAt"]: definition["States"][definition["StartAt"]], **definition["States"]}
+        assert states_that_may_miss_the_error(states) == [], path.name
+        checked += sum("$.error" in _paths_read(state) for state in states.values())
+    assert checked >= 8  # the RecordFailure steps of the three workflows
+
+
+def test_a_failure_record_reached_without_the_error_is_caught() -> None:
+    states = {
+        "Claim": {
+            "Type": "Task",
+            "Next": "Outcome",
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Record"}],
+        },
+        "Outcome": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.s", "StringEquals": "ok", "Next": "Done"}],
+            "Default": "Record",
+        },
+        "Record": {"Type": "Task", "Parameters": {"Payload": {"error.$": "$.error"}}, "Next": "Failed"},
+        "Done": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail"},
+    }
+    assert states_that_may_miss_the_error(states) == ["Record"]
+
+
 # --- start-up: the collector paused while a handler imports, then the start-up heap frozen ---------
 
 INIT_PHASE_PROBE = """
