@@ -42,6 +42,32 @@ warnings.filterwarnings("ignore", "No application metrics to publish*")
 # exception, so the response always names exactly the records to retry.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 MAX_VISIBILITY_SECONDS = 43_200  # what SQS accepts for a message's visibility timeout (12 hours)
+# What one record may take at worst: an AssumeRole, the action, the read-back (7.5 s of waits), a Config
+# re-evaluation, the ledger and a notice, each call with botocore's retries. A batch (up to 10 records)
+# takes no new record once less than this is left of the function's timeout.
+RECORD_TIME_BUDGET_MS = 30_000
+
+
+class OutOfTime(RuntimeError):
+    """Less than one record's time is left in this invocation: the record goes back to the queue as it
+    came, untouched, rather than time out the whole batch. A timeout would hand back every record of
+    the batch, done or not, and one on its last delivery would reach the DLQ with no ledger entry and
+    no notice."""
+
+
+def _take_record(record: SQSRecord, receive_count: int, context: LambdaContext | None) -> None:
+    """Raise OutOfTime when this record should wait for another invocation. The first record of a batch,
+    and one on its last delivery, are always taken: the first so that every invocation makes progress,
+    the last so that a slow batch never costs a record its remediation."""
+    if context is None or not (processor.success_messages or processor.fail_messages):
+        return
+    if receive_count >= settings().compliance_max_receives:
+        return
+    remaining = context.get_remaining_time_in_millis()
+    if remaining < RECORD_TIME_BUDGET_MS:
+        raise OutOfTime(
+            f"{remaining} ms left of the invocation, less than one record's {RECORD_TIME_BUDGET_MS} ms"
+        )
 
 
 def _event_in(record: SQSRecord) -> Any:
@@ -53,12 +79,18 @@ def _event_in(record: SQSRecord) -> Any:
         ) from None
 
 
-def remediate_record(record: SQSRecord) -> str:
-    """One record: its body is the EventBridge event the governance bus rule put on the queue."""
+def remediate_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
+    """One record: its body is the EventBridge event the governance bus rule put on the queue.
+    Powertools passes `lambda_context` because the signature names it."""
     body: Any = record.body
     change: ConfigComplianceChange | None = None
     receive_count = int(record.attributes.get("ApproximateReceiveCount") or 1)
     logger.set_correlation_id(record.message_id)  # until the event's own id is known
+    try:
+        _take_record(record, receive_count, lambda_context)
+    except OutOfTime as error:
+        logger.info("record left for the next invocation", extra={"reason": str(error)})
+        raise
     try:
         body = _event_in(record)
         change = parse_event(body, ConfigComplianceChange)

@@ -1302,6 +1302,47 @@ def another_bucket(event: dict[str, Any], bucket: str, *, event_id: str) -> dict
     return moved
 
 
+def test_a_batch_that_would_outlast_its_invocation_hands_records_back_untouched_and_loses_none(
+    org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Less than one record's time left (here: a 10 s timeout, under the 30 s budget): the invocation
+    takes its first record and hands the rest back to the queue as they came, rather than time out the
+    whole batch. A record on its last delivery is taken whatever the time, so none reaches the DLQ."""
+    first = load_event("config-s3-public-read")
+    findings = [first] + [
+        another_bucket(
+            first, f"team-churn-public-data-{n}", event_id=f"7b0cf7f4-4d3c-4c59-9c1e-2a1f6a0d2b{n:02}"
+        )
+        for n in range(2, 8)
+    ]
+    for event in findings:
+        org.seed(event)
+    [function] = [f for f in org.functions.values() if f.logical_id == "RemediateConfigFunction"]
+    monkeypatch.setattr(function, "timeout", 10)
+    batches: list[int] = []
+    invoke = org._invoke
+
+    def record_batches(called: Any, payload: Any) -> Any:
+        if isinstance(payload, dict) and "Records" in payload:
+            batches.append(len(payload["Records"]))
+        return invoke(called, payload)
+
+    monkeypatch.setattr(org, "_invoke", record_batches)
+
+    results = org.replay(findings, sequential=False)
+
+    # One record an invocation, until the fifth delivery (ComplianceMaxReceives), which takes them all.
+    assert batches == [7, 6, 5, 4, 3]
+    assert [r.outcome for r in results] == ["succeeded"] * 7
+    assert org.dead_letters() == []
+    for event in findings:
+        assert bucket_state(org, MEMBER, event["detail"]["resourceId"])["public_access_block"], event["id"]
+        assert [(e.action, e.status) for e in org.ledger(event["id"])] == [
+            ("remediate", "done"),
+            ("notify", "done"),
+        ]
+
+
 def test_a_burst_of_one_rule_asks_config_to_reevaluate_once(
     org: Organization, load_event: EventLoader
 ) -> None:
