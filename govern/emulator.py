@@ -31,6 +31,7 @@ from moto.events.models import EventPattern
 
 from govern import flows
 from govern.lambda_context import LambdaContext
+from govern.target_input import SHAPING_KEYS, target_input
 from govern.template import Resolver, TemplateError, Unresolved, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -128,11 +129,26 @@ class DeadLetter:
     message_id: str
 
 
+def _shaping(properties: dict[str, Any]) -> dict[str, Any]:
+    """A target's Input, InputPath or InputTransformer (of a rule target, or of a SAM event)."""
+    return {key: properties[key] for key in SHAPING_KEYS if key in properties}
+
+
+def _enabled(properties: dict[str, Any]) -> bool:
+    """A rule's State (ENABLED, the default; DISABLED), or a SAM Schedule's `Enabled: false`."""
+    return properties.get("State", "ENABLED") != "DISABLED" and properties.get("Enabled", True) is not False
+
+
 @dataclass(frozen=True)
 class Target:
     kind: str  # "sqs" | "statemachine" | "lambda"
     logical_id: str
     arn: str
+    # The target's Input, InputPath or InputTransformer (govern/target_input.py), as JSON; "{}": none.
+    shaping: str = "{}"
+
+    def input_for(self, event: dict[str, Any], rule_arn: str) -> str:
+        return target_input(json.loads(self.shaping), event, rule_arn)
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,7 @@ class Rule:
     bus: str  # "default" or the governance bus name
     pattern: dict[str, Any]
     targets: tuple[Target, ...]
+    enabled: bool = True  # a DISABLED rule is created, as CloudFormation does, and routes nothing
 
     def matches(self, event: dict[str, Any]) -> bool:
         return bool(EventPattern.load(json.dumps(self.pattern)).matches_event(event))  # type: ignore[arg-type]
@@ -157,6 +174,7 @@ class FunctionSpec:
     memory: int
     sqs_sources: list[tuple[str, int]] = field(default_factory=list)  # (queue URL, batch size)
     schedules: list[tuple[str, str]] = field(default_factory=list)  # (rule name, schedule expression)
+    schedule_shaping: dict[str, str] = field(default_factory=dict)  # rule name -> its Target.shaping
     _module: ModuleType | None = None
 
     def entrypoint(self) -> Callable[[Any, Any], Any]:
@@ -601,7 +619,7 @@ class Organization:
         for rule in self.matching_rules(event):
             result.rules.append(rule.logical_id)
             for target in rule.targets:
-                self._deliver_to(target, event, delivery)
+                self._deliver_to(target, target.input_for(event, self._rule_arn(rule)), delivery)
         return delivery
 
     def _keep_undeliverable(self, event: Any, reason: str) -> None:
@@ -626,24 +644,29 @@ class Organization:
     def matching_rules(self, event: dict[str, Any]) -> list[Rule]:
         """The template's rules on the event's bus whose pattern matches it (moto's pattern engine)."""
         bus = self.bus_for(event)
-        return [rule for rule in self.rules if rule.bus == bus and rule.matches(event)]
+        return [rule for rule in self.rules if rule.enabled and rule.bus == bus and rule.matches(event)]
 
-    def _deliver_to(self, target: Target, event: dict[str, Any], delivery: _Delivery) -> None:
+    def _rule_arn(self, rule: Rule) -> str:
+        qualified = rule.logical_id[:64] if rule.bus == "default" else f"{rule.bus}/{rule.logical_id[:64]}"
+        return f"arn:aws:events:{self.region}:{self.governance_account}:rule/{qualified}"
+
+    def _deliver_to(self, target: Target, text: str, delivery: _Delivery) -> None:
+        """Hand a target what its rule gives it: the event, or what the target's input makes of it."""
         if target.kind == "sqs":
             # Sent when the deliveries settle, ten to a request: the queue ends up holding the same messages
             # EventBridge's one-by-one delivery would put there, at a tenth of the emulated API calls.
-            self._outbox.setdefault(self._queue_url_from_arn(target.arn), []).append(json.dumps(event))
+            self._outbox.setdefault(self._queue_url_from_arn(target.arn), []).append(text)
         elif target.kind == "statemachine":
             # EventBridge names executions at random; moto needs a name, and a random one keeps
             # every delivery (duplicates included) its own execution, as in AWS.
             response = self._aws("stepfunctions").start_execution(
-                stateMachineArn=target.arn, name=uuid.uuid4().hex, input=json.dumps(event)
+                stateMachineArn=target.arn, name=uuid.uuid4().hex, input=text
             )
             delivery.executions.append(response["executionArn"])
         elif target.kind == "lambda":
             function = self._function_by_arn(target.arn)
             try:
-                self._invoke(function, event)
+                self._invoke(function, json.loads(text))
             except Exception as error:
                 delivery.result.error = _one_line(error)
         else:  # pragma: no cover - the template loader only produces the kinds above
@@ -858,7 +881,8 @@ class Organization:
         if not function.schedules:
             raise TemplateError(f"{logical_id} is not a function with a Schedule event in the template")
         rule_name, _ = function.schedules[0]
-        tick = {
+        rule_arn = f"arn:aws:events:{self.region}:{self.governance_account}:rule/{rule_name}"
+        tick: dict[str, Any] = {
             "version": "0",
             "id": str(uuid.uuid4()),
             "detail-type": "Scheduled Event",
@@ -866,10 +890,13 @@ class Organization:
             "account": self.governance_account,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "region": self.region,
-            "resources": [f"arn:aws:events:{self.region}:{self.governance_account}:rule/{rule_name}"],
+            "resources": [rule_arn],
             "detail": {},
         }
-        response = self._aws("lambda").invoke(FunctionName=function.name, Payload=json.dumps(tick))
+        payload_text = target_input(
+            json.loads(function.schedule_shaping.get(rule_name, "{}")), tick, rule_arn
+        )
+        response = self._aws("lambda").invoke(FunctionName=function.name, Payload=payload_text)
         payload = json.loads(response["Payload"].read())
         if "FunctionError" in response:
             raise RuntimeError(f"{logical_id} failed: {payload.get('errorMessage', payload)}")
@@ -1318,34 +1345,38 @@ class Organization:
             kind = resource["Type"]
             if kind == "AWS::Events::Rule":
                 properties = self.resolver.resolve(resource["Properties"])
-                targets = tuple(self._target(str(t["Arn"])) for t in properties.get("Targets", []))
+                targets = tuple(
+                    self._target(str(t["Arn"]), _shaping(t)) for t in properties.get("Targets", [])
+                )
                 self._add_rule(
                     Rule(
                         logical_id,
                         properties.get("EventBusName", "default"),
                         properties["EventPattern"],
                         targets,
+                        enabled=_enabled(properties),
                     )
                 )
             for event_name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
                 properties = self.resolver.resolve(event.get("Properties") or {})
                 own_arn = str(self.resolver.resources[logical_id]["Arn"])
                 if event["Type"] == "EventBridgeRule":
-                    target = self._target(own_arn)
-                    # SAM names the generated rule <resource logical id><event name>.
+                    # SAM puts the target's input on the event, and names the rule <resource><event name>.
+                    target = self._target(own_arn, _shaping(properties))
                     self._add_rule(
                         Rule(
                             f"{logical_id}{event_name}",
                             properties.get("EventBusName", "default"),
                             properties["Pattern"],
                             (target,),
+                            enabled=_enabled(properties),
                         )
                     )
-                elif event["Type"] == "Schedule":
+                elif event["Type"] == "Schedule" and _enabled(properties):
                     # Nothing ticks offline by itself: run_scheduled() delivers one tick when asked.
-                    self._function_by_arn(own_arn).schedules.append(
-                        (f"{logical_id}{event_name}", str(properties["Schedule"]))
-                    )
+                    function = self._function_by_arn(own_arn)
+                    function.schedules.append((f"{logical_id}{event_name}", str(properties["Schedule"])))
+                    function.schedule_shaping[f"{logical_id}{event_name}"] = json.dumps(_shaping(properties))
                 elif event["Type"] == "SQS":
                     function = self._function_by_arn(own_arn)
                     function.sqs_sources.append(
@@ -1361,26 +1392,28 @@ class Organization:
         self.rules.append(rule)
         events = self._aws("events")
         name = rule.logical_id[:64]
-        events.put_rule(
-            Name=name, EventBusName=rule.bus, EventPattern=json.dumps(rule.pattern), State="ENABLED"
-        )
+        state = "ENABLED" if rule.enabled else "DISABLED"
+        events.put_rule(Name=name, EventBusName=rule.bus, EventPattern=json.dumps(rule.pattern), State=state)
         events.put_targets(
             Rule=name,
             EventBusName=rule.bus,
-            Targets=[{"Id": target.logical_id[:64], "Arn": target.arn} for target in rule.targets],
+            Targets=[
+                {"Id": target.logical_id[:64], "Arn": target.arn, **json.loads(target.shaping)}
+                for target in rule.targets
+            ],
         )
 
-    def _target(self, arn: str) -> Target:
+    def _target(self, arn: str, shaping: dict[str, Any]) -> Target:
         assert self.resolver is not None
         logical_id = next(
             (lid for lid, attrs in self.resolver.resources.items() if attrs.get("Arn") == arn), arn
         )
         if ":sqs:" in arn:
-            return Target("sqs", logical_id, arn)
+            return Target("sqs", logical_id, arn, json.dumps(shaping))
         if ":states:" in arn:
-            return Target("statemachine", logical_id, arn)
+            return Target("statemachine", logical_id, arn, json.dumps(shaping))
         if ":lambda:" in arn:
-            return Target("lambda", logical_id, arn)
+            return Target("lambda", logical_id, arn, json.dumps(shaping))
         raise TemplateError(f"target {arn} is of a kind the offline runtime does not deliver to")
 
     def _queue_url_from_arn(self, arn: str) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from govern.emulator import Organization
+from govern.emulator import PROJECT_ROOT, Organization
 
 MACHINE = "AccountBaselineStateMachine"
 FUNCTION = "BaselineAccountFunction"
@@ -146,3 +147,66 @@ def test_concurrent_versions_of_one_model_package_group_get_numbers_of_their_own
     ]
     assert len(set(created)) == writers * each, "two registrations were given one version"
     assert sorted(p["ModelPackageVersion"] for p in listed) == list(range(1, writers * each + 1))
+
+
+# ---------------------------------------------------------------- rules as the template says
+
+
+def template_changed(tmp_path: Path, old: str, new: str) -> Path:
+    """template.yaml with `old` replaced by `new`, beside links to everything it refers to."""
+    for name in ("functions", "layers", "statemachines", "templates", "events"):
+        (tmp_path / name).symlink_to(PROJECT_ROOT / name)
+    text = (PROJECT_ROOT / "template.yaml").read_text()
+    assert text.count(old) == 1, old
+    (tmp_path / "template.yaml").write_text(text.replace(old, new))
+    return tmp_path / "template.yaml"
+
+
+RULE_TARGET = """          Arn: !GetAtt ConfigComplianceQueue.Arn
+          RetryPolicy: { MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 86400 }
+"""
+
+
+def test_a_disabled_rule_routes_nothing(tmp_path: Path, load_event: Callable[[str], dict[str, Any]]) -> None:
+    disabled = template_changed(
+        tmp_path,
+        "      EventBusName: !Ref GovernanceEventBus\n      EventPattern:\n        source: [aws.config]\n",
+        "      State: DISABLED\n      EventBusName: !Ref GovernanceEventBus\n      EventPattern:\n"
+        "        source: [aws.config]\n",
+    )
+    event = load_event("config-s3-public-read")
+    with Organization(template_path=disabled) as org:
+        [result] = org.replay([event])
+        assert (result.outcome, result.rules) == ("ignored", [])
+        state = org.session(event["account"]).client("s3").get_bucket_policy_status
+        bucket = event["detail"]["resourceId"]
+        assert org.ledger(event["id"]) == []
+        rule = (
+            org.session()
+            .client("events")
+            .describe_rule(Name="ConfigNonComplianceRule", EventBusName=org.physical_id("GovernanceEventBus"))
+        )
+        assert rule["State"] == "DISABLED"
+        assert state(Bucket=bucket)["PolicyStatus"]["IsPublic"] is True
+
+
+def test_a_target_gets_what_its_input_transformer_makes_of_the_event(
+    tmp_path: Path, load_event: Callable[[str], dict[str, Any]]
+) -> None:
+    """Here the compliance queue gets the event wrapped: the function cannot read it as a Config
+    evaluation, and the message it keeps is the wrapped one, which shows the transformer was applied."""
+    shaped = template_changed(
+        tmp_path,
+        RULE_TARGET,
+        RULE_TARGET
+        + "          InputTransformer:\n"
+        + "            InputPathsMap: { resource: $.detail.resourceId }\n"
+        + '            InputTemplate: \'{"wrapped": <aws.events.event.json>, "about": "<resource>"}\'\n',
+    )
+    event = load_event("config-s3-public-read")
+    with Organization(template_path=shaped) as org:
+        [result] = org.replay([event], seed=False)
+        assert result.rules == ["ConfigNonComplianceRule"]
+        [kept] = org.dead_letters()
+        assert kept.event == {"wrapped": event, "about": event["detail"]["resourceId"]}
+        assert kept.queue == "ml-governance-dev-config-compliance-dlq"
