@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,8 @@ FLOW_ENTRY_POINTS = {
 # Step Functions execution names: at most 80 characters of letters, digits, - and _.
 _EXECUTION_NAME_LIMIT = 80
 _MAX_REDRIVES_OF_ONE_EVENT = 1000
+_MAX_HOLD_SECONDS = 43_200  # the longest visibility timeout SQS accepts
+_HOLD_MARGIN_SECONDS = 15  # a delivery and its delete must both fall inside the hold
 
 
 class OperationError(RuntimeError):
@@ -226,9 +229,16 @@ def _why_from_ledger(event_id: str) -> str:
     return ""
 
 
+# A Region in a queue URL's host: sqs.eu-west-1.amazonaws.com, eu-west-1.queue.amazonaws.com (legacy),
+# sqs-fips.us-gov-west-1.amazonaws.com, sqs.cn-north-1.amazonaws.com.cn, vpce-...sqs.eu-west-1.vpce...
+_REGION_IN_HOST = re.compile(r"(?:^|[.-])([a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]+)(?=\.)")
+
+
 def _region_of_queue(queue_url: str) -> str:
-    """`eu-west-1` from `https://sqs.eu-west-1.amazonaws.com/...`; "" when the URL does not say."""
-    found = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com", queue_url)
+    """`eu-west-1` from `https://sqs.eu-west-1.amazonaws.com/...` (and the other forms of a queue URL's
+    host); "" when the URL does not say."""
+    host = re.sub(r"^https?://", "", queue_url).split("/", 1)[0]
+    found = _REGION_IN_HOST.search(host)
     return found.group(1) if found else ""
 
 
@@ -245,10 +255,20 @@ def _queue_url_of(arn: str) -> str:
     return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
 
 
+def _hold_for(sqs: Any, queue_url: str) -> int:
+    """How long to hold the queue's messages while a redrive handles them one by one: two minutes, and 5 s
+    more a message (a forwarding DLQ's message takes several lookups), within SQS's 12-hour limit."""
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    count = int(attributes.get("Attributes", {}).get("ApproximateNumberOfMessages") or 0)
+    return min(_MAX_HOLD_SECONDS, 120 + 5 * count)
+
+
 def _read_all(sqs: Any, queue_url: str, hold_seconds: int) -> list[dict[str, Any]]:
-    """Every message of the queue, each held invisible for `hold_seconds` while the redrive handles it."""
+    """Every message of the queue, each held invisible for `hold_seconds` while the redrive handles it.
+    A standard queue can hand out a copy of a message already read: a page of only those is not the end."""
     seen: dict[str, dict[str, Any]] = {}
-    while True:
+    pages_without_news = 0
+    while pages_without_news < 3:
         page = sqs.receive_message(
             QueueUrl=queue_url,
             MaxNumberOfMessages=10,
@@ -258,11 +278,13 @@ def _read_all(sqs: Any, queue_url: str, hold_seconds: int) -> list[dict[str, Any
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
+        if not page:
+            break
         fresh = [message for message in page if message["MessageId"] not in seen]
-        if not fresh:
-            return list(seen.values())
+        pages_without_news = 0 if fresh else pages_without_news + 1
         for message in fresh:
             seen[message["MessageId"]] = message
+    return list(seen.values())
 
 
 def _release(sqs: Any, queue_url: str, message: dict[str, Any]) -> None:
@@ -367,7 +389,7 @@ def redrive(
     *,
     entry_points: dict[str, str] | None = None,
     region: str | None = None,
-    hold_seconds: int = 120,
+    hold_seconds: int | None = None,
     queue_session: boto3.Session | None = None,
     ledger_table: str | None = None,
 ) -> list[RedrivenMessage]:
@@ -405,8 +427,12 @@ def redrive(
                 f"{queue_url} is the dead-letter queue of several queues: {', '.join(sources)}"
             )
         results: list[RedrivenMessage] = []
-        # Held invisible while handled (also in a dry run, so paging does not see a message twice).
-        for message in _read_all(sqs, queue_url, hold_seconds):
+        # Held invisible while handled (also in a dry run, so paging does not see a message twice), for
+        # long enough to handle them all (_hold_for). A message whose hold ran out before its turn may
+        # have been read by someone else: it is left, not delivered on a receipt that no longer holds it.
+        hold = hold_seconds if hold_seconds is not None else _hold_for(sqs, queue_url)
+        held_until = time.monotonic() + hold - _HOLD_MARGIN_SECONDS
+        for message in _read_all(sqs, queue_url, hold):
             attributes = _string_attributes(message)
             body = message["Body"]
             try:
@@ -434,6 +460,10 @@ def redrive(
             results.append(result)
             if dry_run or not destination:
                 _release(sqs, queue_url, message)
+                continue
+            if time.monotonic() > held_until:
+                result.status = "left"
+                result.note = f"its {hold} s hold ran out before its turn: run the redrive again"
                 continue
             try:
                 if sources:

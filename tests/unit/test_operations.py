@@ -554,6 +554,72 @@ def test_redrive_reads_the_queue_in_the_region_its_url_names(
     assert messages_in(backbone, backbone.events_dlq) == []
 
 
+@pytest.mark.parametrize(
+    ("url", "region"),
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/111111111111/q", "eu-west-1"),
+        ("https://eu-west-1.queue.amazonaws.com/111111111111/q", "eu-west-1"),
+        ("https://sqs-fips.us-gov-west-1.amazonaws.com/111111111111/q", "us-gov-west-1"),
+        ("https://sqs.cn-north-1.amazonaws.com.cn/111111111111/q", "cn-north-1"),
+        (
+            "https://vpce-0a1b2c3d-4e5f6a7b.sqs.ap-southeast-2.vpce.amazonaws.com/111111111111/q",
+            "ap-southeast-2",
+        ),
+        ("https://queue.amazonaws.com/111111111111/q", ""),  # the legacy us-east-1 host names none
+    ],
+)
+def test_the_region_of_every_form_of_queue_url(url: str, region: str) -> None:
+    assert operations._region_of_queue(url) == region
+
+
+def test_the_hold_grows_with_the_backlog(backbone: Backbone) -> None:
+    sqs = backbone.sqs()
+    assert operations._hold_for(sqs, backbone.events_dlq) == 120
+    for number in range(30):
+        sqs.send_message(QueueUrl=backbone.events_dlq, MessageBody=json.dumps({"id": f"e-{number}"}))
+    assert operations._hold_for(sqs, backbone.events_dlq) == 120 + 5 * 30
+
+
+def test_a_message_whose_hold_ran_out_before_its_turn_is_left_not_delivered(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its hold, another reader may hold the message, and a delete with this run's receipt may do
+    nothing: delivering it would report `moved` for a message still in the queue."""
+    event = read_event("account-created")
+    eventbridge_dead_letter(backbone, event, backbone.baseline_arn, "AccountLifecycle")
+    clock = iter([0.0] + [1_000.0] * 50)  # the hold starts, then the run is long past it
+    monkeypatch.setattr(operations.time, "monotonic", lambda: next(clock))
+
+    [late] = redrive(backbone.events_dlq, dry_run=False)
+
+    assert (late.status, late.destination) == ("left", backbone.baseline_arn)
+    assert late.note.startswith("its 125 s hold ran out before its turn")
+    assert executions_of(backbone, backbone.baseline_arn) == []
+    attributes = backbone.sqs().get_queue_attributes(
+        QueueUrl=backbone.events_dlq,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert sum(int(count) for count in attributes.values()) == 1
+
+
+def test_a_page_of_copies_already_read_is_not_the_end_of_the_queue() -> None:
+    """A standard queue delivers at least once: a page may hold only a copy of a message already read."""
+
+    class Queue:
+        def __init__(self) -> None:
+            self.pages = [
+                [{"MessageId": "1"}, {"MessageId": "2"}],
+                [{"MessageId": "1"}],
+                [{"MessageId": "3"}],
+                [],
+            ]
+
+        def receive_message(self, **_: Any) -> dict[str, Any]:
+            return {"Messages": self.pages.pop(0)}
+
+    assert [m["MessageId"] for m in operations._read_all(Queue(), "url", 120)] == ["1", "2", "3"]
+
+
 def test_execution_names_are_valid() -> None:
     assert execution_name("a1b2-c3", 2) == "redrive-a1b2-c3-2"
     long_name = execution_name("x" * 200, 12)
