@@ -373,15 +373,18 @@ def _paths_read(state: dict[str, Any]) -> set[str]:
 
 def states_that_may_miss_the_error(states: dict[str, Any], path: str = "$.error") -> list[str]:
     """States that read `path` (the RecordFailure steps) but can be reached without it set: `path` is set
-    by a Catch whose ResultPath is `path` and carried along Next, Choice and Default transitions. A Task
+    by a Catch, or a state's own result, whose ResultPath is `path`, and carried along Next, Choice and
+    Default transitions. A Task
     whose Parameters name a path the input lacks fails with States.Runtime, which no Catch catches: the
     failure would be neither ledgered nor notified."""
     edges: list[tuple[str, str, bool]] = []  # (from, to, sets the path)
     for name, state in states.items():
         for catcher in state.get("Catch", []):
             edges.append((name, catcher["Next"], catcher.get("ResultPath") == path))
-        targets = [state.get("Next"), state.get("Default")]
-        targets += [choice.get("Next") for choice in state.get("Choices", [])]
+        # A state that completes with its result at `path` (a Pass or Task with that ResultPath) sets it.
+        sets_it = state.get("ResultPath") == path
+        edges += [(name, state["Next"], sets_it)] if state.get("Next") else []
+        targets = [state.get("Default")] + [choice.get("Next") for choice in state.get("Choices", [])]
         edges += [(name, target, False) for target in targets if target]
     start = next(iter(states))  # the caller passes StartAt first
     has_it = {name: True for name in states}
