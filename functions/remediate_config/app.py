@@ -51,22 +51,22 @@ RECORD_TIME_BUDGET_MS = 30_000
 class OutOfTime(RuntimeError):
     """Less than one record's time is left in this invocation: the record goes back to the queue as it
     came, untouched, rather than time out the whole batch. A timeout would hand back every record of
-    the batch, done or not, and one on its last delivery would reach the DLQ with no ledger entry and
-    no notice."""
+    the batch, done or not, and those on their last delivery would reach the DLQ with no ledger entry
+    and no notice. One on its last delivery is dead-lettered at once instead, ledgered and notified like
+    any last failed delivery (records handed back together come back together, so taking them all
+    would time out the batch), and `govern redrive` puts it back."""
 
 
-def _take_record(record: SQSRecord, receive_count: int, context: LambdaContext | None) -> None:
-    """Raise OutOfTime when this record should wait for another invocation. The first record of a batch,
-    and one on its last delivery, are always taken: the first so that every invocation makes progress,
-    the last so that a slow batch never costs a record its remediation."""
+def _take_record(context: LambdaContext | None) -> None:
+    """Raise OutOfTime when this record should wait for another invocation. The first record of a batch
+    is always taken, so that every invocation makes progress."""
     if context is None or not (processor.success_messages or processor.fail_messages):
-        return
-    if receive_count >= settings().compliance_max_receives:
         return
     remaining = context.get_remaining_time_in_millis()
     if remaining < RECORD_TIME_BUDGET_MS:
         raise OutOfTime(
-            f"{remaining} ms left of the invocation, less than one record's {RECORD_TIME_BUDGET_MS} ms"
+            f"out of time in its batch: {remaining} ms left of the invocation, less than one record's "
+            f"{RECORD_TIME_BUDGET_MS} ms"
         )
 
 
@@ -87,15 +87,11 @@ def remediate_record(record: SQSRecord, lambda_context: LambdaContext | None = N
     receive_count = int(record.attributes.get("ApproximateReceiveCount") or 1)
     logger.set_correlation_id(record.message_id)  # until the event's own id is known
     try:
-        _take_record(record, receive_count, lambda_context)
-    except OutOfTime as error:
-        logger.info("record left for the next invocation", extra={"reason": str(error)})
-        raise
-    try:
         body = _event_in(record)
         change = parse_event(body, ConfigComplianceChange)
         # In a batch each record is its own event: the correlation id follows the record.
         logger.set_correlation_id(change.id)
+        _take_record(lambda_context)
         decision = remediate_evaluation(change)
     except (MalformedEvent, PolicyError) as error:
         # Retrying cannot fix these; raising still hands the record back to SQS, so it ends in the DLQ.
@@ -114,6 +110,8 @@ def remediate_record(record: SQSRecord, lambda_context: LambdaContext | None = N
             )
         elif isinstance(error, RemediationDeferred):
             redeliver_at(record, error.retry_at)
+        elif isinstance(error, OutOfTime):
+            logger.info("record left for the next invocation", extra={"reason": str(error)})
         raise
     metrics.add_metric(
         name=metric_names.REMEDIATION_OUTCOMES[decision.status], unit=MetricUnit.Count, value=1

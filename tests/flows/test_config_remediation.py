@@ -1307,7 +1307,8 @@ def test_a_batch_that_would_outlast_its_invocation_hands_records_back_untouched_
 ) -> None:
     """Less than one record's time left (here: a 10 s timeout, under the 30 s budget): the invocation
     takes its first record and hands the rest back to the queue as they came, rather than time out the
-    whole batch. A record on its last delivery is taken whatever the time, so none reaches the DLQ."""
+    whole batch. A record out of time on its last delivery is dead-lettered at once, ledgered and
+    notified, never silently: taking all those would time the batch out."""
     first = load_event("config-s3-public-read")
     findings = [first] + [
         another_bucket(
@@ -1331,16 +1332,22 @@ def test_a_batch_that_would_outlast_its_invocation_hands_records_back_untouched_
 
     results = org.replay(findings, sequential=False)
 
-    # One record an invocation, until the fifth delivery (ComplianceMaxReceives), which takes them all.
+    # One record an invocation; the fifth delivery (ComplianceMaxReceives) is the last of the other two.
     assert batches == [7, 6, 5, 4, 3]
-    assert [r.outcome for r in results] == ["succeeded"] * 7
-    assert org.dead_letters() == []
-    for event in findings:
+    assert [r.outcome for r in results] == ["succeeded"] * 5 + ["dead-lettered"] * 2
+    done, late = findings[:5], findings[5:]
+    for event in done:
         assert bucket_state(org, MEMBER, event["detail"]["resourceId"])["public_access_block"], event["id"]
         assert [(e.action, e.status) for e in org.ledger(event["id"])] == [
             ("remediate", "done"),
             ("notify", "done"),
         ]
+    assert sorted(kept.event["id"] for kept in org.dead_letters()) == sorted(e["id"] for e in late)
+    for event in late:
+        assert not bucket_state(org, MEMBER, event["detail"]["resourceId"])["public_access_block"]
+        [entry] = [e for e in org.ledger(event["id"]) if e.action == "dead_letter"]
+        assert entry.status == "failed" and "out of time in its batch" in entry.detail["error"], entry.detail
+    assert sum("dead-lettered" in note.subject for note in org.notifications("security")) == 2
 
 
 def test_a_burst_of_one_rule_asks_config_to_reevaluate_once(
