@@ -238,6 +238,8 @@ def _region_of_queue(queue_url: str) -> str:
     """`eu-west-1` from `https://sqs.eu-west-1.amazonaws.com/...` (and the other forms of a queue URL's
     host); "" when the URL does not say."""
     host = re.sub(r"^https?://", "", queue_url).split("/", 1)[0]
+    if host == "queue.amazonaws.com":  # the legacy host of us-east-1, which names no Region
+        return "us-east-1"
     found = _REGION_IN_HOST.search(host)
     return found.group(1) if found else ""
 
@@ -282,8 +284,12 @@ def _read_all(sqs: Any, queue_url: str, hold_seconds: int) -> list[dict[str, Any
             break
         fresh = [message for message in page if message["MessageId"] not in seen]
         pages_without_news = 0 if fresh else pages_without_news + 1
-        for message in fresh:
-            seen[message["MessageId"]] = message
+        for message in page:
+            if message["MessageId"] in seen:
+                # A copy: only the newest receipt handle deletes the message for sure (DeleteMessage).
+                seen[message["MessageId"]]["ReceiptHandle"] = message["ReceiptHandle"]
+            else:
+                seen[message["MessageId"]] = message
     return list(seen.values())
 
 
@@ -432,66 +438,92 @@ def redrive(
         # have been read by someone else: it is left, not delivered on a receipt that no longer holds it.
         hold = hold_seconds if hold_seconds is not None else _hold_for(sqs, queue_url)
         held_until = time.monotonic() + hold - _HOLD_MARGIN_SECONDS
-        for message in _read_all(sqs, queue_url, hold):
-            attributes = _string_attributes(message)
-            body = message["Body"]
-            try:
-                event_id = str(json.loads(body).get("id", ""))
-            except (json.JSONDecodeError, AttributeError):
-                event_id = ""
-            try:
-                destination, note = (
-                    (sources[0], "") if sources else _destination(attributes, entry_points or {}, body)
+        messages = _read_all(sqs, queue_url, hold)
+        handled = 0
+        try:
+            for message in messages:
+                results.append(
+                    _redrive_one(sqs, queue_url, message, sources, entry_points, dry_run, hold, held_until)
                 )
-            except (ClientError, BotoCoreError) as error:
-                # One message's lookup (ListRules, TestEventPattern...) failing must not stop the others
-                # nor hide what already moved: this one stays in the queue, said why.
-                destination, note = "", f"could not find where it goes: {_one_line(error)}"
-            event_id = event_id or attributes.get("event_id", "")
-            result = RedrivenMessage(
-                message_id=message["MessageId"],
-                event_id=event_id,
-                why_dead_lettered=_why(attributes) or _why_from_ledger(event_id),
-                destination=destination,
-                status="left" if not destination else ("would-move" if dry_run else "moved"),
-                note=note,
-                attributes=attributes,
-            )
-            results.append(result)
-            if dry_run or not destination:
+                handled += 1
+        finally:
+            # Interrupted (Ctrl-C, an unexpected error): what was not handled is visible again at once,
+            # not held for the rest of a hold that can last hours. The one being handled may have been
+            # delivered already; a second redrive of it has the effect of one.
+            for message in messages[handled:]:
                 _release(sqs, queue_url, message)
-                continue
-            if time.monotonic() > held_until:
-                result.status = "left"
-                result.note = f"its {hold} s hold ran out before its turn: run the redrive again"
-                continue
-            try:
-                if sources:
-                    # SQS keeps a dead-letter queue in its source queue's account and Region: the same client.
-                    sqs.send_message(
-                        QueueUrl=destination,
-                        MessageBody=body,
-                        MessageAttributes=_sendable_attributes(message),
-                    )
-                else:
-                    result.execution_arn = _deliver(destination, body)
-            except (ClientError, BotoCoreError, OperationError, json.JSONDecodeError) as error:
-                # A network error after botocore's retries too: this message stays, the others go on, and
-                # the report still says what already moved.
-                result.status = "left"
-                result.note = f"could not deliver: {_one_line(error)}"
-                _release(sqs, queue_url, message)
-                continue
-            # Deleted only once the destination has it: a crash in between redrives it twice, and every
-            # flow is idempotent on what identifies the change, so twice has the effect of once.
-            try:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            except (ClientError, BotoCoreError) as error:
-                result.note = (
-                    f"delivered, but not deleted from the queue ({_one_line(error)}): it comes back after "
-                    "its hold, and a second redrive of it has the effect of one"
-                )
         return results
+
+
+def _redrive_one(
+    sqs: Any,
+    queue_url: str,
+    message: dict[str, Any],
+    sources: list[str],
+    entry_points: dict[str, str] | None,
+    dry_run: bool,
+    hold: int,
+    held_until: float,
+) -> RedrivenMessage:
+    """Find where one held message goes and, unless dry_run, deliver it there and delete it."""
+    attributes = _string_attributes(message)
+    body = message["Body"]
+    try:
+        event_id = str(json.loads(body).get("id", ""))
+    except (json.JSONDecodeError, AttributeError):
+        event_id = ""
+    try:
+        destination, note = (
+            (sources[0], "") if sources else _destination(attributes, entry_points or {}, body)
+        )
+    except (ClientError, BotoCoreError) as error:
+        # One message's lookup (ListRules, TestEventPattern...) failing must not stop the others
+        # nor hide what already moved: this one stays in the queue, said why.
+        destination, note = "", f"could not find where it goes: {_one_line(error)}"
+    event_id = event_id or attributes.get("event_id", "")
+    result = RedrivenMessage(
+        message_id=message["MessageId"],
+        event_id=event_id,
+        why_dead_lettered=_why(attributes) or _why_from_ledger(event_id),
+        destination=destination,
+        status="left" if not destination else ("would-move" if dry_run else "moved"),
+        note=note,
+        attributes=attributes,
+    )
+    if dry_run or not destination:
+        _release(sqs, queue_url, message)
+        return result
+    if time.monotonic() > held_until:
+        result.status = "left"
+        result.note = f"its {hold} s hold ran out before its turn: run the redrive again"
+        return result
+    try:
+        if sources:
+            # SQS keeps a dead-letter queue in its source queue's account and Region: the same client.
+            sqs.send_message(
+                QueueUrl=destination,
+                MessageBody=body,
+                MessageAttributes=_sendable_attributes(message),
+            )
+        else:
+            result.execution_arn = _deliver(destination, body)
+    except (ClientError, BotoCoreError, OperationError, json.JSONDecodeError) as error:
+        # A network error after botocore's retries too: this message stays, the others go on, and
+        # the report still says what already moved.
+        result.status = "left"
+        result.note = f"could not deliver: {_one_line(error)}"
+        _release(sqs, queue_url, message)
+        return result
+    # Deleted only once the destination has it: a crash in between redrives it twice, and every
+    # flow is idempotent on what identifies the change, so twice has the effect of once.
+    try:
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    except (ClientError, BotoCoreError) as error:
+        result.note = (
+            f"delivered, but not deleted from the queue ({_one_line(error)}): it comes back after "
+            "its hold, and a second redrive of it has the effect of one"
+        )
+    return result
 
 
 def _one_line(error: object) -> str:

@@ -565,7 +565,8 @@ def test_redrive_reads_the_queue_in_the_region_its_url_names(
             "https://vpce-0a1b2c3d-4e5f6a7b.sqs.ap-southeast-2.vpce.amazonaws.com/111111111111/q",
             "ap-southeast-2",
         ),
-        ("https://queue.amazonaws.com/111111111111/q", ""),  # the legacy us-east-1 host names none
+        ("https://queue.amazonaws.com/111111111111/q", "us-east-1"),  # the legacy host of us-east-1
+        ("http://localhost:4566/000000000000/q", ""),  # an endpoint that names none
     ],
 )
 def test_the_region_of_every_form_of_queue_url(url: str, region: str) -> None:
@@ -603,21 +604,55 @@ def test_a_message_whose_hold_ran_out_before_its_turn_is_left_not_delivered(
 
 
 def test_a_page_of_copies_already_read_is_not_the_end_of_the_queue() -> None:
-    """A standard queue delivers at least once: a page may hold only a copy of a message already read."""
+    """A standard queue delivers at least once: a page may hold only a copy of a message already read,
+    and the copy's receipt handle is the one that deletes it for sure."""
 
     class Queue:
         def __init__(self) -> None:
             self.pages = [
-                [{"MessageId": "1"}, {"MessageId": "2"}],
-                [{"MessageId": "1"}],
-                [{"MessageId": "3"}],
+                [{"MessageId": "1", "ReceiptHandle": "r1"}, {"MessageId": "2", "ReceiptHandle": "r2"}],
+                [{"MessageId": "1", "ReceiptHandle": "r1-copy"}],
+                [{"MessageId": "3", "ReceiptHandle": "r3"}],
                 [],
             ]
 
         def receive_message(self, **_: Any) -> dict[str, Any]:
             return {"Messages": self.pages.pop(0)}
 
-    assert [m["MessageId"] for m in operations._read_all(Queue(), "url", 120)] == ["1", "2", "3"]
+    read = operations._read_all(Queue(), "url", 120)
+    assert [(m["MessageId"], m["ReceiptHandle"]) for m in read] == [
+        ("1", "r1-copy"),
+        ("2", "r2"),
+        ("3", "r3"),
+    ]
+
+
+def test_an_interrupted_redrive_makes_what_it_did_not_handle_visible_at_once(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hold can last hours on a large queue: Ctrl-C must not leave the rest invisible that long."""
+    events = [read_event(name) for name in ("account-created", "account-updated", "account-closed")]
+    for event in events:
+        eventbridge_dead_letter(backbone, event, backbone.baseline_arn, "AccountLifecycle")
+    started = operations._start_execution
+    calls = []
+
+    def interrupted_at_the_second(arn: str, event: dict[str, Any], prefix: str = "redrive-") -> str:
+        calls.append(event["id"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return started(arn, event, prefix)
+
+    monkeypatch.setattr(operations, "_start_execution", interrupted_at_the_second)
+
+    with pytest.raises(KeyboardInterrupt):
+        redrive(backbone.events_dlq, dry_run=False)
+
+    # The first moved; the one interrupted and the one not reached are back in the queue, visible now.
+    [moved] = executions_of(backbone, backbone.baseline_arn)
+    assert json.loads(moved["input"])["id"] == calls[0]
+    left = {json.loads(m["Body"])["id"] for m in messages_in(backbone, backbone.events_dlq)}
+    assert left == {event["id"] for event in events} - {calls[0]}
 
 
 def test_execution_names_are_valid() -> None:
