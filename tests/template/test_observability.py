@@ -155,7 +155,9 @@ def unwatched_queue_ages(template: dict[str, Any]) -> list[str]:
             == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
         ]
         if not any(
-            longest_wait < p["Threshold"] * p["EvaluationPeriods"] <= retention / 2
+            # The age itself must pass the longest legitimate wait; more periods only make it fire later.
+            longest_wait < p["Threshold"]
+            and p["Threshold"] + p["Period"] * (p["EvaluationPeriods"] - 1) <= retention / 2
             and p["Statistic"] == "Maximum"
             and p["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
             and p.get("TreatMissingData") == "notBreaching"
@@ -178,8 +180,10 @@ def test_a_queue_no_function_reads_any_more_raises_an_alarm_before_its_messages_
         lambda alarm: alarm.update(Threshold=4 * 86400),  # after SQS deleted the messages
         lambda alarm: alarm.update(Threshold=3600),  # fires on an evaluation the cap holds back
         lambda alarm: alarm.update(Dimensions=[{"Name": "QueueName", "Value": "another-queue"}]),
+        lambda alarm: alarm.update(Threshold=3600, EvaluationPeriods=12),  # an hour old, twelve times over
+        lambda alarm: alarm.update(EvaluationPeriods=500),  # 12 h, then 500 periods of 5 minutes more
     ],
-    ids=["too-late", "too-early", "other-queue"],
+    ids=["too-late", "too-early", "other-queue", "early-over-many-periods", "late-over-many-periods"],
 )
 def test_a_weakened_queue_age_alarm_is_caught(backbone: dict[str, Any], mutate: Any) -> None:
     template = copy.deepcopy(backbone)
