@@ -26,12 +26,14 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.events.models import EventPattern
 
 from govern import flows
 from govern.lambda_context import LambdaContext
 from govern.target_input import SHAPING_KEYS, target_input
+from govern.target_input import check as check_target_input
 from govern.template import Resolver, TemplateError, Unresolved, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -659,9 +661,13 @@ class Organization:
         elif target.kind == "statemachine":
             # EventBridge names executions at random; moto needs a name, and a random one keeps
             # every delivery (duplicates included) its own execution, as in AWS.
-            response = self._aws("stepfunctions").start_execution(
-                stateMachineArn=target.arn, name=uuid.uuid4().hex, input=text
-            )
+            try:
+                response = self._aws("stepfunctions").start_execution(
+                    stateMachineArn=target.arn, name=uuid.uuid4().hex, input=text
+                )
+            except ClientError as error:  # input that is not JSON, say (what a target's shaping made)
+                delivery.result.error = _one_line(error)
+                return
             delivery.executions.append(response["executionArn"])
         elif target.kind == "lambda":
             function = self._function_by_arn(target.arn)
@@ -1405,6 +1411,7 @@ class Organization:
 
     def _target(self, arn: str, shaping: dict[str, Any]) -> Target:
         assert self.resolver is not None
+        check_target_input(shaping)
         logical_id = next(
             (lid for lid, attrs in self.resolver.resources.items() if attrs.get("Arn") == arn), arn
         )

@@ -5,13 +5,16 @@
 - `InputPath`: the JSON of the part of the event the path names (`$.detail`).
 - `InputTransformer`: `InputTemplate` with each `<name>` replaced by the value `InputPathsMap` names, or by
   a predefined variable (`aws.events.rule-arn`, `aws.events.rule-name`, `aws.events.event`,
-  `aws.events.event.json`, `aws.events.event.ingestion-time`). In a JSON template a placeholder inside a
-  string gets the value's text, and one outside a string gets the value as JSON (a string quoted). A
-  template that is not JSON is plain text and gets the value's text.
+  `aws.events.event.json`, `aws.events.event.ingestion-time`). As the page's "Common issues" says:
+  - outside a string, a value goes in as JSON (a string gets its quotes);
+  - inside a string, a value's text goes in unescaped (a quote in it breaks the JSON, as on AWS), and an
+    object or array loses its inner quotes;
+  - a variable whose path the event does not have "isn't created and won't appear in the output".
+  A template that is not JSON is plain text and gets each value's text. A `<name>` neither defined nor
+  predefined stays as it is.
 
-Paths use EventBridge's dot notation with array indices (`$.detail.resources[0].id`); a path the event
-does not have gives an empty string, as LocalStack's emulation does (AWS does not document it). Wildcards
-are refused rather than guessed at.
+Paths use EventBridge's dot notation with array indices (`$.detail.resources[0].id`); wildcards are
+refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -25,11 +28,17 @@ from govern.template import TemplateError
 SHAPING_KEYS = ("Input", "InputPath", "InputTransformer")
 _STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
 _PLACEHOLDER = re.compile(r"<([^<>\s]+)>")
-_MISSING = ""
+
+
+class _Missing:
+    """The value of a path the event does not have: the variable is not created."""
+
+
+_MISSING = _Missing()
 
 
 def value_at(event: Any, path: str) -> Any:
-    """The value `path` (`$`, `$.a.b`, `$.a[0]`) names in `event`; "" when the event has no such value."""
+    """The value `path` (`$`, `$.a.b`, `$.a[0]`) names in `event`; _MISSING when it has none."""
     if path == "$":
         return event
     if not path.startswith("$") or "*" in path:
@@ -82,13 +91,23 @@ def render(template: str, values: dict[str, Any]) -> str:
         if name not in values:
             return found.group(0)
         value = values[name]
+        if isinstance(value, _Missing):
+            return ""
         if not is_json:
             return _text(value)
         if any(start < found.start() < end for start, end in spans):
-            return json.dumps(_text(value))[1:-1]  # the text, escaped to stay inside its string
+            return _text(value) if isinstance(value, str) else _text(value).replace('"', "")
         return json.dumps(value)
 
     return _PLACEHOLDER.sub(replace, template)
+
+
+def check(shaping: dict[str, Any]) -> None:
+    """Raise TemplateError, when the template is loaded, for a path the offline runtime cannot read."""
+    paths = [shaping["InputPath"]] if "InputPath" in shaping else []
+    paths += list(((shaping.get("InputTransformer") or {}).get("InputPathsMap") or {}).values())
+    for path in paths:
+        value_at({}, str(path))
 
 
 def target_input(shaping: dict[str, Any], event: dict[str, Any], rule_arn: str) -> str:
@@ -96,7 +115,8 @@ def target_input(shaping: dict[str, Any], event: dict[str, Any], rule_arn: str) 
     if "Input" in shaping:
         return str(shaping["Input"])
     if "InputPath" in shaping:
-        return json.dumps(value_at(event, str(shaping["InputPath"])))
+        value = value_at(event, str(shaping["InputPath"]))
+        return "null" if isinstance(value, _Missing) else json.dumps(value)  # AWS does not say: null here
     transformer = shaping.get("InputTransformer")
     if not transformer:
         return json.dumps(event)

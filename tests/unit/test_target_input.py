@@ -1,5 +1,6 @@
 """govern/target_input.py: what a rule target receives when it has Input, InputPath or InputTransformer,
-checked on the examples of EventBridge's "Amazon EventBridge input transformation" page."""
+checked on the examples and the "Common issues" of EventBridge's "Amazon EventBridge input
+transformation" page."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 import pytest
 
-from govern.target_input import render, target_input, value_at
+from govern.target_input import check, render, target_input, value_at
 from govern.template import TemplateError
 
 EC2_EVENT = {
@@ -51,11 +52,10 @@ def test_a_json_template_quotes_a_value_outside_a_string_and_inserts_its_text_in
     assert json.loads(transformed('{"message": "instance <instance> is in <state>"}')) == {
         "message": "instance i-0123456789 is in RUNNING"
     }
-    # A quote or a backslash inside a value stays inside its string.
+    # "EventBridge doesn't escape values extracted by Input Path": a quote in a value breaks the JSON,
+    # as it would on AWS (where the target then refuses it).
     note = {"InputTransformer": {"InputPathsMap": {"n": "$.detail.note"}, "InputTemplate": '{"said": "<n>"}'}}
-    assert json.loads(target_input(note, {"detail": {"note": 'say "hi" \\o/'}}, RULE)) == {
-        "said": 'say "hi" \\o/'
-    }
+    assert target_input(note, {"detail": {"note": 'say "hi"'}}, RULE) == '{"said": "say "hi""}'
 
 
 def test_a_plain_text_template_gets_the_values_text() -> None:
@@ -78,14 +78,21 @@ def test_the_predefined_variables() -> None:
     assert "detail" not in document["envelope"] and document["envelope"]["id"] == EC2_EVENT["id"]
 
 
-def test_an_object_value_inside_a_string_is_its_escaped_json() -> None:
-    document = json.loads(transformed('{"detail": "<d>"}', {"d": "$.detail"}))
-    assert json.loads(document["detail"]) == EC2_EVENT["detail"]
+def test_an_object_inside_a_string_loses_its_inner_quotes() -> None:
+    """The page: 'If a JSON path references a JSON object or array, but the variable is referenced in a
+    string, EventBridge removes any internal quotes to ensure a valid string.'"""
+    document = json.loads(transformed('{"detail": "Detail is <d>"}', {"d": "$.detail"}))
+    assert document == {"detail": "Detail is {instance-id:i-0123456789,state:RUNNING}"}
 
 
-def test_a_path_the_event_lacks_is_empty_and_an_unknown_placeholder_stays() -> None:
-    assert value_at(EC2_EVENT, "$.detail.nothing") == ""
-    assert value_at(EC2_EVENT, "$.resources[3]") == ""
+def test_a_variable_whose_path_the_event_lacks_does_not_appear_and_an_unknown_placeholder_stays() -> None:
+    """The page: 'If you specify a variable to match a JSON path that doesn't exist in the event, that
+    variable isn't created and won't appear in the output.'"""
+    assert transformed('{"state": "<state>", "zone": "<zone>"}', {**PATHS, "zone": "$.detail.zone"}) == (
+        '{"state": "RUNNING", "zone": ""}'
+    )
+    assert transformed("<state> in <zone>", {**PATHS, "zone": "$.resources[3]"}) == "RUNNING in "
+    assert target_input({"InputPath": "$.detail.zone"}, EC2_EVENT, RULE) == "null"
     assert render("<a> and <b>", {"a": 1}) == "1 and <b>"
 
 
@@ -93,3 +100,8 @@ def test_a_path_the_event_lacks_is_empty_and_an_unknown_placeholder_stays() -> N
 def test_a_path_eventbridge_notation_does_not_read_offline_is_refused(path: str) -> None:
     with pytest.raises(TemplateError, match="JSON path"):
         value_at(EC2_EVENT, path)
+    # When the template is loaded, not when an event first reaches the target.
+    with pytest.raises(TemplateError, match="JSON path"):
+        check({"InputTransformer": {"InputPathsMap": {"x": path}, "InputTemplate": "<x>"}})
+    with pytest.raises(TemplateError, match="JSON path"):
+        check({"InputPath": path})
