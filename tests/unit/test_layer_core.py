@@ -129,6 +129,15 @@ def test_a_member_session_acts_in_the_member_account_and_is_cached(aws: dict[str
     assert sessions.session_for(MEMBER) is first
 
 
+def test_a_member_call_waits_seconds_not_minutes_for_an_unresponsive_endpoint(aws: dict[str, str]) -> None:
+    """botocore waits 60 s to connect and 60 s a read by default, per attempt: one hung member endpoint
+    would hold a remediation batch past its timeout. Calls into member accounts wait 5 s and 20 s."""
+    member = sessions.session_for(MEMBER).client("ec2").meta.config
+    assert (member.connect_timeout, member.read_timeout) == (5, 20)
+    own = sessions.session_for(GOVERNANCE).client("dynamodb").meta.config
+    assert (own.connect_timeout, own.read_timeout) == (60, 60)
+
+
 def test_the_governance_account_uses_the_functions_own_credentials(aws: dict[str, str]) -> None:
     session = sessions.session_for(GOVERNANCE)
     assert session.client("sts").get_caller_identity()["Account"] == GOVERNANCE

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.config
 import botocore.loaders
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +23,11 @@ _sessions: dict[str, tuple[boto3.Session, datetime | None]] = {}
 # One loader for every session: an assumed-role session otherwise re-reads each service's model
 # files from disk (tens of milliseconds a client), once per account the function touches.
 _loader = botocore.loaders.create_loader()
+# Calls into member accounts wait at most this long for a connection and for each read, not botocore's 60 s
+# each: one unresponsive endpoint must not hold a remediation batch (RemediateConfig takes no new record
+# with less than 30 s left) or a workflow step for minutes. A streamed artifact read waits per read, not
+# for the whole object. botocore's retries stay as they are.
+MEMBER_CLIENT_CONFIG = botocore.config.Config(connect_timeout=5, read_timeout=20)
 
 
 class ClientCachingSession(boto3.Session):
@@ -30,11 +36,15 @@ class ClientCachingSession(boto3.Session):
     boto3 clients are thread-safe, so the workflows' concurrent steps can share them. Calls with any
     other argument (endpoint, config, credentials) get a fresh client, as from boto3.Session."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, client_config: botocore.config.Config | None = None, **kwargs: Any
+    ) -> None:
         if "botocore_session" not in kwargs:
             core = botocore.session.get_session()
             core.register_component("data_loader", _loader)
             kwargs["botocore_session"] = core
+        if client_config is not None:
+            kwargs["botocore_session"].set_default_client_config(client_config)
         super().__init__(*args, **kwargs)
         self._clients_lock = threading.Lock()
         self._clients: dict[tuple[str, str | None], Any] = {}
@@ -101,6 +111,7 @@ def _assume(account_id: str) -> tuple[boto3.Session, datetime]:
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
         region_name=settings().region,
+        client_config=MEMBER_CLIENT_CONFIG,
     )
     expiration = credentials["Expiration"]
     if expiration.tzinfo is None:
