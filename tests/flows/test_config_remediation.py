@@ -1193,11 +1193,8 @@ def test_a_new_evaluation_of_the_same_resource_acts_again(org: Organization, loa
 # --------------------------------------------------------------------------- bad input
 
 
-def test_one_malformed_record_goes_to_the_dlq_and_the_rest_of_its_batch_is_processed(
-    org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    good = [load_event("config-s3-public-read"), load_event("config-ebs-encryption-default")]
-    malformed = load_event("malformed-config-evaluation")
+def batch_sizes(org: Organization, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of records of each SQS batch the functions are invoked with from now on, in order."""
     batches: list[int] = []
     invoke = org._invoke
 
@@ -1207,6 +1204,15 @@ def test_one_malformed_record_goes_to_the_dlq_and_the_rest_of_its_batch_is_proce
         return invoke(function, payload)
 
     monkeypatch.setattr(org, "_invoke", record_batches)
+    return batches
+
+
+def test_one_malformed_record_goes_to_the_dlq_and_the_rest_of_its_batch_is_processed(
+    org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = [load_event("config-s3-public-read"), load_event("config-ebs-encryption-default")]
+    malformed = load_event("malformed-config-evaluation")
+    batches = batch_sizes(org, monkeypatch)
 
     results = org.replay([good[0], malformed, good[1]], sequential=False)
 
@@ -1320,15 +1326,7 @@ def test_a_batch_that_would_outlast_its_invocation_hands_records_back_untouched_
         org.seed(event)
     [function] = [f for f in org.functions.values() if f.logical_id == "RemediateConfigFunction"]
     monkeypatch.setattr(function, "timeout", 10)
-    batches: list[int] = []
-    invoke = org._invoke
-
-    def record_batches(called: Any, payload: Any) -> Any:
-        if isinstance(payload, dict) and "Records" in payload:
-            batches.append(len(payload["Records"]))
-        return invoke(called, payload)
-
-    monkeypatch.setattr(org, "_invoke", record_batches)
+    batches = batch_sizes(org, monkeypatch)
 
     results = org.replay(findings, sequential=False)
 
