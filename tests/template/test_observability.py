@@ -93,7 +93,8 @@ def dashboard_body(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 def dashboard_metrics(template: dict[str, Any]) -> set[tuple[str, ...]]:
     _, body = dashboard_body(template)
     return {
-        tuple(metric)
+        # A trailing object holds the metric's rendering options (its axis), not part of what it is.
+        tuple(metric[:-1] if isinstance(metric[-1], dict) else metric)
         for widget in body["widgets"]
         for metric in widget.get("properties", {}).get("metrics", [])
         if not isinstance(metric[0], dict)  # a metric math expression, not one metric
@@ -172,6 +173,10 @@ def test_a_queue_no_function_reads_any_more_raises_an_alarm_before_its_messages_
 ) -> None:
     assert set(queues_read_by_functions(backbone)) == {"ConfigComplianceQueue"}
     assert unwatched_queue_ages(backbone) == []
+    for queue in queues_read_by_functions(backbone):  # and the dashboard shows what the alarm watches
+        assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", f"<{queue}.QueueName>") in (
+            dashboard_metrics(backbone)
+        )
 
 
 @pytest.mark.parametrize(
