@@ -64,8 +64,13 @@ def governance_account(
     saved = {name: os.environ.get(name) for name in names}
     try:
         resolved_region = region or os.environ.get("AWS_REGION") or boto3.Session().region_name
-        if resolved_region:
-            os.environ["AWS_REGION"] = resolved_region
+        if not resolved_region:
+            # Not us-east-1 by default: a stack elsewhere would read as "does not exist".
+            raise OperationError(
+                "no AWS Region: pass --region with the backbone's Region, or set AWS_REGION or the "
+                "profile's region"
+            )
+        os.environ["AWS_REGION"] = resolved_region
         if ledger_table:
             os.environ["LEDGER_TABLE"] = ledger_table
         if inventory_table:

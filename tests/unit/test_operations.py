@@ -329,6 +329,28 @@ def test_govern_ledger_usage_errors(backbone: Backbone, capsys: pytest.CaptureFi
         cli.main(["ledger", "--event-id", "e-1", "--account", "1", "--table", "t"])
 
 
+def test_govern_without_a_region_says_so_rather_than_look_in_us_east_1(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_ledger(backbone, monkeypatch)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "config").write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+
+    status = cli.main(["ledger", "--event-id", "e-1", "--table", backbone.ledger_table])
+
+    assert status == cli.EXIT_FAILED
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("govern ledger: no AWS Region: pass --region")
+    assert "AWS_REGION" not in os.environ  # the environment is left as it was
+    # With the Region given, the same command reads the ledger.
+    args = ["ledger", "--event-id", "e-1", "--table", backbone.ledger_table, "--region", REGION, "--json"]
+    assert cli.main(args) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(entry["action"] for entry in listed["entries"]) == ["notify", "remediate"]
+
+
 # ---------------------------------------------------------------- govern redrive
 
 
