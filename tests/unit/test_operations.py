@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -330,7 +331,7 @@ def test_govern_ledger_usage_errors(backbone: Backbone, capsys: pytest.CaptureFi
 
 
 def test_govern_without_a_region_says_so_rather_than_look_in_us_east_1(
-    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _write_ledger(backbone, monkeypatch)
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
