@@ -663,6 +663,125 @@ def test_a_resource_the_control_finds_compliant_is_not_claimed_remediated(
     assert cap_counter(org, MEMBER)["count"] == {"N": "0"}, "nothing was fixed: the slot was given back"
 
 
+# ----------------------------------------------------------------------- S3: what already denies plain HTTP
+
+FEATURES = "arn:aws:s3:::team-churn-features"
+TLS_DENY = {
+    "Sid": "TeamDeniesHttp",
+    "Effect": "Deny",
+    "Principal": "*",
+    "Action": "s3:*",
+    "Resource": [FEATURES, f"{FEATURES}/*"],
+    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+}
+
+
+def with_team_statement(org: Organization, statement: dict[str, Any]) -> list[dict[str, Any]]:
+    """The seeded team policy of team-churn-features with one more statement of the team's; returns them."""
+    s3 = aws(org, MEMBER, "s3")
+    policy = json.loads(s3.get_bucket_policy(Bucket="team-churn-features")["Policy"])
+    policy["Statement"].append(statement)
+    s3.put_bucket_policy(Bucket="team-churn-features", Policy=json.dumps(policy))
+    return list(policy["Statement"])
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param(TLS_DENY, id="the usual statement"),
+        pytest.param({**TLS_DENY, "Principal": {"AWS": "*"}, "Resource": "*"}, id="AWS-star, every resource"),
+        pytest.param(
+            {
+                **TLS_DENY,
+                "Action": ["s3:*"],
+                "Condition": {"BoolIfExists": {"aws:SecureTransport": ["false"]}},
+            },
+            id="BoolIfExists, list values",
+        ),
+    ],
+)
+def test_a_teams_own_statement_denying_plain_http_is_kept_and_nothing_added(
+    org: Organization, load_event: EventLoader, statement: dict[str, Any]
+) -> None:
+    event = load_event("config-s3-tls-required")
+    org.seed(event)
+    statements = with_team_statement(org, statement)
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    assert bucket_state(org, MEMBER, "team-churn-features")["policy"]["Statement"] == statements
+    assert [(a.type, a.status) for a in result.actions] == [("remediate", "notify-only"), ("notify", "done")]
+    [notice] = security_notices(org, event["id"])
+    assert notice.subject.endswith("not remediated (already compliant)"), notice.subject
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # Narrowed by a second condition: HTTP through any other endpoint is still allowed.
+        pytest.param(
+            {
+                **TLS_DENY,
+                "Condition": {**TLS_DENY["Condition"], "StringEquals": {"aws:SourceVpce": "vpce-1a2b"}},
+            },
+            id="narrowed to one VPC endpoint",
+        ),
+        pytest.param(
+            {
+                **TLS_DENY,
+                "Condition": {"Bool": {"aws:SecureTransport": "false", "aws:ViaAWSService": "false"}},
+            },
+            id="narrowed by a second Bool key",
+        ),
+        pytest.param({**TLS_DENY, "Condition": {"Bool": {"aws:SecureTransport": "true"}}}, id="denies HTTPS"),
+        pytest.param({**TLS_DENY, "Effect": "Allow"}, id="Allow, not Deny"),
+        pytest.param({**TLS_DENY, "Principal": {"AWS": f"arn:aws:iam::{MEMBER}:root"}}, id="one principal"),
+        pytest.param({**TLS_DENY, "Resource": f"{FEATURES}/*"}, id="objects only, not the bucket"),
+        pytest.param({**TLS_DENY, "Action": "s3:GetObject"}, id="one action"),
+    ],
+)
+def test_a_statement_that_lets_some_plain_http_through_gets_the_tls_statement_added_beside_it(
+    org: Organization, load_event: EventLoader, statement: dict[str, Any]
+) -> None:
+    event = load_event("config-s3-tls-required")
+    org.seed(event)
+    statements = with_team_statement(org, statement)
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    *kept, added = bucket_state(org, MEMBER, "team-churn-features")["policy"]["Statement"]
+    assert kept == statements, "every statement of the team's stays as it was"
+    assert {key: added[key] for key in ("Effect", "Principal", "Action", "Resource", "Condition")} == {
+        key: TLS_DENY[key] for key in ("Effect", "Principal", "Action", "Resource", "Condition")
+    }
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    [entry] = remediations(org, event["id"])
+    assert entry.detail["changes"]["statements_kept"] == len(statements)
+
+
+def test_s3_slowing_down_the_policy_write_is_waited_out_and_the_statement_lands_once(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event("config-s3-tls-required")
+    org.seed(event)
+    slow_down = Fault("s3", "PutBucketPolicy", "SlowDown", status=503, times=6)
+
+    with inject_api_faults(org, [slow_down]):
+        [result] = org.replay([event], seed=False)
+
+    # botocore's own retries met the first errors; the queue's redelivery the rest.
+    assert slow_down.hits == 6
+    assert result.outcome == "succeeded", result.error
+    statements = bucket_state(org, MEMBER, "team-churn-features")["policy"]["Statement"]
+    assert [s["Sid"] for s in statements] == ["TeamRoleReadsData", "DenyInsecureTransport"]
+    assert [e.status for e in remediations(org, event["id"])] == ["done"]
+
+
 # --------------------------------------------------------------------------- safety
 
 

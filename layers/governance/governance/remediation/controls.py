@@ -259,13 +259,18 @@ def denies_insecure_transport(statement: dict[str, Any], bucket_arn: str) -> boo
     resources = set(_as_list(statement.get("Resource", [])))
     if not ({bucket_arn, f"{bucket_arn}/*"} <= resources or "*" in resources):
         return False
-    for operator, conditions in (statement.get("Condition") or {}).items():
-        if operator.lower() != "bool":
-            continue
-        for key, value in conditions.items():
-            if key.lower() == "aws:securetransport" and str(_as_list(value)[0]).lower() == "false":
-                return True
-    return False
+    # The statement must deny on aws:SecureTransport alone. A second condition (aws:SourceVpce, an IP range,
+    # a principal tag) narrows the deny to the requests it matches, and plain HTTP from anywhere else is
+    # still allowed: such a statement is the team's own rule, not the TLS control.
+    condition = statement.get("Condition")
+    if not isinstance(condition, dict) or len(condition) != 1:
+        return False
+    [(operator, keys)] = condition.items()
+    # BoolIfExists is the same test here: every S3 request carries aws:SecureTransport.
+    if operator.lower() not in ("bool", "boolifexists") or not isinstance(keys, dict) or len(keys) != 1:
+        return False
+    [(key, value)] = keys.items()
+    return key.lower() == "aws:securetransport" and [str(v).lower() for v in _as_list(value)] == ["false"]
 
 
 def _bucket_policy(s3: Any, bucket: str) -> dict[str, Any] | None:
