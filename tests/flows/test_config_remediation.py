@@ -676,13 +676,20 @@ TLS_DENY = {
 }
 
 
-def with_team_statement(org: Organization, statement: dict[str, Any]) -> list[dict[str, Any]]:
-    """The seeded team policy of team-churn-features with one more statement of the team's; returns them."""
+def replay_with_team_statement(
+    org: Organization, load_event: EventLoader, statement: dict[str, Any]
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The TLS finding replayed on team-churn-features, whose seeded policy the team gave one more
+    statement: the replay's result, and the statements the bucket had before it."""
+    event = load_event("config-s3-tls-required")
+    org.seed(event)
     s3 = aws(org, MEMBER, "s3")
     policy = json.loads(s3.get_bucket_policy(Bucket="team-churn-features")["Policy"])
     policy["Statement"].append(statement)
     s3.put_bucket_policy(Bucket="team-churn-features", Policy=json.dumps(policy))
-    return list(policy["Statement"])
+    [result] = org.replay([event], seed=False)
+    assert result.outcome == "succeeded", result.error
+    return result, list(policy["Statement"])
 
 
 @pytest.mark.parametrize(
@@ -703,16 +710,11 @@ def with_team_statement(org: Organization, statement: dict[str, Any]) -> list[di
 def test_a_teams_own_statement_denying_plain_http_is_kept_and_nothing_added(
     org: Organization, load_event: EventLoader, statement: dict[str, Any]
 ) -> None:
-    event = load_event("config-s3-tls-required")
-    org.seed(event)
-    statements = with_team_statement(org, statement)
+    result, statements = replay_with_team_statement(org, load_event, statement)
 
-    [result] = org.replay([event], seed=False)
-
-    assert result.outcome == "succeeded", result.error
     assert bucket_state(org, MEMBER, "team-churn-features")["policy"]["Statement"] == statements
     assert [(a.type, a.status) for a in result.actions] == [("remediate", "notify-only"), ("notify", "done")]
-    [notice] = security_notices(org, event["id"])
+    [notice] = security_notices(org, result.id)
     assert notice.subject.endswith("not remediated (already compliant)"), notice.subject
 
 
@@ -744,13 +746,8 @@ def test_a_teams_own_statement_denying_plain_http_is_kept_and_nothing_added(
 def test_a_statement_that_lets_some_plain_http_through_gets_the_tls_statement_added_beside_it(
     org: Organization, load_event: EventLoader, statement: dict[str, Any]
 ) -> None:
-    event = load_event("config-s3-tls-required")
-    org.seed(event)
-    statements = with_team_statement(org, statement)
+    result, statements = replay_with_team_statement(org, load_event, statement)
 
-    [result] = org.replay([event], seed=False)
-
-    assert result.outcome == "succeeded", result.error
     *kept, added = bucket_state(org, MEMBER, "team-churn-features")["policy"]["Statement"]
     assert kept == statements, "every statement of the team's stays as it was"
     assert {key: added[key] for key in ("Effect", "Principal", "Action", "Resource", "Condition")} == {
@@ -760,7 +757,7 @@ def test_a_statement_that_lets_some_plain_http_through_gets_the_tls_statement_ad
         ("remediate", "done", True),
         ("notify", "done", True),
     ]
-    [entry] = remediations(org, event["id"])
+    [entry] = remediations(org, result.id)
     assert entry.detail["changes"]["statements_kept"] == len(statements)
 
 
