@@ -1,0 +1,123 @@
+"""Edge cases of the remediation controls that the sample events do not reach: a policy naming its own KMS
+key or bucket-key setting, a bucket on DSSE-KMS, notebooks mid-update or Failed, security-group sources
+that are not CIDRs, an authorize refused half way through a fix, the read-back of each source, and trails
+homed in another Region or owned by the organization. Each finding goes through the emulated organization
+(or, where a replay cannot set the case up, the control itself); the tests then read the member account
+back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from govern.emulator import Organization
+from tests.flows.test_config_remediation import (
+    MEMBER,
+    TEAM_KEY,
+    EventLoader,
+    aws,
+    bucket_state,
+    on_rule,
+    remediations,
+    security_notices,
+    with_policy,
+)
+
+# --------------------------------------------------------------------------- S3 default encryption (KMS)
+
+KMS_RULE = "s3-default-encryption-kms"
+BUCKET = "team-churn-raw"  # the bucket of the default-encryption sample event
+# The packaged policy's parameters of the KMS control, which the variants below replace.
+KMS_PARAMETERS = 'algorithm = "aws:kms"\nbucket_key = true'
+
+
+def kms_finding(load_event: EventLoader) -> dict[str, Any]:
+    """The default-encryption sample, reported by s3-default-encryption-kms (the KMS control)."""
+    return on_rule(load_event("config-s3-default-encryption-conformance-pack"), KMS_RULE)
+
+
+def encrypt(org: Organization, bucket: str, default: dict[str, str], *, bucket_key: bool) -> None:
+    rules = [{"ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": bucket_key}]
+    aws(org, MEMBER, "s3").put_bucket_encryption(
+        Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules}
+    )
+
+
+@pytest.mark.parametrize("found", ["no default encryption", "SSE-S3", "aws/s3"])
+def test_a_policy_naming_a_kms_key_puts_that_key_on_the_bucket(
+    org: Organization, load_event: EventLoader, tmp_path: Path, found: str
+) -> None:
+    """kms_key_id is the key the bucket must end up on: written in place of none, of SSE-S3, and of the
+    account's aws/s3 key (a KMS configuration, but not the key the policy asks for)."""
+    with_policy(
+        org,
+        tmp_path,
+        replace=(KMS_PARAMETERS, f'algorithm = "aws:kms"\nkms_key_id = "{TEAM_KEY}"\nbucket_key = true'),
+    )
+    event = kms_finding(load_event)
+    org.seed(event)
+    if found == "SSE-S3":
+        encrypt(org, BUCKET, {"SSEAlgorithm": "AES256"}, bucket_key=False)
+    elif found == "aws/s3":
+        encrypt(org, BUCKET, {"SSEAlgorithm": "aws:kms"}, bucket_key=True)
+    before = bucket_state(org, MEMBER, BUCKET)
+
+    [result] = org.replay([event], seed=False)
+
+    after = bucket_state(org, MEMBER, BUCKET)
+    assert after["encryption"] == [
+        {
+            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": TEAM_KEY},
+            "BucketKeyEnabled": True,
+        }
+    ]
+    assert {**after, "encryption": None} == {**before, "encryption": None}
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    [entry] = remediations(org, event["id"])
+    assert entry.detail["changes"]["encryption_before"] == (before["encryption"] or [])
+
+
+def test_a_policy_without_bucket_key_writes_kms_without_one(
+    org: Organization, load_event: EventLoader, tmp_path: Path
+) -> None:
+    """bucket_key = false is the security team's choice (a key policy conditioned on the object's ARN
+    breaks under a bucket key): the configuration written keeps it off."""
+    with_policy(org, tmp_path, replace=(KMS_PARAMETERS, 'algorithm = "aws:kms"\nbucket_key = false'))
+    event = kms_finding(load_event)
+    org.seed(event)
+    encrypt(org, BUCKET, {"SSEAlgorithm": "AES256"}, bucket_key=False)
+
+    [result] = org.replay([event], seed=False)
+
+    [rule] = bucket_state(org, MEMBER, BUCKET)["encryption"]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms"}
+    assert rule.get("BucketKeyEnabled", False) is False  # S3 reads a missing setting as disabled
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    [entry] = remediations(org, event["id"])
+    assert entry.detail["changes"]["encryption"][0]["BucketKeyEnabled"] is False
+
+
+def test_a_bucket_on_dsse_kms_meets_the_kms_control_and_is_left_alone(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Dual-layer SSE-KMS is KMS encryption (and more): moving it to single-layer aws/s3 would weaken it."""
+    event = kms_finding(load_event)
+    org.seed(event)
+    encrypt(org, BUCKET, {"SSEAlgorithm": "aws:kms:dsse", "KMSMasterKeyID": TEAM_KEY}, bucket_key=False)
+    before = bucket_state(org, MEMBER, BUCKET)
+
+    [result] = org.replay([event], seed=False)
+
+    assert bucket_state(org, MEMBER, BUCKET) == before
+    assert before["encryption"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms:dsse"
+    assert [(a.type, a.status) for a in result.actions] == [("remediate", "notify-only"), ("notify", "done")]
+    [notice] = security_notices(org, event["id"])
+    assert notice.subject.endswith(f"bucket {BUCKET} in {MEMBER} not remediated (already compliant)")
