@@ -19,9 +19,11 @@ from tests.flows.test_config_remediation import (
     EventLoader,
     aws,
     bucket_state,
+    notebook_state,
     on_rule,
     remediations,
     security_notices,
+    set_notebook_status,
     with_policy,
 )
 
@@ -121,3 +123,64 @@ def test_a_bucket_on_dsse_kms_meets_the_kms_control_and_is_left_alone(
     assert [(a.type, a.status) for a in result.actions] == [("remediate", "notify-only"), ("notify", "done")]
     [notice] = security_notices(org, event["id"])
     assert notice.subject.endswith(f"bucket {BUCKET} in {MEMBER} not remediated (already compliant)")
+
+
+# --------------------------------------------------------------------------- SageMaker notebook instances
+
+# (sample event, its notebook): the finding a stop can fix (root access) and the one it only contains.
+ROOT_ACCESS = ("config-notebook-root-access", "fraud-analysis")
+DIRECT_INTERNET = ("config-notebook-direct-internet", "churn-exploration")
+
+
+def notebook_after_each_delivery(
+    org: Organization, monkeypatch: pytest.MonkeyPatch, name: str, *, then: str | None = None
+) -> list[dict[str, Any]]:
+    """The notebook as each delivery of the remediation function left it, in order; after the first,
+    SageMaker moves it to `then` (when given), as it would between two deliveries."""
+    seen: list[dict[str, Any]] = []
+    invoke = org._invoke
+
+    def deliver(function: Any, payload: Any) -> Any:
+        response = invoke(function, payload)
+        if function.logical_id == "RemediateConfigFunction":
+            seen.append(notebook_state(org, MEMBER, name))
+            if then and len(seen) == 1:
+                set_notebook_status(MEMBER, name, then)
+        return response
+
+    monkeypatch.setattr(org, "_invoke", deliver)
+    return seen
+
+
+@pytest.mark.parametrize(("sample", "name"), [ROOT_ACCESS, DIRECT_INTERNET])
+def test_a_notebook_updating_is_left_alone_and_handled_at_a_later_delivery(
+    org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch, sample: str, name: str
+) -> None:
+    """An instance being updated can be neither stopped nor updated: the delivery changes nothing and the
+    queue brings the record back; once SageMaker has finished (InService), the control acts."""
+    event = load_event(sample)
+    org.seed(event)
+    set_notebook_status(MEMBER, name, "Updating")
+    seen = notebook_after_each_delivery(org, monkeypatch, name, then="InService")
+
+    [result] = org.replay([event], seed=False)
+
+    updating = seen[0]
+    assert (updating["NotebookInstanceStatus"], updating["RootAccess"]) == ("Updating", "Enabled")
+    assert updating["tags"] == {"team": "churn"}  # not even tagged
+    assert result.outcome == "succeeded", result.error
+    after = notebook_state(org, MEMBER, name)
+    assert after["NotebookInstanceStatus"] == "Stopped"
+    assert after["tags"]["governance:finding"] == event["detail"]["configRuleName"]
+    assert "governance:stopped-at" in after["tags"]  # the backbone stopped it, after the update
+    [entry] = remediations(org, event["id"])  # the waiting deliveries decided nothing
+    if sample == ROOT_ACCESS[0]:
+        # Stopped at the second delivery, root access off at the third.
+        assert len(seen) == 3
+        assert after["RootAccess"] == "Disabled"
+        assert (entry.status, entry.detail["changes"]["status_before"]) == ("done", "Stopped")
+    else:
+        assert len(seen) == 2
+        assert after["RootAccess"] == "Enabled"
+        assert (entry.status, entry.detail["changes"]["status_before"]) == ("notify-only", "InService")
+        assert entry.detail["changes"]["stopped"] is True
