@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from govern.emulator import Organization
+from governance.remediation import engine
 from tests.flows.test_config_remediation import (
     MEMBER,
     TEAM_KEY,
@@ -184,3 +185,60 @@ def test_a_notebook_updating_is_left_alone_and_handled_at_a_later_delivery(
         assert after["RootAccess"] == "Enabled"
         assert (entry.status, entry.detail["changes"]["status_before"]) == ("notify-only", "InService")
         assert entry.detail["changes"]["stopped"] is True
+
+
+@pytest.fixture
+def no_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits between read-backs of a fix, recorded instead of slept."""
+    waits: list[float] = []
+    monkeypatch.setattr(engine.time, "sleep", waits.append)
+    return waits
+
+
+def test_a_failed_notebook_is_not_stopped_only_tagged_and_reported_contained(
+    org: Organization, load_event: EventLoader, no_waits: list[float]
+) -> None:
+    """A Failed instance is not running: there is nothing to stop, and StopNotebookInstance is for an
+    InService one. The direct-internet finding is contained as it stands, tagged, and said so."""
+    event = load_event(DIRECT_INTERNET[0])
+    org.seed(event)
+    set_notebook_status(MEMBER, DIRECT_INTERNET[1], "Failed")
+
+    [result] = org.replay([event], seed=False)
+
+    after = notebook_state(org, MEMBER, DIRECT_INTERNET[1])
+    assert after["NotebookInstanceStatus"] == "Failed"
+    assert after["tags"] == {
+        "team": "churn",
+        "governance:finding": "sagemaker-notebook-no-direct-internet-access",
+    }
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "notify-only", True),
+        ("notify", "done", True),
+    ]
+    [notice] = security_notices(org, event["id"])
+    assert notice.subject.endswith(f"notebook {DIRECT_INTERNET[1]} in {MEMBER} contained, not remediated")
+    assert "it was already failed" in notice.message["reason"]
+    [entry] = remediations(org, event["id"])
+    assert (entry.detail["changes"]["status_before"], entry.detail["changes"]["stopped"]) == ("Failed", False)
+    assert no_waits == []  # the first read-back agreed
+
+
+def test_a_failed_notebook_keeps_root_access_and_the_failure_says_why(
+    org: Organization, load_event: EventLoader
+) -> None:
+    event = load_event(ROOT_ACCESS[0])
+    org.seed(event)
+    set_notebook_status(MEMBER, ROOT_ACCESS[1], "Failed")
+
+    [result] = org.replay([event], seed=False)
+
+    after = notebook_state(org, MEMBER, ROOT_ACCESS[1])
+    assert (after["NotebookInstanceStatus"], after["RootAccess"]) == ("Failed", "Enabled")
+    assert after["tags"] == {"team": "churn"}
+    assert result.outcome == "failed"
+    [entry] = remediations(org, event["id"])
+    assert entry.status == "failed"
+    assert entry.detail["error"] == (
+        "notebook instance fraud-analysis is Failed; root access can be disabled only on a Stopped instance"
+    )

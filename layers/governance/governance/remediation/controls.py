@@ -381,6 +381,8 @@ def bucket_requires_tls(
 # --------------------------------------------------------------------------- SageMaker notebook instances
 
 _STOPPED_STATES = ("Stopping", "Stopped")
+# Not running, so not exposed: what containment leaves (a Failed instance is found so, not stopped).
+_CONTAINED_STATES = (*_STOPPED_STATES, "Failed")
 # Transitions to wait out before the instance can be stopped (or, stopped, updated).
 _NOT_READY_STATES = ("Pending", "Updating")
 # The one notebook finding an action can fix: RootAccess can be changed while the instance is Stopped.
@@ -500,7 +502,7 @@ def notebook_instance_handled(
     changes: dict[str, Any],
 ) -> bool:
     """Root access: disabled, whatever the status. Any other finding: what containment did (stopped or
-    stopping, and tagged), never the finding itself, which stopping cannot fix."""
+    stopping, or found Failed, and tagged), never the finding itself, which stopping cannot fix."""
     sagemaker = regional_client(session, "sagemaker", region)
     described = sagemaker.describe_notebook_instance(NotebookInstanceName=notebook)
     if _managed_rule(finding) == ROOT_ACCESS_RULE:
@@ -511,7 +513,7 @@ def notebook_instance_handled(
                 f"notebook instance {notebook} is Updating; root access is read back after"
             )
     else:
-        done = described["NotebookInstanceStatus"] in _STOPPED_STATES
+        done = described["NotebookInstanceStatus"] in _CONTAINED_STATES
     if not done:
         return False
     tags = sagemaker_tags(sagemaker, described["NotebookInstanceArn"])
