@@ -7,13 +7,14 @@ back."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from govern.emulator import Organization
-from governance.remediation import engine
+from governance.remediation import controls, engine
 from tests.flows.test_config_remediation import (
     MEMBER,
     TEAM_KEY,
@@ -242,3 +243,59 @@ def test_a_failed_notebook_keeps_root_access_and_the_failure_says_why(
     assert entry.detail["error"] == (
         "notebook instance fraud-analysis is Failed; root access can be disabled only on a Stopped instance"
     )
+
+
+def test_a_notebook_already_stopped_is_tagged_with_the_direct_internet_finding_and_left_stopped(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Containment is the stop and the tag: a notebook its team already stopped still gets the finding
+    named on it (it must not be started again as it is), without a stop time the backbone did not set."""
+    event = load_event(DIRECT_INTERNET[0])
+    org.seed(event)
+    aws(org, MEMBER, "sagemaker").stop_notebook_instance(NotebookInstanceName=DIRECT_INTERNET[1])
+
+    [result] = org.replay([event], seed=False)
+
+    after = notebook_state(org, MEMBER, DIRECT_INTERNET[1])
+    assert after["NotebookInstanceStatus"] == "Stopped"
+    assert after["tags"] == {
+        "team": "churn",
+        "governance:finding": "sagemaker-notebook-no-direct-internet-access",
+    }
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "notify-only", True),
+        ("notify", "done", True),
+    ]
+    [notice] = security_notices(org, event["id"])
+    assert "it was already stopped" in notice.message["reason"]
+
+
+def test_containment_whose_tag_is_gone_at_the_read_back_is_not_reported_contained(
+    org: Organization, load_event: EventLoader, monkeypatch: pytest.MonkeyPatch, no_waits: list[float]
+) -> None:
+    """The finding tag is half of the containment (it tells the team why the notebook is stopped and not to
+    start it as it is): a stopped notebook without it, here because the tag is gone by the time the
+    fix is read back, is a failed containment, not a contained finding."""
+    event = load_event(DIRECT_INTERNET[0])
+    org.seed(event)
+    real = controls.ACTIONS["stop_notebook_instance"]
+
+    def tag_lost(session: Any, region: str, name: str, *args: Any) -> dict[str, Any]:
+        changes = real.remediate_with(session, region, name, *args)
+        sagemaker = session.client("sagemaker", region_name=region)
+        arn = sagemaker.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceArn"]
+        sagemaker.delete_tags(ResourceArn=arn, TagKeys=["governance:finding"])
+        return changes
+
+    monkeypatch.setitem(controls.ACTIONS, real.name, dataclasses.replace(real, remediate_with=tag_lost))
+
+    [result] = org.replay([event], seed=False)
+
+    after = notebook_state(org, MEMBER, DIRECT_INTERNET[1])
+    assert after["NotebookInstanceStatus"] == "Stopped"
+    assert "governance:finding" not in after["tags"]
+    assert result.outcome == "failed"
+    assert no_waits == list(engine.VERIFY_WAITS_S)  # read back after every wait, never tagged
+    [entry] = remediations(org, event["id"])
+    assert entry.status == "failed"
+    assert entry.detail["error"].endswith("still shows it not contained")
