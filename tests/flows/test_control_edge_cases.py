@@ -299,3 +299,74 @@ def test_containment_whose_tag_is_gone_at_the_read_back_is_not_reported_containe
     [entry] = remediations(org, event["id"])
     assert entry.status == "failed"
     assert entry.detail["error"].endswith("still shows it not contained")
+
+
+# --------------------------------------------------------------------------- security groups
+
+SSH_GROUP = "sg-0123456789abcdef0"  # the group of the restricted-ssh sample event
+
+
+def ingress_by_source(org: Organization, group_id: str) -> set[tuple[str, int, int, str]]:
+    """The group's ingress rules as (protocol, from, to, source), whatever the source: an IPv4 or IPv6
+    range, a prefix list or a security group."""
+    rules = aws(org, MEMBER, "ec2").describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [group_id]}]
+    )["SecurityGroupRules"]
+    return {
+        (
+            rule["IpProtocol"],
+            rule["FromPort"],
+            rule["ToPort"],
+            rule.get("CidrIpv4")
+            or rule.get("CidrIpv6")
+            or rule.get("PrefixListId")
+            or rule["ReferencedGroupInfo"]["GroupId"],
+        )
+        for rule in rules
+        if not rule["IsEgress"]
+    }
+
+
+def test_ssh_from_a_prefix_list_a_security_group_or_a_private_ipv6_range_stays(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Only 0.0.0.0/0 and ::/0 are the world: a rule whose source is a prefix list or a security group has
+    no CIDR at all, and must not be read as world-open for lack of one."""
+    event = load_event("config-security-group-ssh")
+    org.seed(event)
+    ec2 = aws(org, MEMBER, "ec2")
+    prefix_list = ec2.create_managed_prefix_list(
+        PrefixListName="corp-offices", MaxEntries=5, AddressFamily="IPv4", Entries=[{"Cidr": "192.0.2.0/24"}]
+    )["PrefixList"]["PrefixListId"]
+    bastions = ec2.create_security_group(GroupName="team-bastions", Description="team bastions")["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=SSH_GROUP,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "PrefixListIds": [{"PrefixListId": prefix_list}],
+                "UserIdGroupPairs": [{"GroupId": bastions}],
+                "Ipv6Ranges": [{"CidrIpv6": "2001:db8::/32"}],
+            }
+        ],
+    )
+    others = {("tcp", 22, 22, prefix_list), ("tcp", 22, 22, bastions), ("tcp", 22, 22, "2001:db8::/32")}
+    before = ingress_by_source(org, SSH_GROUP)
+    assert others <= before
+
+    [result] = org.replay([event], seed=False)
+
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    after = ingress_by_source(org, SSH_GROUP)
+    world = {("tcp", 22, 22, "0.0.0.0/0"), ("tcp", 22, 22, "::/0"), ("tcp", 0, 1024, "0.0.0.0/0")}
+    narrowed = {("tcp", 0, 21, "0.0.0.0/0"), ("tcp", 23, 1024, "0.0.0.0/0")}
+    assert after == (before - world) | narrowed
+    [entry] = remediations(org, event["id"])
+    assert sorted(rule["cidr"] for rule in entry.detail["changes"]["revoked"]) == sorted(
+        cidr for *_, cidr in world
+    )
