@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from govern.emulator import Organization
+from govern.faults import Fault, inject_api_faults
 from governance.remediation import controls, engine
 from tests.flows.test_config_remediation import (
     MEMBER,
@@ -370,3 +371,35 @@ def test_ssh_from_a_prefix_list_a_security_group_or_a_private_ipv6_range_stays(
     assert sorted(rule["cidr"] for rule in entry.detail["changes"]["revoked"]) == sorted(
         cidr for *_, cidr in world
     )
+
+
+def test_an_authorize_refused_while_narrowing_leaves_every_rule_as_it_was(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """The kept part of a wide range is authorized before anything is revoked: when EC2 refuses it (a group
+    at its rules limit), the world-open rules are all still there, and nothing was closed that the
+    workload needs. The finding is reported failed, with EC2's reason."""
+    event = load_event("config-security-group-ssh")
+    org.seed(event)
+    before = ingress_by_source(org, SSH_GROUP)
+    assert ("tcp", 0, 1024, "0.0.0.0/0") in before and ("tcp", 22, 22, "0.0.0.0/0") in before
+    full = Fault(
+        "ec2",
+        "AuthorizeSecurityGroupIngress",
+        "RulesPerSecurityGroupLimitExceeded",
+        400,
+        account=MEMBER,
+        message="The maximum number of rules per security group has been reached.",
+    )
+
+    with inject_api_faults(org, [full]):
+        [result] = org.replay([event], seed=False)
+
+    assert full.hits == 1
+    assert ingress_by_source(org, SSH_GROUP) == before
+    assert result.outcome == "failed"
+    [entry] = remediations(org, event["id"])
+    assert entry.status == "failed"
+    assert "RulesPerSecurityGroupLimitExceeded" in entry.detail["error"]
+    [notice] = security_notices(org, event["id"])
+    assert notice.subject.endswith(f"security group {SSH_GROUP} in {MEMBER} remediation FAILED")
