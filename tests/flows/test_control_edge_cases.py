@@ -403,3 +403,67 @@ def test_an_authorize_refused_while_narrowing_leaves_every_rule_as_it_was(
     assert "RulesPerSecurityGroupLimitExceeded" in entry.detail["error"]
     [notice] = security_notices(org, event["id"])
     assert notice.subject.endswith(f"security group {SSH_GROUP} in {MEMBER} remediation FAILED")
+
+
+@pytest.mark.parametrize(("lost", "other"), [("0.0.0.0/0", "::/0"), ("::/0", "0.0.0.0/0")])
+def test_a_kept_range_is_read_back_from_its_own_source(
+    org: Organization,
+    load_event: EventLoader,
+    monkeypatch: pytest.MonkeyPatch,
+    no_waits: list[float],
+    lost: str,
+    other: str,
+) -> None:
+    """A wide range open to both 0.0.0.0/0 and ::/0 is narrowed for each source. When the kept part of one
+    source is not there at the read-back (here removed right after the fix, as by the team's
+    infrastructure code reapplying an older template), the same ports open from the other source do not
+    stand in for it: the fix is not verified."""
+    event = load_event("config-security-group-ssh")
+    org.seed(event)
+    aws(org, MEMBER, "ec2").authorize_security_group_ingress(
+        GroupId=SSH_GROUP,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 0,
+                "ToPort": 1024,
+                "Ipv6Ranges": [{"CidrIpv6": "::/0", "Description": "team web tier"}],
+            }
+        ],
+    )
+    real = controls.ACTIONS["revoke_open_ingress"]
+
+    def kept_range_lost(session: Any, region: str, group_id: str, *args: Any) -> dict[str, Any]:
+        changes = real.remediate_with(session, region, group_id, *args)
+        ec2 = session.client("ec2", region_name=region)
+        rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
+        [rule_id] = [
+            rule["SecurityGroupRuleId"]
+            for rule in rules["SecurityGroupRules"]
+            if (rule["FromPort"], rule["ToPort"], rule.get("CidrIpv4") or rule.get("CidrIpv6"))
+            == (23, 1024, lost)
+        ]
+        ec2.revoke_security_group_ingress(GroupId=group_id, SecurityGroupRuleIds=[rule_id])
+        return changes
+
+    monkeypatch.setitem(
+        controls.ACTIONS, real.name, dataclasses.replace(real, remediate_with=kept_range_lost)
+    )
+
+    [result] = org.replay([event], seed=False)
+
+    after = ingress_by_source(org, SSH_GROUP)
+    assert ("tcp", 23, 1024, other) in after and ("tcp", 0, 21, other) in after
+    assert ("tcp", 23, 1024, lost) not in after and ("tcp", 0, 21, lost) in after
+    assert not {rule for rule in after if rule[3] in (lost, other) and rule[1] <= 22 <= rule[2]}
+    assert result.outcome == "failed"
+    assert no_waits == list(engine.VERIFY_WAITS_S)
+    [entry] = remediations(org, event["id"])
+    assert entry.status == "failed"
+    assert entry.detail["error"].endswith("still shows it not fixed")
+    assert {(kept["ports"], kept["cidr"]) for kept in entry.detail["changes"]["kept"]} == {
+        ("0-21", "0.0.0.0/0"),
+        ("23-1024", "0.0.0.0/0"),
+        ("0-21", "::/0"),
+        ("23-1024", "::/0"),
+    }
