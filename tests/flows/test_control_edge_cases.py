@@ -8,16 +8,20 @@ back."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.cloudtrail.models import cloudtrail_backends
 
 from govern.emulator import Organization
 from govern.faults import Fault, inject_api_faults
 from governance.remediation import controls, engine
 from tests.flows.test_config_remediation import (
+    MANAGEMENT,
     MEMBER,
+    REGION,
     TEAM_KEY,
     EventLoader,
     aws,
@@ -467,3 +471,129 @@ def test_a_kept_range_is_read_back_from_its_own_source(
         ("0-21", "::/0"),
         ("23-1024", "::/0"),
     }
+
+
+# --------------------------------------------------------------------------- CloudTrail
+
+SEEDED_TRAIL = "org-team-trail"  # what seeding the cloudtrail-enabled sample creates: single-Region, stopped
+OTHER_REGION = "us-west-2"
+
+
+def create_trail(
+    org: Organization, account: str, region: str, name: str, *, organization: bool = False
+) -> str:
+    """A stopped multi-Region trail homed in `region`, logging to a bucket of its own; returns its ARN."""
+    bucket = f"{name}-logs-{account}"
+    s3 = aws(org, account, "s3", region)
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    created = aws(org, account, "cloudtrail", region).create_trail(
+        Name=name, S3BucketName=bucket, IsMultiRegionTrail=True, IsOrganizationTrail=organization
+    )
+    return str(created["TrailARN"])
+
+
+def is_logging(org: Organization, account: str, region: str, name: str) -> bool:
+    """The trail's status, asked in its home Region of the account that owns it."""
+    return bool(aws(org, account, "cloudtrail", region).get_trail_status(Name=name)["IsLogging"])
+
+
+def in_region(event: dict[str, Any], region: str) -> dict[str, Any]:
+    """The same evaluation, made by the rule's deployment in another Region."""
+    moved: dict[str, Any] = json.loads(json.dumps(event).replace(REGION, region))
+    moved["id"] = f"{event['id']}-{region}"
+    return moved
+
+
+def test_a_trail_homed_in_another_region_is_started_in_its_home_region(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """A multi-Region trail homed in us-west-2 shows in us-east-1 too, where the finding is; CloudTrail
+    starts it only when asked in us-west-2."""
+    event = load_event("config-cloudtrail-logging")
+    org.seed(event)
+    west = create_trail(org, MEMBER, OTHER_REGION, "team-audit")
+
+    [result] = org.replay([event], seed=False)
+
+    assert is_logging(org, MEMBER, OTHER_REGION, "team-audit") is True
+    assert is_logging(org, MEMBER, REGION, SEEDED_TRAIL) is False  # one trail is started, not every one
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    [entry] = remediations(org, event["id"])
+    assert entry.detail["changes"]["started"] == [west]
+
+
+def test_of_two_multi_region_trails_the_one_homed_in_the_findings_region_is_started(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Both record every Region; the finding's own Region breaks the tie (ahead of the ARNs' order, which
+    would pick us-east-1's)."""
+    event = in_region(load_event("config-cloudtrail-logging"), OTHER_REGION)
+    # Seeding creates the team trail's bucket as in us-east-1 (no LocationConstraint), which S3 refuses
+    # elsewhere: the bucket is made here first, then seeding adds the team trail, single-Region in us-west-2.
+    aws(org, MEMBER, "s3", OTHER_REGION).create_bucket(
+        Bucket=f"{SEEDED_TRAIL}-logs-{MEMBER}", CreateBucketConfiguration={"LocationConstraint": OTHER_REGION}
+    )
+    org.seed(event)
+    east = create_trail(org, MEMBER, REGION, "team-audit-east")
+    west = create_trail(org, MEMBER, OTHER_REGION, "team-audit-west")
+    assert east < west
+
+    [result] = org.replay([event], seed=False)
+
+    assert is_logging(org, MEMBER, OTHER_REGION, "team-audit-west") is True
+    assert is_logging(org, MEMBER, REGION, "team-audit-east") is False
+    assert is_logging(org, MEMBER, OTHER_REGION, SEEDED_TRAIL) is False
+    assert [(a.type, a.status, a.verified) for a in result.actions] == [
+        ("remediate", "done", True),
+        ("notify", "done", True),
+    ]
+    [entry] = remediations(org, event["id"])
+    assert entry.detail["changes"]["started"] == [west]
+    assert east in entry.detail["changes"]["left_stopped"]
+
+
+def show_organization_trail(org: Organization, member: str, name: str) -> None:
+    """In AWS the management account's organization trail shows in each member account's DescribeTrails,
+    with its own ARN (the management account's). moto keeps every account's trails apart, so the trail
+    object itself is shown to the member's CloudTrail too: whatever the member did to it, the management
+    account's trail would show."""
+    home = cloudtrail_backends[MANAGEMENT][REGION].trails[name]
+    cloudtrail_backends[member][REGION].trails[name] = home
+
+
+@pytest.mark.parametrize("own_trail", [True, False], ids=["with-its-own-trail", "without-one"])
+def test_the_organization_trail_is_never_started_by_the_member_accounts_control(
+    org: Organization, load_event: EventLoader, own_trail: bool
+) -> None:
+    """Only the management account may start or change its organization trail: the member's control starts
+    a trail of the member's own, or says there is none, and never touches the organization's, although it
+    is multi-Region and stopped."""
+    event = load_event("config-cloudtrail-logging")
+    org.seed(event)
+    if not own_trail:
+        aws(org, MEMBER, "cloudtrail").delete_trail(Name=SEEDED_TRAIL)
+    organization_trail = create_trail(org, MANAGEMENT, REGION, "organization-audit", organization=True)
+    show_organization_trail(org, MEMBER, "organization-audit")
+    seen = aws(org, MEMBER, "cloudtrail").describe_trails()["trailList"]
+    assert [t["IsOrganizationTrail"] for t in seen if t["TrailARN"] == organization_trail] == [True]
+
+    [result] = org.replay([event], seed=False)
+
+    assert is_logging(org, MANAGEMENT, REGION, "organization-audit") is False
+    [remediate, _] = result.actions
+    [entry] = remediations(org, event["id"])
+    if own_trail:
+        assert is_logging(org, MEMBER, REGION, SEEDED_TRAIL) is True
+        assert (remediate.status, remediate.verified) == ("done", True)
+        assert organization_trail not in entry.detail["changes"]["trails"]
+    else:
+        assert remediate.status == "failed"
+        assert entry.detail["error"].startswith(
+            f"account {MEMBER} has no CloudTrail trail of its own in {REGION}"
+        )
