@@ -2,8 +2,8 @@
 key or bucket-key setting, a bucket on DSSE-KMS, notebooks mid-update or Failed, security-group sources
 that are not CIDRs, an authorize refused half way through a fix, the read-back of each source, and trails
 homed in another Region or owned by the organization. Each finding goes through the emulated organization
-(or, where a replay cannot set the case up, the control itself); the tests then read the member account
-back."""
+(where a change must be lost between the fix and its read-back, the control is wrapped to lose it); the
+tests then read the member account back."""
 
 from __future__ import annotations
 
@@ -558,7 +558,7 @@ def test_of_two_multi_region_trails_the_one_homed_in_the_findings_region_is_star
     assert east in entry.detail["changes"]["left_stopped"]
 
 
-def show_organization_trail(org: Organization, member: str, name: str) -> None:
+def show_organization_trail(member: str, name: str) -> None:
     """In AWS the management account's organization trail shows in each member account's DescribeTrails,
     with its own ARN (the management account's). moto keeps every account's trails apart, so the trail
     object itself is shown to the member's CloudTrail too: whatever the member did to it, the management
@@ -579,7 +579,7 @@ def test_the_organization_trail_is_never_started_by_the_member_accounts_control(
     if not own_trail:
         aws(org, MEMBER, "cloudtrail").delete_trail(Name=SEEDED_TRAIL)
     organization_trail = create_trail(org, MANAGEMENT, REGION, "organization-audit", organization=True)
-    show_organization_trail(org, MEMBER, "organization-audit")
+    show_organization_trail(MEMBER, "organization-audit")
     seen = aws(org, MEMBER, "cloudtrail").describe_trails()["trailList"]
     assert [t["IsOrganizationTrail"] for t in seen if t["TrailARN"] == organization_trail] == [True]
 
