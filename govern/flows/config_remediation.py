@@ -95,18 +95,25 @@ def _seed_rule(session: boto3.Session, region: str, rule_name: str) -> None:
     regional_client(session, "config", region).put_config_rule(ConfigRule=rule)
 
 
+def create_bucket(s3: Any, bucket: str, region: str) -> bool:
+    """Create `bucket` in `region`; False when it already exists (it is left as it is)."""
+    with contextlib.suppress(ClientError):
+        # In us-east-1 S3 answers a repeated CreateBucket of one's own bucket with success: look first.
+        s3.head_bucket(Bucket=bucket)
+        return False
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)  # us-east-1 refuses its own name as a LocationConstraint
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    return True
+
+
 def _seed_bucket(
     session: boto3.Session, region: str, bucket: str, action: str, parameters: dict[str, Any]
 ) -> None:
     s3 = regional_client(session, "s3", region)
-    with contextlib.suppress(ClientError):
-        # In us-east-1 S3 answers a repeated CreateBucket of one's own bucket with success: look first.
-        s3.head_bucket(Bucket=bucket)
+    if not create_bucket(s3, bucket, region):
         return
-    if region == "us-east-1":
-        s3.create_bucket(Bucket=bucket)
-    else:
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "team", "Value": "churn"}]})
     workload_statement = {
         "Sid": "TeamRoleReadsData",
@@ -231,8 +238,7 @@ def _seed_account(
     if any(trail["Name"] == TEAM_TRAIL for trail in cloudtrail.describe_trails()["trailList"]):
         return
     bucket = f"{TEAM_TRAIL}-logs-{account}"
-    with contextlib.suppress(ClientError):
-        regional_client(session, "s3", region).create_bucket(Bucket=bucket)
+    create_bucket(regional_client(session, "s3", region), bucket, region)
     # A new trail does not log until StartLogging: the "stopped" state of the event.
     cloudtrail.create_trail(Name=TEAM_TRAIL, S3BucketName=bucket)
 

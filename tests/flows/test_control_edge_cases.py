@@ -17,6 +17,7 @@ from moto.cloudtrail.models import cloudtrail_backends
 
 from govern.emulator import Organization
 from govern.faults import Fault, inject_api_faults
+from govern.flows.config_remediation import create_bucket
 from governance.remediation import controls, engine
 from tests.flows.test_config_remediation import (
     MANAGEMENT,
@@ -484,11 +485,7 @@ def create_trail(
 ) -> str:
     """A stopped multi-Region trail homed in `region`, logging to a bucket of its own; returns its ARN."""
     bucket = f"{name}-logs-{account}"
-    s3 = aws(org, account, "s3", region)
-    if region == "us-east-1":
-        s3.create_bucket(Bucket=bucket)
-    else:
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    create_bucket(aws(org, account, "s3", region), bucket, region)
     created = aws(org, account, "cloudtrail", region).create_trail(
         Name=name, S3BucketName=bucket, IsMultiRegionTrail=True, IsOrganizationTrail=organization
     )
@@ -534,12 +531,7 @@ def test_of_two_multi_region_trails_the_one_homed_in_the_findings_region_is_star
     """Both record every Region; the finding's own Region breaks the tie (ahead of the ARNs' order, which
     would pick us-east-1's)."""
     event = in_region(load_event("config-cloudtrail-logging"), OTHER_REGION)
-    # Seeding creates the team trail's bucket as in us-east-1 (no LocationConstraint), which S3 refuses
-    # elsewhere: the bucket is made here first, then seeding adds the team trail, single-Region in us-west-2.
-    aws(org, MEMBER, "s3", OTHER_REGION).create_bucket(
-        Bucket=f"{SEEDED_TRAIL}-logs-{MEMBER}", CreateBucketConfiguration={"LocationConstraint": OTHER_REGION}
-    )
-    org.seed(event)
+    org.seed(event)  # the team trail, single-Region in us-west-2
     east = create_trail(org, MEMBER, REGION, "team-audit-east")
     west = create_trail(org, MEMBER, OTHER_REGION, "team-audit-west")
     assert east < west
