@@ -1,0 +1,92 @@
+"""The remediation engine's decisions the per-control flows leave open, end to end on the offline runtime:
+policy exemptions that are not exemptions, notify-only controls with a real action, the last day of an
+exemption, evaluations about another resource type, the same evaluation in two accounts or Regions, a
+failed fix's severity and a subject that must keep its outcome. Each test reads the emulated AWS back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from govern.emulator import Organization
+from tests.flows.test_config_remediation import (
+    EventLoader,
+    remediations,
+    security_notices,
+    snapshot,
+    with_policy,
+)
+
+PUBLIC_BUCKET = "team-churn-public-data"
+
+
+def action_statuses(result: Any) -> list[tuple[str, str, bool | None]]:
+    return [(a.type, a.status, a.verified) for a in result.actions]
+
+
+# --------------------------------------------------------------------------- exemptions that are not
+
+
+def exemption(**fields: str | None) -> str:
+    """A [[exemption]] table of the policy file: a valid one, with each field given as None left out."""
+    values: dict[str, str | None] = {
+        "accounts": '["210987654321"]',
+        "resources": f'["{PUBLIC_BUCKET}"]',
+        "reason": '"Public dataset for the churn Kaggle challenge (SEC-42)"',
+        "owner": '"churn-team@example.com"',
+        "expires": "2099-12-31",
+        **fields,
+    }
+    lines = [f"{name} = {value}" for name, value in values.items() if value is not None]
+    return "\n[[exemption]]\n" + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        pytest.param({"owner": None}, "exemption (#1): owner: Field required", id="no-owner"),
+        pytest.param(
+            {"owner": '""'},
+            "exemption (#1): owner: String should have at least 1 character",
+            id="empty-owner",
+        ),
+        pytest.param(
+            {"expires": None},
+            "exemption 'churn-team@example.com' (#1): expires: Field required",
+            id="no-expiry",
+        ),
+        pytest.param(
+            {"reason": '""'},
+            "exemption 'churn-team@example.com' (#1): reason: String should have at least 1 character",
+            id="blank-reason",
+        ),
+        pytest.param(
+            {"reason": None},
+            "exemption 'churn-team@example.com' (#1): reason: Field required",
+            id="no-reason",
+        ),
+    ],
+)
+def test_an_exemption_without_an_owner_an_expiry_or_a_reason_is_refused_naming_it(
+    org: Organization, load_event: EventLoader, tmp_path: Path, fields: dict[str, str | None], problem: str
+) -> None:
+    """Kills M32 (owner), M33 (expiry), M34 (reason): such an entry would exempt the bucket for nobody to
+    answer for, forever, or for no reason; the policy file is refused, naming the entry, and the bucket is
+    neither exempted nor touched."""
+    with_policy(org, tmp_path, exemption(**fields))
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    before = snapshot(org, event)
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "dead-lettered"
+    assert result.error is not None
+    assert "\n" not in result.error
+    assert f"remediation policy {tmp_path / 'policy.toml'}: {problem}" in result.error, result.error
+    assert snapshot(org, event) == before
+    assert remediations(org, event["id"]) == [] and security_notices(org, event["id"]) == []
+    [rejected] = [e for e in org.ledger(event["id"]) if e.action == "dead_letter"]
+    assert problem in rejected.detail["error"]
