@@ -12,7 +12,10 @@ import pytest
 
 from govern.emulator import Organization
 from tests.flows.test_config_remediation import (
+    MEMBER,
     EventLoader,
+    assert_subject,
+    bucket_state,
     remediations,
     security_notices,
     snapshot,
@@ -90,3 +93,44 @@ def test_an_exemption_without_an_owner_an_expiry_or_a_reason_is_refused_naming_i
     assert remediations(org, event["id"]) == [] and security_notices(org, event["id"]) == []
     [rejected] = [e for e in org.ledger(event["id"]) if e.action == "dead_letter"]
     assert problem in rejected.detail["error"]
+
+
+# --------------------------------------------------------------------------- notify-only with an action
+
+
+def test_a_notify_only_control_with_a_real_action_leaves_the_bucket_alone_and_notifies(
+    org: Organization, load_event: EventLoader, tmp_path: Path
+) -> None:
+    """Kills M03b: the control names block_bucket_public_access but is set to notify-only; nothing runs."""
+    with_policy(
+        org,
+        tmp_path,
+        replace=(
+            'action = "block_bucket_public_access"\nmode = "enforce"',
+            'action = "block_bucket_public_access"\nmode = "notify-only"',
+        ),
+    )
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    before = bucket_state(org, MEMBER, PUBLIC_BUCKET)
+    assert before["public_access_block"] is None
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    assert bucket_state(org, MEMBER, PUBLIC_BUCKET) == before
+    assert action_statuses(result) == [("remediate", "notify-only", True), ("notify", "done", True)]
+    [notice] = security_notices(org, event["id"])
+    assert_subject(
+        notice,
+        "HIGH",
+        "s3-bucket-public-read-prohibited",
+        f"bucket {PUBLIC_BUCKET} in {MEMBER}",
+        "not remediated (notify-only)",
+    )
+    assert notice.attributes == {"severity": "HIGH", "account": MEMBER, "kind": "non-compliance"}
+    assert (notice.message["mode"], notice.message["action"]) == ("notify-only", "block_bucket_public_access")
+    assert notice.message["reason"].startswith("notify-only: Training data and model artifacts")
+    [entry] = remediations(org, event["id"])
+    assert (entry.status, entry.detail["changes"], entry.detail["verified"]) == ("notify-only", {}, None)
+    assert org.config_evaluations == []
