@@ -5,16 +5,19 @@ failed fix's severity and a subject that must keep its outcome. Each test reads 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from govern.emulator import Organization
+from governance.remediation import engine
 from tests.flows.test_config_remediation import (
     MEMBER,
     EventLoader,
     assert_subject,
+    aws,
     bucket_state,
     remediations,
     security_notices,
@@ -133,4 +136,72 @@ def test_a_notify_only_control_with_a_real_action_leaves_the_bucket_alone_and_no
     assert notice.message["reason"].startswith("notify-only: Training data and model artifacts")
     [entry] = remediations(org, event["id"])
     assert (entry.status, entry.detail["changes"], entry.detail["verified"]) == ("notify-only", {}, None)
+    assert org.config_evaluations == []
+
+
+# --------------------------------------------------------------------------- the last day of an exemption
+
+
+def freeze_engine_clock(monkeypatch: pytest.MonkeyPatch, at: datetime) -> None:
+    """The engine reads the time as `at` from now on: a test about "today" cannot cross midnight UTC."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Frozen:
+            return cls.fromtimestamp(at.timestamp(), tz)
+
+    monkeypatch.setattr(engine, "datetime", Frozen)
+
+
+@pytest.mark.parametrize("source", ["tag", "policy"])
+def test_an_exemption_holds_through_its_last_day_and_names_its_owner(
+    org: Organization,
+    load_event: EventLoader,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+) -> None:
+    """Kills M08 (an exemption lapsing on its expiry date instead of after it) and M36 (the owner of a tag
+    exemption missing from the notice and the ledger). The engine's clock is frozen at the time the test
+    starts, so the expiry date is "today" however long the run takes."""
+    now = datetime.now(UTC)
+    freeze_engine_clock(monkeypatch, now)
+    today = now.date().isoformat()
+    reason, owner = "Public dataset for the churn Kaggle challenge (SEC-42)", "churn-team@example.com"
+    if source == "policy":
+        with_policy(org, tmp_path, exemption(expires=today))
+    event = load_event("config-s3-public-read")
+    org.seed(event)
+    if source == "tag":
+        tags = {
+            "team": "churn",
+            "governance:exempt-until": today,
+            "governance:exempt-reason": reason,
+            "governance:exempt-owner": owner,
+        }
+        aws(org, MEMBER, "s3").put_bucket_tagging(
+            Bucket=PUBLIC_BUCKET, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        )
+    before = bucket_state(org, MEMBER, PUBLIC_BUCKET)
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    assert bucket_state(org, MEMBER, PUBLIC_BUCKET) == before
+    assert before["public_access_block"] is None
+    assert action_statuses(result) == [("remediate", "exempt", True), ("notify", "done", True)]
+    held = {"source": source, "reason": reason, "owner": owner, "expires": today}
+    [notice] = security_notices(org, event["id"])
+    assert_subject(
+        notice,
+        "HIGH",
+        "s3-bucket-public-read-prohibited",
+        f"bucket {PUBLIC_BUCKET} in {MEMBER}",
+        f"exempt until {today}",
+    )
+    assert notice.attributes["kind"] == "exemption"
+    assert notice.message["exemption"] == held
+    assert notice.message["notes"] == []
+    [entry] = remediations(org, event["id"])
+    assert (entry.status, entry.detail["exemption"]) == ("exempt", held)
     assert org.config_evaluations == []
