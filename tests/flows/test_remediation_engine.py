@@ -5,6 +5,7 @@ failed fix's severity and a subject that must keep its outcome. Each test reads 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,15 @@ from govern.emulator import Organization
 from governance.remediation import engine
 from tests.flows.test_config_remediation import (
     MEMBER,
+    OTHER_MEMBER,
+    REGION,
     EventLoader,
+    account_state,
     assert_subject,
     aws,
     bucket_state,
+    in_account,
+    notebook_state,
     remediations,
     security_notices,
     snapshot,
@@ -205,3 +211,68 @@ def test_an_exemption_holds_through_its_last_day_and_names_its_owner(
     [entry] = remediations(org, event["id"])
     assert (entry.status, entry.detail["exemption"]) == ("exempt", held)
     assert org.config_evaluations == []
+
+
+# --------------------------------------------------------------------------- not duplicates
+
+
+def test_the_same_evaluation_in_another_account_is_acted_on_too(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Kills M27: two teams each have a notebook named fraud-analysis, evaluated at the same instant; the
+    idempotency key must tell the accounts apart, or the second team's notebook keeps root access."""
+    first = load_event("config-notebook-root-access")
+    second = in_account(first, OTHER_MEMBER, event_id="0b9e2c11-other-team-notebook")
+    identifier = "evaluationResultIdentifier"
+    assert (
+        first["detail"]["resourceId"],
+        first["detail"]["configRuleName"],
+        first["detail"]["newEvaluationResult"][identifier]["orderingTimestamp"],
+    ) == (
+        second["detail"]["resourceId"],
+        second["detail"]["configRuleName"],
+        second["detail"]["newEvaluationResult"][identifier]["orderingTimestamp"],
+    )
+
+    results = org.replay([first, second])
+
+    assert [r.outcome for r in results] == ["succeeded", "succeeded"], [r.error for r in results]
+    for account in (MEMBER, OTHER_MEMBER):
+        state = notebook_state(org, account, "fraud-analysis")
+        assert (state["NotebookInstanceStatus"], state["RootAccess"]) == ("Stopped", "Disabled"), account
+    for event in (first, second):
+        assert [e.status for e in remediations(org, event["id"])] == ["done"]
+        [notice] = security_notices(org, event["id"])
+        assert notice.subject.endswith(f"notebook fraud-analysis in {event['account']} remediated")
+    rule = "sagemaker-notebook-instance-root-access-check"
+    assert sorted(org.config_evaluations) == [(MEMBER, REGION, [rule]), (OTHER_MEMBER, REGION, [rule])]
+
+
+def in_region(event: dict[str, Any], region: str, *, event_id: str) -> dict[str, Any]:
+    moved = json.loads(json.dumps(event).replace(REGION, region))
+    moved["id"] = event_id
+    return moved
+
+
+def test_the_same_evaluation_in_another_region_is_acted_on_too(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Kills M28: an account-level rule evaluates the account (same resource id) in each Region; EBS
+    encryption by default is a per-Region setting, so both evaluations must be acted on."""
+    east = load_event("config-ebs-encryption-default")
+    west = in_region(east, "us-west-2", event_id="3c7f5d22-ebs-default-us-west-2")
+    assert east["detail"]["resourceId"] == west["detail"]["resourceId"] == MEMBER
+    assert account_state(org, MEMBER)["ebs_encryption_by_default"] == {REGION: False, "us-west-2": False}
+
+    results = org.replay([east, west])
+
+    assert [r.outcome for r in results] == ["succeeded", "succeeded"], [r.error for r in results]
+    assert account_state(org, MEMBER)["ebs_encryption_by_default"] == {REGION: True, "us-west-2": True}
+    assert [action_statuses(r) for r in results] == [
+        [("remediate", "done", True), ("notify", "done", True)]
+    ] * 2
+    for event, region in ((east, REGION), (west, "us-west-2")):
+        [notice] = security_notices(org, event["id"])
+        assert notice.subject.endswith(f"account {MEMBER} in {region} remediated")
+    rule = "ec2-ebs-encryption-by-default"
+    assert sorted(org.config_evaluations) == [(MEMBER, REGION, [rule]), (MEMBER, "us-west-2", [rule])]
