@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from govern.emulator import Organization
+from govern.faults import access_denied, inject_api_faults
 from governance.remediation import engine
 from tests.flows.test_config_remediation import (
     MEMBER,
@@ -276,3 +277,35 @@ def test_the_same_evaluation_in_another_region_is_acted_on_too(
         assert notice.subject.endswith(f"account {MEMBER} in {region} remediated")
     rule = "ec2-ebs-encryption-by-default"
     assert sorted(org.config_evaluations) == [(MEMBER, REGION, [rule]), (MEMBER, "us-west-2", [rule])]
+
+
+# --------------------------------------------------------------------------- a failed fix
+
+
+def test_a_medium_control_whose_fix_fails_is_notified_high(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Kills M37: the TLS control is MEDIUM, but a violation the backbone failed to fix is one nobody is
+    fixing: `_failed` raises it to HIGH, in the notice and the ledger."""
+    event = load_event("config-s3-tls-required")
+    bucket = event["detail"]["resourceId"]
+    org.seed(event)
+    before = bucket_state(org, MEMBER, bucket)
+
+    with inject_api_faults(org, [access_denied("s3", "PutBucketPolicy", times=99, account=MEMBER)]) as faults:
+        [result] = org.replay([event], seed=False)
+
+    assert faults[0].hits == 1  # refused, not retried
+    assert result.outcome == "failed"
+    assert bucket_state(org, MEMBER, bucket) == before
+    assert [s["Sid"] for s in before["policy"]["Statement"]] == ["TeamRoleReadsData"]
+    [notice] = security_notices(org, event["id"])
+    assert_subject(
+        notice, "HIGH", "s3-bucket-ssl-requests-only", f"bucket {bucket} in {MEMBER}", "remediation FAILED"
+    )
+    assert notice.attributes == {"severity": "HIGH", "account": MEMBER, "kind": "remediation-failed"}
+    assert notice.message["severity"] == "HIGH"
+    assert "S3 refused the bucket policy of team-churn-features" in notice.message["reason"]
+    [entry] = remediations(org, event["id"])
+    assert (entry.status, entry.detail["severity"], entry.detail["verified"]) == ("failed", "HIGH", False)
+    assert org.config_evaluations == []
