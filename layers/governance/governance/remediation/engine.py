@@ -749,8 +749,9 @@ def record_dead_letter(change: ConfigComplianceChange, error: Exception, *, deli
 
 def subject_for(evaluation: Evaluation, decision: Decision) -> str:
     """`[HIGH] s3-bucket-public-read-prohibited: bucket my-bucket in 210987654321 remediated`, at most
-    SUBJECT_LIMIT characters. When too long, the rule name gives way (the body keeps it whole), never the
-    resource, the account or the outcome a human scans for."""
+    SUBJECT_LIMIT characters. When too long, the rule name gives way first (the body keeps it whole), down to
+    its first 8 characters; then the resource's name, cut in its middle (its start and its end stay, the body
+    keeps it whole). Never the account or the outcome a human scans for."""
     severity, rest = f"[{decision.severity}] ", f": {evaluation.subject} {decision.headline}"
     rule = evaluation.rule
     if len(severity) + len(rule) + len(rest) > SUBJECT_LIMIT:
@@ -758,7 +759,22 @@ def subject_for(evaluation: Evaluation, decision: Decision) -> str:
     room = SUBJECT_LIMIT - len(severity) - len(rest)
     if len(rule) > room:
         rule = rule[: max(room - 1, 8)] + "…"
+    excess = len(severity) + len(rule) + len(rest) - SUBJECT_LIMIT
+    if excess > 0 and evaluation.resource_type != resources.ACCOUNT:  # an account's id is the account
+        name = _cut_in_the_middle(evaluation.resource_id, len(evaluation.resource_id) - excess)
+        shown = resources.describe(evaluation.resource_type, name, evaluation.account, evaluation.region)
+        rest = f": {shown} {decision.headline}"
     return f"{severity}{rule}{rest}"
+
+
+def _cut_in_the_middle(text: str, length: int) -> str:
+    """`text` in `length` characters, its middle replaced by "…": names of one team's resources tend to
+    share their start and differ at their end, so both stay (at least one character of each)."""
+    if len(text) <= length:
+        return text
+    kept = max(length - 1, 2)
+    head = (kept + 1) // 2
+    return f"{text[:head]}…{text[len(text) - (kept - head) :]}"
 
 
 def notify_security(evaluation: Evaluation, decision: Decision) -> str:
