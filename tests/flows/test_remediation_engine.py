@@ -21,6 +21,7 @@ from tests.flows.test_config_remediation import (
     REGION,
     EventLoader,
     account_state,
+    another_bucket,
     assert_subject,
     aws,
     bucket_state,
@@ -37,6 +38,20 @@ PUBLIC_BUCKET = "team-churn-public-data"
 
 def action_statuses(result: Any) -> list[tuple[str, str, bool | None]]:
     return [(a.type, a.status, a.verified) for a in result.actions]
+
+
+def assert_name_cut_in_subject(notice: Any, head: str, name: str, tail: str) -> None:
+    """The subject is `{head}{start}…{end}{tail}` in exactly SNS's 100 characters: the resource's `name`
+    shortened in its middle, no more than needed, its start and end kept; the account and the outcome
+    (`tail`) whole. SNS carried the subject as composed (the message keeps the same), and the message
+    keeps the name whole."""
+    subject = notice.subject
+    assert len(subject) == 100, subject
+    assert subject.startswith(head) and subject.endswith(tail), subject
+    start, cut, end = subject.removeprefix(head).removesuffix(tail).partition("…")
+    assert cut and start and end and name.startswith(start) and name.endswith(end), subject
+    assert notice.message["subject"] == subject
+    assert notice.message["resource"] == name
 
 
 # --------------------------------------------------------------------------- exemptions that are not
@@ -309,3 +324,31 @@ def test_a_medium_control_whose_fix_fails_is_notified_high(
     [entry] = remediations(org, event["id"])
     assert (entry.status, entry.detail["severity"], entry.detail["verified"]) == ("failed", "HIGH", False)
     assert org.config_evaluations == []
+
+
+# --------------------------------------------------------------------------- the subject keeps its outcome
+
+
+LONG_BUCKET = "team-churn-feature-store-training-snapshots-2026-11-replica-eu1"  # 63, S3's longest
+
+
+def test_a_long_bucket_name_does_not_cut_the_account_or_the_outcome_from_the_subject(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """SNS keeps 100 characters of a subject. With a 63-character bucket and the dry-run outcome, shortening
+    the rule is not enough: the bucket's name gives way in its middle, and the account and the outcome, what
+    a human scans the inbox for, stay whole."""
+    assert len(LONG_BUCKET) == 63
+    org.configure(DRY_RUN="true")
+    event = another_bucket(load_event("config-s3-public-read"), LONG_BUCKET, event_id="long-bucket-dry-run")
+    org.seed(event)
+    before = bucket_state(org, MEMBER, LONG_BUCKET)
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    assert bucket_state(org, MEMBER, LONG_BUCKET) == before
+    [notice] = security_notices(org, event["id"])
+    assert_name_cut_in_subject(
+        notice, "[HIGH] s3-bucke…: bucket ", LONG_BUCKET, f" in {MEMBER} would be remediated (dry-run)"
+    )
