@@ -229,6 +229,44 @@ def test_an_exemption_holds_through_its_last_day_and_names_its_owner(
     assert org.config_evaluations == []
 
 
+# --------------------------------------------------------------------------- another resource type
+
+
+def test_an_evaluation_about_another_resource_type_than_the_controls_is_notify_only(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Kills M31: a rule the bucket control covers reports an S3 access point (a custom rule reusing the
+    name, say); acting would block public access on whatever bucket bears the access point's name."""
+    bucket_event = load_event("config-s3-public-read")
+    org.seed(bucket_event)  # a bucket of the access point's name exists, public
+    event = json.loads(json.dumps(bucket_event).replace("AWS::S3::Bucket", "AWS::S3::AccessPoint"))
+    event["id"] = "5a1d8e0c-access-point-evaluation"
+    before = bucket_state(org, MEMBER, PUBLIC_BUCKET)
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    assert bucket_state(org, MEMBER, PUBLIC_BUCKET) == before
+    assert before["public_access_block"] is None
+    assert action_statuses(result) == [("remediate", "notify-only", True), ("notify", "done", True)]
+    [notice] = security_notices(org, event["id"])
+    # The outcome is long: the name gives way in the subject (the body keeps it), the account and it do not.
+    assert_name_cut_in_subject(
+        notice,
+        "[HIGH] s3-bucke…: accesspoint ",
+        PUBLIC_BUCKET,
+        f" in {MEMBER} not remediated (unexpected resource type)",
+    )
+    assert notice.attributes["kind"] == "non-compliance"
+    assert notice.message["reason"] == (
+        "control s3-bucket-public-access acts on AWS::S3::Bucket, but the evaluation is about "
+        "AWS::S3::AccessPoint; notify-only"
+    )
+    [entry] = remediations(org, event["id"])
+    assert (entry.status, entry.detail["changes"]) == ("notify-only", {})
+    assert org.config_evaluations == []
+
+
 # --------------------------------------------------------------------------- not duplicates
 
 
