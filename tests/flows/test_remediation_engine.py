@@ -91,6 +91,16 @@ def exemption(**fields: str | None) -> str:
             id="blank-reason",
         ),
         pytest.param(
+            {"owner": '"   "'},
+            "exemption (#1): owner: String should have at least 1 character",
+            id="spaces-for-owner",
+        ),
+        pytest.param(
+            {"reason": '" \\t "'},
+            "exemption 'churn-team@example.com' (#1): reason: String should have at least 1 character",
+            id="spaces-for-reason",
+        ),
+        pytest.param(
             {"reason": None},
             "exemption 'churn-team@example.com' (#1): reason: Field required",
             id="no-reason",

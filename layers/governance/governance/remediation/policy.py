@@ -57,9 +57,10 @@ def base_rule_names(rule_name: str) -> list[str]:
 
 
 class _Strict(BaseModel):
-    """A typo in a human-edited file must be an error, not a silently ignored key."""
+    """A typo in a human-edited file must be an error, not a silently ignored key; text is stripped, so a
+    reason or an owner of only spaces is as missing as an empty one."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
 class Control(_Strict):
@@ -215,7 +216,7 @@ def _entry_name(raw: dict[str, Any], loc: tuple[Any, ...]) -> str:
         entries = raw.get(loc[0]) or []
         entry = entries[loc[1]] if loc[1] < len(entries) and isinstance(entries[loc[1]], dict) else {}
         label = entry.get("id") if loc[0] == "control" else entry.get("owner")
-        named = f" {label!r}" if label else ""
+        named = f" {label.strip()!r}" if isinstance(label, str) and label.strip() else ""
         return f"{loc[0]}{named} (#{loc[1] + 1})"
     return "policy"
 
