@@ -256,8 +256,9 @@ CONTROL_EVENTS: dict[str, tuple[Callable[[Any, Any], None], str, str]] = {
 
 
 def assert_subject(notice: Any, severity: str, rule: str, resource: str, outcome: str) -> None:
-    """`[SEVERITY] rule: resource outcome` in at most 100 characters (what SNS keeps for e-mail): when it
-    is too long only the rule name is shortened, never the resource, the account or the outcome."""
+    """`[SEVERITY] rule: resource outcome` in at most 100 characters (what SNS keeps for e-mail), for
+    resources short enough that only the rule name is shortened. A name too long for that is cut in its
+    middle: test_remediation_engine.py checks those subjects."""
     subject = notice.subject
     head, tail = f"[{severity}] ", f": {resource} {outcome}"
     assert len(subject) <= 100, subject
