@@ -202,19 +202,25 @@ def no_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waits
 
 
-def test_a_failed_notebook_is_not_stopped_only_tagged_and_reported_contained(
-    org: Organization, load_event: EventLoader, no_waits: list[float]
+@pytest.mark.parametrize("status", ["Failed", "Stopped"])
+def test_a_notebook_not_running_is_only_tagged_with_the_direct_internet_finding_and_reported_contained(
+    org: Organization, load_event: EventLoader, no_waits: list[float], status: str
 ) -> None:
-    """A Failed instance is not running: there is nothing to stop, and StopNotebookInstance is for an
-    InService one. The direct-internet finding is contained as it stands, tagged, and said so."""
+    """Containment is the stop and the tag. A Failed instance is not running (StopNotebookInstance is for an
+    InService one) and one its team stopped is already stopped: either is contained as it stands, gets
+    the finding named on it (it must not be started again as it is), no stop time the backbone did not
+    set, and the notice says so."""
     event = load_event(DIRECT_INTERNET[0])
     org.seed(event)
-    set_notebook_status(MEMBER, DIRECT_INTERNET[1], "Failed")
+    if status == "Stopped":
+        aws(org, MEMBER, "sagemaker").stop_notebook_instance(NotebookInstanceName=DIRECT_INTERNET[1])
+    else:
+        set_notebook_status(MEMBER, DIRECT_INTERNET[1], status)
 
     [result] = org.replay([event], seed=False)
 
     after = notebook_state(org, MEMBER, DIRECT_INTERNET[1])
-    assert after["NotebookInstanceStatus"] == "Failed"
+    assert after["NotebookInstanceStatus"] == status
     assert after["tags"] == {
         "team": "churn",
         "governance:finding": "sagemaker-notebook-no-direct-internet-access",
@@ -225,9 +231,9 @@ def test_a_failed_notebook_is_not_stopped_only_tagged_and_reported_contained(
     ]
     [notice] = security_notices(org, event["id"])
     assert notice.subject.endswith(f"notebook {DIRECT_INTERNET[1]} in {MEMBER} contained, not remediated")
-    assert "it was already failed" in notice.message["reason"]
+    assert f"it was already {status.lower()}" in notice.message["reason"]
     [entry] = remediations(org, event["id"])
-    assert (entry.detail["changes"]["status_before"], entry.detail["changes"]["stopped"]) == ("Failed", False)
+    assert (entry.detail["changes"]["status_before"], entry.detail["changes"]["stopped"]) == (status, False)
     assert no_waits == []  # the first read-back agreed
 
 
@@ -249,31 +255,6 @@ def test_a_failed_notebook_keeps_root_access_and_the_failure_says_why(
     assert entry.detail["error"] == (
         "notebook instance fraud-analysis is Failed; root access can be disabled only on a Stopped instance"
     )
-
-
-def test_a_notebook_already_stopped_is_tagged_with_the_direct_internet_finding_and_left_stopped(
-    org: Organization, load_event: EventLoader
-) -> None:
-    """Containment is the stop and the tag: a notebook its team already stopped still gets the finding
-    named on it (it must not be started again as it is), without a stop time the backbone did not set."""
-    event = load_event(DIRECT_INTERNET[0])
-    org.seed(event)
-    aws(org, MEMBER, "sagemaker").stop_notebook_instance(NotebookInstanceName=DIRECT_INTERNET[1])
-
-    [result] = org.replay([event], seed=False)
-
-    after = notebook_state(org, MEMBER, DIRECT_INTERNET[1])
-    assert after["NotebookInstanceStatus"] == "Stopped"
-    assert after["tags"] == {
-        "team": "churn",
-        "governance:finding": "sagemaker-notebook-no-direct-internet-access",
-    }
-    assert [(a.type, a.status, a.verified) for a in result.actions] == [
-        ("remediate", "notify-only", True),
-        ("notify", "done", True),
-    ]
-    [notice] = security_notices(org, event["id"])
-    assert "it was already stopped" in notice.message["reason"]
 
 
 def test_containment_whose_tag_is_gone_at_the_read_back_is_not_reported_contained(

@@ -71,40 +71,38 @@ def exemption(**fields: str | None) -> str:
     return "\n[[exemption]]\n" + "\n".join(lines) + "\n"
 
 
+def replay_leaving_the_public_bucket_alone(org: Organization, event: dict[str, Any], status: str) -> None:
+    """Replay the public-read finding and check the bucket, still public, is exactly as it was, and that
+    the remediation ended `status` and was notified."""
+    before = bucket_state(org, MEMBER, PUBLIC_BUCKET)
+    assert before["public_access_block"] is None
+
+    [result] = org.replay([event], seed=False)
+
+    assert result.outcome == "succeeded", result.error
+    assert bucket_state(org, MEMBER, PUBLIC_BUCKET) == before
+    assert action_statuses(result) == [("remediate", status, True), ("notify", "done", True)]
+
+
+TOO_SHORT = "String should have at least 1 character"
+
+
+def refused(case: str, fields: dict[str, str | None], problem: str, *, named: bool = True) -> Any:
+    """A case of an exemption the policy refuses: the entry is named by its owner, when it has one."""
+    entry = "exemption 'churn-team@example.com' (#1)" if named else "exemption (#1)"
+    return pytest.param(fields, f"{entry}: {problem}", id=case)
+
+
 @pytest.mark.parametrize(
     ("fields", "problem"),
     [
-        pytest.param({"owner": None}, "exemption (#1): owner: Field required", id="no-owner"),
-        pytest.param(
-            {"owner": '""'},
-            "exemption (#1): owner: String should have at least 1 character",
-            id="empty-owner",
-        ),
-        pytest.param(
-            {"expires": None},
-            "exemption 'churn-team@example.com' (#1): expires: Field required",
-            id="no-expiry",
-        ),
-        pytest.param(
-            {"reason": '""'},
-            "exemption 'churn-team@example.com' (#1): reason: String should have at least 1 character",
-            id="blank-reason",
-        ),
-        pytest.param(
-            {"owner": '"   "'},
-            "exemption (#1): owner: String should have at least 1 character",
-            id="spaces-for-owner",
-        ),
-        pytest.param(
-            {"reason": '" \\t "'},
-            "exemption 'churn-team@example.com' (#1): reason: String should have at least 1 character",
-            id="spaces-for-reason",
-        ),
-        pytest.param(
-            {"reason": None},
-            "exemption 'churn-team@example.com' (#1): reason: Field required",
-            id="no-reason",
-        ),
+        refused("no-owner", {"owner": None}, "owner: Field required", named=False),
+        refused("empty-owner", {"owner": '""'}, f"owner: {TOO_SHORT}", named=False),
+        refused("spaces-for-owner", {"owner": '"   "'}, f"owner: {TOO_SHORT}", named=False),
+        refused("no-expiry", {"expires": None}, "expires: Field required"),
+        refused("no-reason", {"reason": None}, "reason: Field required"),
+        refused("empty-reason", {"reason": '""'}, f"reason: {TOO_SHORT}"),
+        refused("spaces-for-reason", {"reason": '" \\t "'}, f"reason: {TOO_SHORT}"),
     ],
 )
 def test_an_exemption_without_an_owner_an_expiry_or_a_reason_is_refused_naming_it(
@@ -147,14 +145,8 @@ def test_a_notify_only_control_with_a_real_action_leaves_the_bucket_alone_and_no
     )
     event = load_event("config-s3-public-read")
     org.seed(event)
-    before = bucket_state(org, MEMBER, PUBLIC_BUCKET)
-    assert before["public_access_block"] is None
 
-    [result] = org.replay([event], seed=False)
-
-    assert result.outcome == "succeeded", result.error
-    assert bucket_state(org, MEMBER, PUBLIC_BUCKET) == before
-    assert action_statuses(result) == [("remediate", "notify-only", True), ("notify", "done", True)]
+    replay_leaving_the_public_bucket_alone(org, event, "notify-only")
     [notice] = security_notices(org, event["id"])
     assert_subject(
         notice,
@@ -214,14 +206,8 @@ def test_an_exemption_holds_through_its_last_day_and_names_its_owner(
         aws(org, MEMBER, "s3").put_bucket_tagging(
             Bucket=PUBLIC_BUCKET, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
         )
-    before = bucket_state(org, MEMBER, PUBLIC_BUCKET)
 
-    [result] = org.replay([event], seed=False)
-
-    assert result.outcome == "succeeded", result.error
-    assert bucket_state(org, MEMBER, PUBLIC_BUCKET) == before
-    assert before["public_access_block"] is None
-    assert action_statuses(result) == [("remediate", "exempt", True), ("notify", "done", True)]
+    replay_leaving_the_public_bucket_alone(org, event, "exempt")
     held = {"source": source, "reason": reason, "owner": owner, "expires": today}
     [notice] = security_notices(org, event["id"])
     assert_subject(
@@ -251,14 +237,8 @@ def test_an_evaluation_about_another_resource_type_than_the_controls_is_notify_o
     org.seed(bucket_event)  # a bucket of the access point's name exists, public
     event = json.loads(json.dumps(bucket_event).replace("AWS::S3::Bucket", "AWS::S3::AccessPoint"))
     event["id"] = "5a1d8e0c-access-point-evaluation"
-    before = bucket_state(org, MEMBER, PUBLIC_BUCKET)
 
-    [result] = org.replay([event], seed=False)
-
-    assert result.outcome == "succeeded", result.error
-    assert bucket_state(org, MEMBER, PUBLIC_BUCKET) == before
-    assert before["public_access_block"] is None
-    assert action_statuses(result) == [("remediate", "notify-only", True), ("notify", "done", True)]
+    replay_leaving_the_public_bucket_alone(org, event, "notify-only")
     [notice] = security_notices(org, event["id"])
     # The outcome is long: the name gives way in the subject (the body keeps it), the account and it do not.
     assert_name_cut_in_subject(
