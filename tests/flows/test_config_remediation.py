@@ -306,6 +306,13 @@ def in_account(event: dict[str, Any], account: str, *, event_id: str) -> dict[st
     return moved
 
 
+def in_region(event: dict[str, Any], region: str, *, event_id: str) -> dict[str, Any]:
+    """The same evaluation, made by the rule's deployment in another Region."""
+    moved = json.loads(json.dumps(event).replace(REGION, region))
+    moved["id"] = event_id
+    return moved
+
+
 # --------------------------------------------------------------------------- every control
 
 

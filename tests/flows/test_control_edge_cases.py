@@ -8,7 +8,6 @@ tests then read the member account back."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.flows.test_config_remediation import (
     EventLoader,
     aws,
     bucket_state,
+    in_region,
     notebook_state,
     on_rule,
     remediations,
@@ -478,13 +478,6 @@ def is_logging(org: Organization, account: str, region: str, name: str) -> bool:
     return bool(aws(org, account, "cloudtrail", region).get_trail_status(Name=name)["IsLogging"])
 
 
-def in_region(event: dict[str, Any], region: str) -> dict[str, Any]:
-    """The same evaluation, made by the rule's deployment in another Region."""
-    moved: dict[str, Any] = json.loads(json.dumps(event).replace(REGION, region))
-    moved["id"] = f"{event['id']}-{region}"
-    return moved
-
-
 def test_a_trail_homed_in_another_region_is_started_in_its_home_region(
     org: Organization, load_event: EventLoader
 ) -> None:
@@ -511,7 +504,7 @@ def test_of_two_multi_region_trails_the_one_homed_in_the_findings_region_is_star
 ) -> None:
     """Both record every Region; the finding's own Region breaks the tie (ahead of the ARNs' order, which
     would pick us-east-1's)."""
-    event = in_region(load_event("config-cloudtrail-logging"), OTHER_REGION)
+    event = in_region(load_event("config-cloudtrail-logging"), OTHER_REGION, event_id="trail-in-us-west-2")
     org.seed(event)  # the team trail, single-Region in us-west-2
     east = create_trail(org, MEMBER, REGION, "team-audit-east")
     west = create_trail(org, MEMBER, OTHER_REGION, "team-audit-west")

@@ -26,6 +26,7 @@ from tests.flows.test_config_remediation import (
     aws,
     bucket_state,
     in_account,
+    in_region,
     notebook_state,
     remediations,
     security_notices,
@@ -290,12 +291,6 @@ def test_the_same_evaluation_in_another_account_is_acted_on_too(
         assert notice.subject.endswith(f"notebook fraud-analysis in {event['account']} remediated")
     rule = "sagemaker-notebook-instance-root-access-check"
     assert sorted(org.config_evaluations) == [(MEMBER, REGION, [rule]), (OTHER_MEMBER, REGION, [rule])]
-
-
-def in_region(event: dict[str, Any], region: str, *, event_id: str) -> dict[str, Any]:
-    moved = json.loads(json.dumps(event).replace(REGION, region))
-    moved["id"] = event_id
-    return moved
 
 
 def test_the_same_evaluation_in_another_region_is_acted_on_too(
