@@ -713,6 +713,14 @@ def replay_with_team_statement(
             },
             id="BoolIfExists, list values",
         ),
+        pytest.param(
+            {
+                **TLS_DENY,
+                "Action": "S3:*",
+                "Condition": {"Bool": {"AWS:SecureTransport": ["false", "FALSE"]}},
+            },
+            id="other capitalisation, a repeated value",
+        ),
     ],
 )
 def test_a_teams_own_statement_denying_plain_http_is_kept_and_nothing_added(

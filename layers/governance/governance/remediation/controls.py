@@ -254,7 +254,8 @@ def denies_insecure_transport(statement: dict[str, Any], bucket_arn: str) -> boo
     principal = statement.get("Principal")
     if principal != "*" and not (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))):
         return False
-    if not {"s3:*", "*"} & set(_as_list(statement.get("Action", []))):
+    # IAM reads action names without regard to case: "S3:*" is "s3:*".
+    if not {"s3:*", "*"} & {str(action).lower() for action in _as_list(statement.get("Action", []))}:
         return False
     resources = set(_as_list(statement.get("Resource", [])))
     if not ({bucket_arn, f"{bucket_arn}/*"} <= resources or "*" in resources):
@@ -270,7 +271,9 @@ def denies_insecure_transport(statement: dict[str, Any], bucket_arn: str) -> boo
     if operator.lower() not in ("bool", "boolifexists") or not isinstance(keys, dict) or len(keys) != 1:
         return False
     [(key, value)] = keys.items()
-    return key.lower() == "aws:securetransport" and [str(v).lower() for v in _as_list(value)] == ["false"]
+    # A list of values matches any of them: ["false", "FALSE"] is still false alone.
+    values = {str(v).lower() for v in _as_list(value)}
+    return key.lower() == "aws:securetransport" and values == {"false"}
 
 
 def _bucket_policy(s3: Any, bucket: str) -> dict[str, Any] | None:
