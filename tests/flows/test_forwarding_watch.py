@@ -433,3 +433,48 @@ def test_a_kept_event_the_bus_would_not_hand_to_exactly_one_target_as_it_is_stay
     assert reshaped.status == "left"
     assert reshaped.note == "the target of rule audit-copy transforms the event; redrive it by hand"
     assert depth(org, TEAM_B, "us-east-1", url)["ApproximateNumberOfMessages"] == 1
+
+
+def test_a_kept_event_does_not_go_around_a_rule_someone_disabled(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    """An operator paused remediation by disabling its rule on the bus: the bus would hand the event to
+    nothing, so the redrive hands it to nothing either, and a disabled second rule does not count."""
+    url = queue_url(org, TEAM_B, "us-east-1")
+    finding = as_team_b(load_event, "config-s3-public-read")
+    org.seed(finding)
+    forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
+    events = org.session().client("events")
+    bus = org.physical_id("GovernanceEventBus")
+    events.disable_rule(Name="ConfigNonComplianceRule", EventBusName=bus)
+
+    [paused] = operations.redrive(url, dry_run=False, queue_session=org.session(TEAM_B))
+
+    assert (paused.status, paused.destination) == ("left", "")
+    assert paused.note.startswith("no rule of the bus ml-governance matches the event now")
+    assert depth(org, TEAM_B, "us-east-1", url)["ApproximateNumberOfMessages"] == 1
+
+    # Enabled again, beside a disabled rule that also matches: the one enabled target gets it.
+    events.enable_rule(Name="ConfigNonComplianceRule", EventBusName=bus)
+    events.put_rule(
+        Name="audit-copy",
+        EventBusName=bus,
+        EventPattern=json.dumps({"source": ["aws.config"]}),
+        State="DISABLED",
+    )
+    events.put_targets(
+        Rule="audit-copy", EventBusName=bus, Targets=[{"Id": "copy", "Arn": org.arn("EventsDeadLetterQueue")}]
+    )
+
+    [moved] = operations.redrive(url, dry_run=False, queue_session=org.session(TEAM_B))
+
+    assert (moved.status, moved.destination) == ("moved", org.arn("ConfigComplianceQueue"))
+    assert depth(org, TEAM_B, "us-east-1", url)["ApproximateNumberOfMessages"] == 0
+    org.replay([], sequential=False)
+    blocked = (
+        org.session(TEAM_B)
+        .client("s3")
+        .get_public_access_block(Bucket=finding["detail"]["resourceId"])["PublicAccessBlockConfiguration"]
+    )
+    assert all(blocked.values()) and len(blocked) == 4
+    assert org.dead_letters() == []

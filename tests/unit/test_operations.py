@@ -481,6 +481,34 @@ def test_config_compliance_dead_letters_go_back_to_their_source_queue(backbone: 
     assert back["MessageAttributes"]["origin"]["StringValue"] == "eventbridge"
 
 
+def test_a_dead_letter_queue_shared_by_several_queues_is_refused_and_nothing_moves(
+    backbone: Backbone,
+) -> None:
+    """Which source queue a message came from is not in the message: redriving it to the first one could
+    hand a team's event to another team's consumer."""
+    sqs = backbone.sqs()
+    config_dlq_arn = sqs.get_queue_attributes(QueueUrl=backbone.config_dlq, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    other_queue, _ = _queue(
+        sqs,
+        "team-audit-copy",
+        RedrivePolicy=json.dumps({"deadLetterTargetArn": config_dlq_arn, "maxReceiveCount": "3"}),
+    )
+    event = read_event("config-s3-public-read")
+    sqs.send_message(QueueUrl=backbone.config_dlq, MessageBody=json.dumps(event))
+
+    with pytest.raises(OperationError) as refused:
+        redrive(backbone.config_dlq, dry_run=False)
+
+    said, _, named = str(refused.value).partition(": ")
+    assert said == f"{backbone.config_dlq} is the dead-letter queue of several queues"
+    assert sorted(named.split(", ")) == sorted([backbone.config_queue, other_queue])  # in SQS's order
+    assert [json.loads(m["Body"]) for m in messages_in(backbone, backbone.config_dlq)] == [event]
+    assert messages_in(backbone, backbone.config_queue) == []
+    assert messages_in(backbone, other_queue) == []
+
+
 def test_govern_redrive_json_and_exit_status(backbone: Backbone, capsys: pytest.CaptureFixture[str]) -> None:
     eventbridge_dead_letter(
         backbone, read_event("account-created"), backbone.baseline_arn, "AccountLifecycle"
@@ -847,6 +875,36 @@ def test_a_dry_run_of_the_compliance_dlq_says_why_the_function_gave_each_evaluat
     # Without a ledger to read, the reason is not invented.
     [listed] = redrive(backbone.config_dlq, dry_run=True)
     assert listed.why_dead_lettered == ""
+
+
+def test_an_evaluation_dead_lettered_again_shows_why_it_was_given_up_the_last_time(
+    backbone: Backbone,
+) -> None:
+    """Redriven once and given up again for another cause: the redrive says the newest cause, the one to
+    fix now, not the one already fixed."""
+    event = read_event("config-s3-public-read")
+    with governance_account(ledger_table=backbone.ledger_table, region=REGION):
+        for recorded_at, error in (
+            ("2026-11-20T10:00:00.000+00:00", "AccessDenied: the role was missing"),
+            ("2026-11-21T10:00:00.000+00:00", "ThrottlingException: Rate exceeded"),
+        ):
+            record(
+                LedgerEntry(
+                    event_id=event["id"],
+                    action="dead_letter",
+                    status="failed",
+                    target=event["detail"]["resourceId"],
+                    flow="config-remediation",
+                    detail={"error": error},
+                    recorded_at=recorded_at,
+                )
+            )
+    backbone.sqs().send_message(QueueUrl=backbone.config_dlq, MessageBody=json.dumps(event))
+
+    [listed] = redrive(backbone.config_dlq, dry_run=True, ledger_table=backbone.ledger_table)
+
+    assert listed.why_dead_lettered == "ThrottlingException: Rate exceeded"
+    assert len(messages_in(backbone, backbone.config_dlq)) == 1
 
 
 def test_govern_enroll_finds_the_ml_ous_by_id_and_leaves_their_namesakes(backbone: Backbone) -> None:
