@@ -107,6 +107,31 @@ def test_events_kept_in_a_member_region_are_counted_and_left_where_they_are(
     assert org.assume_role_attempts == {TEAM_A: 1, TEAM_B: 1}
 
 
+def test_events_someone_is_looking_at_or_that_are_delayed_still_count(
+    org: Organization, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A human reading the queue in the console, or a redrive holding its messages, makes them invisible
+    for a while: they have still not reached the bus, and the alarm must not go back to OK meanwhile."""
+    kept = keep_events(org, TEAM_B, "eu-west-1", 3)
+    sqs = org.session(TEAM_B, "eu-west-1").client("sqs")
+    [held] = sqs.receive_message(QueueUrl=kept, MaxNumberOfMessages=1, VisibilityTimeout=600)["Messages"]
+    sqs.send_message(
+        QueueUrl=kept, MessageBody=json.dumps({"id": "late", "source": "aws.config"}), DelaySeconds=900
+    )
+    assert held["Body"]
+    capsys.readouterr()
+
+    summary = run_watcher(org)
+
+    assert emitted(capsys.readouterr().out)[metric_names.FORWARDING_DEAD_LETTERS] == 4
+    assert summary["keeping"] == [{"account": TEAM_B, "region": "eu-west-1", "messages": 4}]
+    # Read, not received: the held one is still held, the rest still waiting.
+    assert depth(org, TEAM_B, "eu-west-1", kept) == {
+        "ApproximateNumberOfMessages": 2,
+        "ApproximateNumberOfMessagesNotVisible": 1,
+    }
+
+
 def test_nothing_kept_reads_zero_so_the_alarm_goes_back_to_ok(
     org: Organization, capsys: pytest.CaptureFixture[str]
 ) -> None:
