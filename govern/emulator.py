@@ -1019,6 +1019,7 @@ class Organization:
         stack.enter_context(model_cards_updated_as_sagemaker_does())
         stack.enter_context(notebook_instances_updated_as_sagemaker_does())
         stack.enter_context(model_package_group_policies_as_sagemaker_keeps_them())
+        stack.enter_context(messages_checked_as_sqs_and_sns_do())
         stack.enter_context(_patched(STSBackend, "assume_role", assume_role_if_it_exists))
         # moto does not implement TestEventPattern; its pattern engine (the one routing here) answers it.
         stack.enter_context(_patched(EventsHandler, "test_event_pattern", test_event_pattern))
@@ -1543,6 +1544,61 @@ def model_package_group_policies_as_sagemaker_keeps_them() -> Iterator[None]:
     with (
         _patched(SageMakerResponse, "put_model_package_group_policy", put_model_package_group_policy),
         _patched(SageMakerResponse, "get_model_package_group_policy", get_model_package_group_policy),
+    ):
+        yield
+
+
+# What SQS accepts in a message body and in a String attribute value (the W3C XML character set), as the
+# SendMessage API reference lists it.
+_SQS_TEXT = re.compile("^[\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*$")
+
+
+# What SNS refuses in a subject besides its length, which moto checks (Publish API reference: "UTF-8 text with
+# no line breaks or control characters"): Unicode's control characters and line and paragraph separators.
+_SNS_SUBJECT_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@contextlib.contextmanager
+def messages_checked_as_sqs_and_sns_do() -> Iterator[None]:
+    """moto takes any character in an SQS message body or String attribute value, and in an SNS subject.
+    SQS refuses what is outside the XML character set (InvalidMessageContents; the API reference gives
+    attribute values the same rule as the body) and SNS a subject with a control character or a line break:
+    a catch-all that put an event's raw id in an attribute, or an error message in a subject, passed offline
+    and failed on the very event it was catching on AWS. The emulated organization applies this; so can a
+    test on plain moto."""
+    import moto.sqs.responses
+    from moto.sns.models import SNSBackend
+    from moto.sqs.exceptions import SQSException
+    from moto.sqs.models import SQSBackend
+
+    original_attributes = moto.sqs.responses.validate_message_attributes
+    original_message = SQSBackend._validate_message
+    original_publish = SNSBackend.publish
+
+    def refused(where: str) -> SQSException:
+        return SQSException("InvalidMessageContents", f"Invalid characters found in {where}")
+
+    def validate_message_attributes(message_attributes: dict[str, Any]) -> None:
+        original_attributes(message_attributes)
+        for name, value in (message_attributes or {}).items():
+            if isinstance(value.get("StringValue"), str) and not _SQS_TEXT.match(value["StringValue"]):
+                raise refused(f"the value of message attribute {name}")
+
+    def validate_message(self: SQSBackend, queue: Any, message_body: str, *args: Any, **kwargs: Any) -> None:
+        if isinstance(message_body, str) and not _SQS_TEXT.match(message_body):
+            raise refused("the message body")
+        original_message(self, queue, message_body, *args, **kwargs)
+
+    def publish(self: SNSBackend, message: str, arn: str | None, *args: Any, **kwargs: Any) -> str:
+        subject = kwargs.get("subject")
+        if isinstance(subject, str) and _SNS_SUBJECT_REFUSED.search(subject):
+            raise ValueError("Invalid parameter: Subject")  # moto answers InvalidParameter, as for its length
+        return str(original_publish(self, message, arn, *args, **kwargs))
+
+    with (
+        _patched(moto.sqs.responses, "validate_message_attributes", validate_message_attributes),
+        _patched(SQSBackend, "_validate_message", validate_message),
+        _patched(SNSBackend, "publish", publish),
     ):
         yield
 

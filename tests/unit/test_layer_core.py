@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 from moto import mock_aws
 
-from govern.emulator import PROJECT_ROOT
+from govern.emulator import PROJECT_ROOT, messages_checked_as_sqs_and_sns_do
 from governance import sessions
 from governance.errors import TransientAwsError, is_transient, transient_errors_retried_by_the_workflow
 from governance.events import MalformedEvent, parse_event
@@ -42,7 +42,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MOTO_ACCOUNT_ID", raising=False)
-    with mock_aws():
+    # SQS and SNS refuse characters moto would take: what passes here passes on AWS.
+    with mock_aws(), messages_checked_as_sqs_and_sns_do():
         ledger = boto3.client("dynamodb").create_table(
             TableName="ledger",
             BillingMode="PAY_PER_REQUEST",
@@ -219,6 +220,56 @@ def test_a_notification_carries_filterable_attributes_and_is_ledgered(aws: dict[
     )
 
 
+def test_the_emulation_refuses_what_sqs_and_sns_refuse(aws: dict[str, str]) -> None:
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    queue = aws["DEAD_LETTER_QUEUE_URL"]
+    for refused in (
+        {"MessageBody": "a\x00b"},
+        {"MessageBody": "ok", "MessageAttributes": {"id": {"DataType": "String", "StringValue": "\ud800"}}},
+    ):
+        with pytest.raises(ClientError) as error:
+            sqs.send_message(QueueUrl=queue, **refused)
+        assert error.value.response["Error"]["Code"] == "InvalidMessageContents"
+    for subject in ("tab\there", "two\nlines", "bell\x07", "x" * 101):
+        with pytest.raises(ClientError) as error:
+            sns.publish(TopicArn=aws["SECURITY_TOPIC_ARN"], Message="m", Subject=subject)
+        assert error.value.response["Error"]["Code"] == "InvalidParameter"
+    # What they take: tabs and line breaks in a body or an attribute, any printable Unicode in a subject.
+    sqs.send_message(
+        QueueUrl=queue,
+        MessageBody="tab\tline\né 😀",
+        MessageAttributes={"id": {"DataType": "String", "StringValue": "a\tb"}},
+    )
+    sns.publish(TopicArn=aws["SECURITY_TOPIC_ARN"], Message="m", Subject="café … " + "x" * 93)
+
+
+def test_a_subject_with_control_characters_or_line_breaks_is_sent_on_one_clean_line(
+    aws: dict[str, str],
+) -> None:
+    """A subject can carry an error message, and so whatever a malformed event put in it: SNS would refuse
+    the notice, and the failure it was telling would go untold."""
+    url = capture(aws["PLATFORM_TOPIC_ARN"])
+    subject = "[FAILED] account-baseline: detail.\x00key\t: bad\u2028value\x07 " + "y" * 120
+
+    notify(
+        "platform",
+        subject,
+        {},
+        severity="HIGH",
+        account=MEMBER,
+        kind="account-baseline-failed",
+        event_id="evt-10",
+        flow="account-baseline",
+    )
+
+    [envelope] = received(url)
+    one_line = "[FAILED] account-baseline: detail. key : bad value " + "y" * 120
+    assert envelope["Subject"] == one_line[:99] + "…"
+    # The ledger keeps the subject as it was written.
+    [entry] = entries_for_event("evt-10")
+    assert entry.detail["subject"] == subject
+
+
 # ------------------------------------------------------------------ event models
 
 
@@ -269,6 +320,9 @@ def test_explain_reads_a_lambda_error_cause() -> None:
         "cannot assume X",
     )
     assert explain({"Error": "States.Timeout", "Cause": ""}) == ("States.Timeout", "States.Timeout")
+    # The function's own error type wins over the name Step Functions gave the failure.
+    cause = json.dumps({"errorType": "MalformedEvent", "errorMessage": "id: not a string"})
+    assert explain({"Error": "States.TaskFailed", "Cause": cause}) == ("MalformedEvent", "id: not a string")
 
 
 def test_a_malformed_workflow_input_is_kept_in_the_dead_letter_queue(aws: dict[str, str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from governance.ledger import LedgerEntry, record
@@ -13,6 +14,16 @@ Audience = Literal["security", "platform", "ml-governance"]
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO"]
 
 _SUBJECT_LIMIT = 100  # SNS rejects longer e-mail subjects
+# SNS refuses a subject with a control character or a line break (Publish API reference). A subject can carry
+# an error message, and so whatever an event put in it.
+_NOT_IN_A_SUBJECT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def subject_line(subject: str) -> str:
+    """`subject` as SNS takes it: on one line, without control characters (each run of them and of spaces
+    becomes one space), at most _SUBJECT_LIMIT characters."""
+    line = " ".join(_NOT_IN_A_SUBJECT.sub(" ", subject).split())
+    return line if len(line) <= _SUBJECT_LIMIT else line[: _SUBJECT_LIMIT - 1] + "…"
 
 
 def topic_arn(audience: Audience) -> str:
@@ -39,10 +50,9 @@ def notify(
     arn = topic_arn(audience)
     message = {"subject": subject, "severity": severity, "account": account, "kind": kind, **body}
     message.setdefault("event_id", event_id)
-    short_subject = subject if len(subject) <= _SUBJECT_LIMIT else subject[: _SUBJECT_LIMIT - 1] + "…"
     response = client("sns").publish(
         TopicArn=arn,
-        Subject=short_subject,
+        Subject=subject_line(subject),
         Message=json.dumps(message, indent=2, sort_keys=True, default=str),
         MessageAttributes={
             "severity": {"DataType": "String", "StringValue": severity},
