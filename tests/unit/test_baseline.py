@@ -350,6 +350,24 @@ def test_the_baseline_is_applied_and_read_back_in_every_configured_region(aws: d
     assert set(verified["settings"]) == {"s3-account-public-access-block", "ebs-encryption-by-default"}
 
 
+def test_an_environment_added_to_the_map_later_gets_the_common_controls(
+    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform team adds a `sandbox` OU to OU_ENVIRONMENT_MAP before the backbone knows the environment:
+    its accounts are baselined like dev and test, never left bare."""
+    monkeypatch.setenv("OU_ENVIRONMENT_MAP", "ML-Sandbox=sandbox")
+    settings.cache_clear()
+    facts = facts_of("account-created.json", ou_name="ML-Sandbox", environment="sandbox")
+
+    verified = baseline.verify_baseline(facts, baseline.apply_baseline(facts))
+
+    assert account_public_access_block() == dict.fromkeys(
+        ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
+    )
+    assert ebs_encryption_by_default("us-east-1") and ebs_encryption_by_default("eu-west-1")
+    assert set(verified["settings"]) == {"s3-account-public-access-block", "ebs-encryption-by-default"}
+
+
 def test_prod_accounts_also_get_a_strong_password_policy(aws: dict[str, str]) -> None:
     prod = facts_of("account-created.json", environment="prod", account_id="222222222222")
     dev = facts_of("account-created.json")
@@ -582,6 +600,27 @@ def test_an_update_after_the_create_rewrites_the_one_record(aws: dict[str, str])
     assert item["lifecycle_event_id"] == updated.event_id
     assert item["first_baselined_at"] == first_baselined_at
     assert len(platform_notices(aws["queue_url"])) == 2
+
+
+def test_an_update_in_the_same_second_as_the_create_still_rewrites_the_record(aws: dict[str, str]) -> None:
+    """Event times have whole seconds: a move to another OU right after the creation can carry the same
+    time. A different change at the same time is newer news, not a duplicate."""
+    created = facts_of("account-created.json")
+    moved = facts_of(
+        "account-updated.json", lifecycle_at=created.lifecycle_at, ou_name="ML-Test", environment="test"
+    )
+    assert moved.change != created.change
+
+    baseline_account(created)
+    result = baseline_account(moved)
+
+    assert result["inventory"] == "updated"
+    [item] = inventory_items()
+    assert (item["lifecycle_change"], item["ou_name"], item["environment"]) == (
+        moved.change,
+        "ML-Test",
+        "test",
+    )
 
 
 def test_a_late_create_does_not_roll_back_the_record_of_an_update(aws: dict[str, str]) -> None:
