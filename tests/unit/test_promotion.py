@@ -219,6 +219,16 @@ def test_the_gate_names_exactly_what_is_missing(backbone: Backbone) -> None:
     assert gate.problems == []
 
 
+def test_a_required_key_given_only_spaces_is_missing(backbone: Backbone) -> None:
+    metadata = {**read_event(APPROVED)["detail"]["CustomerMetadataProperties"], "use-case": "   "}
+    _, source = seeded_source(backbone, CustomerMetadataProperties=metadata)
+    assert source.metadata["use-case"] == "   "  # as the team's registry holds it
+
+    gate = promotion.check_governance_gate(source)
+
+    assert (gate.passed, gate.missing_metadata) == (False, ["use-case"])
+
+
 def test_the_required_keys_come_from_the_settings(
     backbone: Backbone, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -401,6 +411,76 @@ def test_a_second_copy_run_keeps_the_copies_already_made(backbone: Backbone) -> 
     assert [copy["copied"] for copy in again] == [False, False]
     versions = boto3.client("s3").list_object_versions(Bucket=BUCKET)["Versions"]
     assert len(versions) == 2, "no object was written twice"
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return bucket, key
+
+
+def test_a_copy_that_is_not_of_this_object_or_not_under_the_backbone_key_is_made_again(
+    backbone: Backbone,
+) -> None:
+    _, source = seeded_source(backbone)
+    [first, *_] = promotion.copy_artifacts(source)
+    bucket, key = s3_location(first["copy"])
+    central_s3 = boto3.client("s3")
+    original = central_s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    # What an earlier copy left when the team's object held other bytes of the same length.
+    central_s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=bytes(len(original)),
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId=backbone.key_arn,
+        Metadata={"source-etag": "0" * 32},
+    )
+
+    [again, *_] = promotion.copy_artifacts(source)
+
+    assert again["copied"] is True
+    assert central_s3.get_object(Bucket=bucket, Key=key)["Body"].read() == original
+
+    # The same bytes, but not under the backbone's key (put there by hand, with the bucket's default).
+    central_s3.put_object(
+        Bucket=bucket, Key=key, Body=original, Metadata={"source-etag": first["source_etag"]}
+    )
+
+    [third, *_] = promotion.copy_artifacts(source)
+
+    assert third["copied"] is True
+    head = central_s3.head_object(Bucket=bucket, Key=key)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", backbone.key_arn)
+
+
+def test_the_object_version_looked_at_is_the_one_copied(backbone: Backbone) -> None:
+    """The team overwrites its artifact while the copy runs: the copy is still of the object whose ETag
+    it records, never a mix of one object's ETag and another's bytes."""
+    _, source = seeded_source(backbone)
+    [reference, *_] = promotion.plan_artifact_copies(source)
+    source_bucket, source_key = s3_location(reference.source_uri)
+    team_s3 = sessions.session_for(TEAM).client("s3", region_name=REGION)  # the client the copy uses
+    team_s3.put_bucket_versioning(Bucket=source_bucket, VersioningConfiguration={"Status": "Enabled"})
+    looked_at = team_s3.get_object(Bucket=source_bucket, Key=source_key)["Body"].read()
+    team_s3.put_object(Bucket=source_bucket, Key=source_key, Body=looked_at)  # now a versioned object
+    overwritten: list[bool] = []
+
+    def overwrite_before_the_read(**_: Any) -> None:
+        if not overwritten:
+            overwritten.append(True)
+            team_s3.put_object(Bucket=source_bucket, Key=source_key, Body=b"retrained, not approved")
+
+    team_s3.meta.events.register("before-call.s3.GetObject", overwrite_before_the_read)
+    try:
+        [copy, *_] = promotion.copy_artifacts(source)
+    finally:
+        team_s3.meta.events.unregister("before-call.s3.GetObject", overwrite_before_the_read)
+
+    assert overwritten == [True]
+    bucket, key = s3_location(copy["copy"])
+    central = boto3.client("s3").get_object(Bucket=bucket, Key=key)
+    assert central["Body"].read() == looked_at
+    assert central["Metadata"]["source-etag"] == copy["source_etag"]
 
 
 def test_a_large_artifact_goes_through_a_multipart_transfer(
