@@ -85,6 +85,25 @@ def test_the_group_tag_names_the_pipeline_before_the_map(
     assert deployment.resolve_pipeline("a-group-nobody-knows") == ""
 
 
+def test_a_blank_pipeline_tag_is_no_pipeline_and_the_map_names_it(
+    approved: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOYMENT_PIPELINE_MAP", f"{GROUP}={PIPELINE}")
+    settings.cache_clear()
+    group_arn = f"arn:aws:sagemaker:{REGION}:{GOVERNANCE}:model-package-group/{GROUP}"
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.delete_tags(ResourceArn=group_arn, TagKeys=["governance:deployment-pipeline"])
+    sagemaker.add_tags(ResourceArn=group_arn, Tags=[{"Key": "governance:deployment-pipeline", "Value": "  "}])
+    tags = sagemaker.list_tags(ResourceArn=group_arn)["Tags"]
+    assert [t["Value"] for t in tags if t["Key"] == "governance:deployment-pipeline"] == ["  "]
+    decision = deployment.load_decision(approved)
+
+    started = deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
+
+    assert (started["state"], started["pipeline"]) == ("started", PIPELINE)
+    assert len(executions_for(decision["version_arn"])) == 1
+
+
 def test_the_pipeline_tag_counts_on_any_page_of_the_groups_tags(approved: dict[str, Any]) -> None:
     """ListTags answers 50 tags at a time; an organization's tag policies can put more on a group."""
     sagemaker = boto3.client("sagemaker")
@@ -139,6 +158,56 @@ def test_an_abandoned_start_is_taken_over_after_its_lease(approved: dict[str, An
 
     assert started["state"] == "started"
     assert len(executions_for(decision["version_arn"])) == 1
+
+
+def test_the_same_decision_delivered_again_after_its_pipeline_failed_starts_nothing(
+    approved: dict[str, Any],
+) -> None:
+    """Only a new decision on the version (approved again: another LastModifiedTime) deploys it again."""
+    model_support.script_pipeline_executions(GOVERNANCE, REGION, PIPELINE, final_status="Failed")
+    decision = deployment.load_decision(approved)
+    ended = run_to_the_end(decision, owner="execution-1", event_id="event-1")
+    deployment.record_deployment(decision, ended, event_id="event-1")
+    assert deployment.deployment_record(decision["version_arn"])["status"] == "Failed"
+
+    again = deployment.start_pipeline(decision, owner="execution-2", event_id="event-1")
+
+    assert again["state"] == "duplicate"
+    assert len(executions_for(decision["version_arn"])) == 1
+
+
+def test_a_new_decision_does_not_take_over_a_pipeline_execution_still_running(
+    approved: dict[str, Any],
+) -> None:
+    """The workflow that followed the execution died; the execution itself still runs. Approved again
+    meanwhile, the version is not started a second time beside it."""
+    model_support.script_pipeline_executions(
+        GOVERNANCE, REGION, PIPELINE, final_status="Succeeded", running_checks=1_000
+    )
+    decision = deployment.load_decision(approved)
+    first = deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
+
+    again = deployment.start_pipeline(
+        {**decision, "approval": "Approved@2026-11-29T11:00:00Z"}, owner="execution-2", event_id="event-2"
+    )
+
+    assert again["state"] == "duplicate"
+    [execution] = executions_for(decision["version_arn"])
+    assert execution["pipelineExecutionId"] == first["execution_id"]
+    assert deployment.deployment_record(decision["version_arn"])["status"] == "InProgress"
+
+
+def test_a_pipeline_execution_that_is_stopping_is_still_followed(approved: dict[str, Any]) -> None:
+    """Stopping is on its way to Stopped, not an end: its result is not on the card yet."""
+    model_support.script_pipeline_executions(
+        GOVERNANCE, REGION, PIPELINE, final_status="Stopping", running_checks=0
+    )
+    decision = deployment.load_decision(approved)
+    started = deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
+
+    checked = deployment.check_pipeline(started)
+
+    assert (checked["state"], checked["status"], checked["attempt"]) == ("running", "Stopping", 1)
 
 
 def test_without_a_pipeline_nothing_starts_and_the_owner_is_told(
