@@ -429,15 +429,20 @@ def test_govern_redrive_reads_the_member_queue_with_the_profile_it_is_given(
     assert depth(org, TEAM_B, "us-east-1", url)["ApproximateNumberOfMessages"] == 1
 
 
-def test_a_kept_event_the_bus_would_not_hand_to_exactly_one_target_as_it_is_stays_for_a_human(
-    org: Organization, load_event: LoadEvent
-) -> None:
+def a_finding_kept_in_team_b(org: Organization, load_event: LoadEvent) -> tuple[str, dict[str, Any]]:
+    """TEAM_B's Config finding (its bucket seeded), kept in its us-east-1 forwarding queue: (queue, event)."""
     url = queue_url(org, TEAM_B, "us-east-1")
     finding = as_team_b(load_event, "config-s3-public-read")
     org.seed(finding)
     forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
-    events = org.session().client("events")
-    bus = org.physical_id("GovernanceEventBus")
+    return url, finding
+
+
+def test_a_kept_event_the_bus_would_not_hand_to_exactly_one_target_as_it_is_stays_for_a_human(
+    org: Organization, load_event: LoadEvent
+) -> None:
+    url, _ = a_finding_kept_in_team_b(org, load_event)
+    events, bus = org.session().client("events"), org.physical_id("GovernanceEventBus")
     # Someone added a second rule for Config events on the bus: which target is meant is not for a tool
     # to guess.
     events.put_rule(Name="audit-copy", EventBusName=bus, EventPattern=json.dumps({"source": ["aws.config"]}))
@@ -465,12 +470,8 @@ def test_a_kept_event_does_not_go_around_a_rule_someone_disabled(
 ) -> None:
     """An operator paused remediation by disabling its rule on the bus: the bus would hand the event to
     nothing, so the redrive hands it to nothing either, and a disabled second rule does not count."""
-    url = queue_url(org, TEAM_B, "us-east-1")
-    finding = as_team_b(load_event, "config-s3-public-read")
-    org.seed(finding)
-    forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
-    events = org.session().client("events")
-    bus = org.physical_id("GovernanceEventBus")
+    url, finding = a_finding_kept_in_team_b(org, load_event)
+    events, bus = org.session().client("events"), org.physical_id("GovernanceEventBus")
     events.disable_rule(Name="ConfigNonComplianceRule", EventBusName=bus)
 
     [paused] = operations.redrive(url, dry_run=False, queue_session=org.session(TEAM_B))
