@@ -20,6 +20,7 @@ from tests.unit.test_promotion import GOVERNANCE, REGION, Backbone, provision_ba
 GROUP = "210987654321-churn-prediction"
 PIPELINE = f"{GROUP}-deploy"
 CARD = f"{GROUP}-v1"
+GROUP_ARN = f"arn:aws:sagemaker:{REGION}:{GOVERNANCE}:model-package-group/{GROUP}"
 
 
 @pytest.fixture
@@ -79,8 +80,7 @@ def test_the_group_tag_names_the_pipeline_before_the_map(
     settings.cache_clear()
     assert deployment.resolve_pipeline(GROUP) == PIPELINE
 
-    group_arn = f"arn:aws:sagemaker:{REGION}:{GOVERNANCE}:model-package-group/{GROUP}"
-    boto3.client("sagemaker").delete_tags(ResourceArn=group_arn, TagKeys=["governance:deployment-pipeline"])
+    boto3.client("sagemaker").delete_tags(ResourceArn=GROUP_ARN, TagKeys=["governance:deployment-pipeline"])
     assert deployment.resolve_pipeline(GROUP) == "from-the-map"
     assert deployment.resolve_pipeline("a-group-nobody-knows") == ""
 
@@ -90,11 +90,10 @@ def test_a_blank_pipeline_tag_is_no_pipeline_and_the_map_names_it(
 ) -> None:
     monkeypatch.setenv("DEPLOYMENT_PIPELINE_MAP", f"{GROUP}={PIPELINE}")
     settings.cache_clear()
-    group_arn = f"arn:aws:sagemaker:{REGION}:{GOVERNANCE}:model-package-group/{GROUP}"
     sagemaker = boto3.client("sagemaker")
-    sagemaker.delete_tags(ResourceArn=group_arn, TagKeys=["governance:deployment-pipeline"])
-    sagemaker.add_tags(ResourceArn=group_arn, Tags=[{"Key": "governance:deployment-pipeline", "Value": "  "}])
-    tags = sagemaker.list_tags(ResourceArn=group_arn)["Tags"]
+    sagemaker.delete_tags(ResourceArn=GROUP_ARN, TagKeys=["governance:deployment-pipeline"])
+    sagemaker.add_tags(ResourceArn=GROUP_ARN, Tags=[{"Key": "governance:deployment-pipeline", "Value": "  "}])
+    tags = sagemaker.list_tags(ResourceArn=GROUP_ARN)["Tags"]
     assert [t["Value"] for t in tags if t["Key"] == "governance:deployment-pipeline"] == ["  "]
     decision = deployment.load_decision(approved)
 
@@ -107,15 +106,14 @@ def test_a_blank_pipeline_tag_is_no_pipeline_and_the_map_names_it(
 def test_the_pipeline_tag_counts_on_any_page_of_the_groups_tags(approved: dict[str, Any]) -> None:
     """ListTags answers 50 tags at a time; an organization's tag policies can put more on a group."""
     sagemaker = boto3.client("sagemaker")
-    group_arn = f"arn:aws:sagemaker:{REGION}:{GOVERNANCE}:model-package-group/{GROUP}"
-    sagemaker.delete_tags(ResourceArn=group_arn, TagKeys=["governance:deployment-pipeline"])
+    sagemaker.delete_tags(ResourceArn=GROUP_ARN, TagKeys=["governance:deployment-pipeline"])
     sagemaker.add_tags(
-        ResourceArn=group_arn, Tags=[{"Key": f"cost-centre-{n:02}", "Value": "x"} for n in range(49)]
+        ResourceArn=GROUP_ARN, Tags=[{"Key": f"cost-centre-{n:02}", "Value": "x"} for n in range(49)]
     )
     sagemaker.add_tags(
-        ResourceArn=group_arn, Tags=[{"Key": "governance:deployment-pipeline", "Value": "late"}]
+        ResourceArn=GROUP_ARN, Tags=[{"Key": "governance:deployment-pipeline", "Value": "late"}]
     )
-    first_page = sagemaker.list_tags(ResourceArn=group_arn)["Tags"]
+    first_page = sagemaker.list_tags(ResourceArn=GROUP_ARN)["Tags"]
     assert len(first_page) == 50 and "governance:deployment-pipeline" not in {t["Key"] for t in first_page}
 
     assert deployment.resolve_pipeline(GROUP) == "late"
@@ -213,8 +211,7 @@ def test_a_pipeline_execution_that_is_stopping_is_still_followed(approved: dict[
 def test_without_a_pipeline_nothing_starts_and_the_owner_is_told(
     approved: dict[str, Any], backbone: Backbone
 ) -> None:
-    group_arn = f"arn:aws:sagemaker:{REGION}:{GOVERNANCE}:model-package-group/{GROUP}"
-    boto3.client("sagemaker").delete_tags(ResourceArn=group_arn, TagKeys=["governance:deployment-pipeline"])
+    boto3.client("sagemaker").delete_tags(ResourceArn=GROUP_ARN, TagKeys=["governance:deployment-pipeline"])
     decision = deployment.load_decision(approved)
 
     started = deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
