@@ -262,6 +262,9 @@ class Organization:
         os.environ["AWS_REGION"] = self.region
         # Not MOTO_ACCOUNT_ID: it would override the account of assumed-role credentials too.
         os.environ.pop("MOTO_ACCOUNT_ID", None)
+        # moto loads its catalogue of public AMIs into every account's EC2 backend it creates: 0.1 s an
+        # account, under a lock that stops every other thread's call. Nothing the backbone does reads an AMI.
+        os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         # moto warns about error shapes it serialises and logs every failed workflow state at ERROR;
         # the runtime reports outcomes itself.
         warnings.filterwarnings("ignore", category=UserWarning, module=r"moto\..*")
@@ -715,21 +718,19 @@ class Organization:
     def wait_for_execution(self, execution_arn: str) -> str:
         """The status of an execution started outside a replay (`govern redrive`, `govern rebaseline`), once
         it has finished or WORKFLOW_TIMEOUT_SECONDS have passed."""
-        sfn = self._aws("stepfunctions")
         deadline = time.monotonic() + WORKFLOW_TIMEOUT_SECONDS
-        while (status := sfn.describe_execution(executionArn=execution_arn)["status"]) == "RUNNING":
+        while (status := _execution_status(execution_arn)) == "RUNNING":
             if time.monotonic() > deadline:
                 break
             time.sleep(0.01)
         return str(status)
 
     def _wait_for_executions(self, deliveries: list[_Delivery]) -> bool:
-        sfn = self._aws("stepfunctions")
         waited = False
         for delivery in deliveries:
             for execution_arn in delivery.executions:
                 deadline = time.monotonic() + WORKFLOW_TIMEOUT_SECONDS
-                while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+                while _execution_status(execution_arn) == "RUNNING":
                     waited = True
                     if time.monotonic() > deadline:
                         delivery.result.error = (
@@ -1014,6 +1015,8 @@ class Organization:
         stack.enter_context(_patched(LambdaFunction, "invoke", invoke_in_process))
         self._compress_workflow_time(stack)
         self._parse_each_definition_once(stack)
+        self._make_symmetric_keys_without_a_key_pair(stack)
+        self._reuse_the_workflows_lambda_clients(stack)
         self._check_retention_without_scanning(stack)
         self._write_atomically(stack)
         stack.enter_context(model_cards_updated_as_sagemaker_does())
@@ -1049,18 +1052,43 @@ class Organization:
 
     @staticmethod
     def _parse_each_definition_once(stack: contextlib.ExitStack) -> None:
-        """moto parses a state machine's definition with ANTLR at every execution start: about two thirds of
-        an execution's CPU offline. The parsed program is reused instead. Safe for the backbone's state types
-        (Task, Choice, Wait, Pass, Succeed, Fail): their components are not changed by an execution."""
+        """moto parses a state machine's definition with ANTLR when the machine is created and again at every
+        execution start: about two thirds of an execution's CPU offline, and half of what deploying the
+        backbone costs. Each definition is parsed once per process instead, and the parsed program reused.
+        Safe for the backbone's state types (Task, Choice, Wait, Pass, Succeed, Fail): their components keep
+        an execution's state (retry attempts, say) in the execution's environment, not in themselves."""
         from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-        parse = functools.lru_cache(maxsize=64)(AmazonStateLanguageParser.parse)
+        stack.enter_context(_patched(AmazonStateLanguageParser, "parse", staticmethod(_parse_definition())))
 
-        def parsed_program(self: Any) -> Any:
-            return parse(self._evaluation_details.state_machine_details.definition)[0]
+    @staticmethod
+    def _make_symmetric_keys_without_a_key_pair(stack: contextlib.ExitStack) -> None:
+        """moto makes a 2,048-bit RSA key pair for every KMS key it creates, a symmetric one included, where
+        only an asymmetric key signs with it: 30 to 150 ms per key, the most expensive step of deploying the
+        backbone offline. A symmetric key shares one pair, made once per process; asymmetric keys keep
+        their own."""
+        from moto.kms import models
+        from moto.kms.utils import generate_private_key
 
-        stack.enter_context(_patched(ExecutionWorker, "_get_evaluation_entrypoint", parsed_program))
+        def key_pair(key_spec: str) -> Any:
+            if key_spec == "SYMMETRIC_DEFAULT":
+                return _key_pair_of_symmetric_keys()
+            return generate_private_key(key_spec)
+
+        stack.enter_context(_patched(models, "generate_private_key", key_pair))
+
+    @staticmethod
+    def _reuse_the_workflows_lambda_clients(stack: contextlib.ExitStack) -> None:
+        """moto's Step Functions makes a new boto3 client for every Lambda task it runs: 30 to 50 ms each,
+        a quarter of a workflow's time offline. Its clients are all alike (fixed fake keys, no retries; the
+        state's credentials are not used) and boto3 clients are thread-safe, so one per Region serves every
+        task of the process."""
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+        def lambda_client(region: str, service: str, state_credentials: Any = None) -> Any:
+            return _workflow_client(region, service)
+
+        stack.enter_context(_patched(lambda_eval_utils, "boto_client_for", lambda_client))
 
     @staticmethod
     def _write_atomically(stack: contextlib.ExitStack) -> None:
@@ -1615,6 +1643,39 @@ def _patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
             setattr(owner, name, original)
         else:
             delattr(owner, name)
+
+
+@functools.cache
+def _parse_definition() -> Callable[[str], Any]:
+    """moto's ASL parser, remembering its last 64 definitions for the whole process (a definition it
+    refuses raises each time, as moto's does)."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    return functools.lru_cache(maxsize=64)(AmazonStateLanguageParser.parse)
+
+
+@functools.cache
+def _key_pair_of_symmetric_keys() -> Any:
+    from moto.kms.utils import generate_private_key
+
+    return generate_private_key("SYMMETRIC_DEFAULT")
+
+
+@functools.cache
+def _workflow_client(region: str, service: str) -> Any:
+    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+    return boto_client_for(region=region, service=service)
+
+
+def _execution_status(execution_arn: str) -> str:
+    """What DescribeExecution would answer as `execution_arn`'s status, read from moto's backend. Waiting
+    for a workflow polls it every 10 ms, and through the API each poll took a few milliseconds of the CPU
+    the workflow's own thread was waiting for."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    region, account = execution_arn.split(":")[3:5]
+    return str(stepfunctions_parser_backends[account][region].describe_execution(execution_arn).status)
 
 
 def _drop_unflushed_metrics() -> None:
