@@ -144,15 +144,13 @@ def test_the_governance_account_uses_the_functions_own_credentials(aws: dict[str
     assert session.client("sts").get_caller_identity()["Account"] == GOVERNANCE
 
 
-def test_an_unassumable_role_fails_naming_the_role_and_the_account(
-    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_unassumable_role_fails_naming_the_role_and_the_account(aws: dict[str, str]) -> None:
     from botocore.exceptions import ClientError
 
-    def deny(*args: Any, **kwargs: Any) -> Any:
+    def deny(**_: Any) -> Any:
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "AssumeRole")
 
-    monkeypatch.setattr(sessions.boto3, "client", lambda *a, **k: type("C", (), {"assume_role": deny})())
+    sessions.session_for(GOVERNANCE).client("sts").meta.events.register("before-call.sts.AssumeRole", deny)
     with pytest.raises(sessions.RoleAssumptionError) as error:
         sessions.session_for("222222222222")
     message = str(error.value)

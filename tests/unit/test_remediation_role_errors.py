@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from governance import sessions
 from governance.settings import settings
 
+GOVERNANCE = "111111111111"
 MEMBER = "222222222222"
 ROLE = f"arn:aws:iam::{MEMBER}:role/GovernanceExecutionRole"
 
@@ -19,7 +20,7 @@ ROLE = f"arn:aws:iam::{MEMBER}:role/GovernanceExecutionRole"
 @pytest.fixture(autouse=True)
 def fresh_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("GOVERNANCE_ACCOUNT_ID", "111111111111")
+    monkeypatch.setenv("GOVERNANCE_ACCOUNT_ID", GOVERNANCE)
     settings.cache_clear()
     sessions.forget_sessions()
     yield
@@ -27,15 +28,14 @@ def fresh_sessions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     settings.cache_clear()
 
 
-def sts_answering(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
-    def assume_role(**_: Any) -> Any:
+def sts_answering(error: Exception) -> None:
+    """AssumeRole, from the function's own STS client, fails with `error` before any request is sent."""
+
+    def answer(**_: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(
-        sessions.boto3,
-        "client",
-        lambda *a, **k: type("Sts", (), {"assume_role": staticmethod(assume_role)})(),
-    )
+    sts = sessions.session_for(GOVERNANCE).client("sts")
+    sts.meta.events.register("before-call.sts.AssumeRole", answer)
 
 
 def client_error(code: str, status: int) -> ClientError:
@@ -53,10 +53,8 @@ def client_error(code: str, status: int) -> ClientError:
         (EndpointConnectionError(endpoint_url="https://sts.us-east-1.amazonaws.com"), ""),
     ],
 )
-def test_a_throttled_or_failing_sts_is_transient_and_keeps_its_code(
-    monkeypatch: pytest.MonkeyPatch, error: Exception, code: str
-) -> None:
-    sts_answering(monkeypatch, error)
+def test_a_throttled_or_failing_sts_is_transient_and_keeps_its_code(error: Exception, code: str) -> None:
+    sts_answering(error)
 
     with pytest.raises(sessions.RoleAssumptionError) as raised:
         sessions.session_for(MEMBER)
@@ -67,10 +65,8 @@ def test_a_throttled_or_failing_sts_is_transient_and_keeps_its_code(
     assert "StackSet" not in str(raised.value)
 
 
-def test_a_refused_assume_role_is_final_and_points_at_the_member_stackset(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    sts_answering(monkeypatch, client_error("AccessDenied", 403))
+def test_a_refused_assume_role_is_final_and_points_at_the_member_stackset() -> None:
+    sts_answering(client_error("AccessDenied", 403))
 
     with pytest.raises(sessions.RoleAssumptionError) as raised:
         sessions.session_for(MEMBER)

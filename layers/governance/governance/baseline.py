@@ -15,7 +15,14 @@ from governance.claims import forgotten_on_failure, once
 from governance.errors import MalformedEvent
 from governance.ledger import Action, LedgerEntry, Status, record
 from governance.notifier import Severity, notify
-from governance.sessions import RoleAssumptionError, client, forget_sessions, role_arn_in, session_for
+from governance.sessions import (
+    RoleAssumptionError,
+    client,
+    dynamodb_table,
+    forget_sessions,
+    role_arn_in,
+    session_for,
+)
 from governance.settings import comma_list, settings
 
 # Bump on every change to what an account gets; the inventory records the version each account has,
@@ -617,12 +624,7 @@ def _now() -> str:
 
 
 def _inventory() -> Any:
-    current = settings()
-    return (
-        session_for(current.require("governance_account_id"))
-        .resource("dynamodb")
-        .Table(current.require("inventory_table"))
-    )
+    return dynamodb_table(settings().require("inventory_table"))
 
 
 def register_account(facts: AccountFacts, verified: dict[str, Any]) -> dict[str, Any]:

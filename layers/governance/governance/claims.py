@@ -12,17 +12,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from governance.sessions import session_for
+from governance.sessions import dynamodb_table
 from governance.settings import settings
 
 
 def state_table() -> Any:
     """The backbone's state table (DynamoDB resource), in the governance account."""
-    return (
-        session_for(settings().require("governance_account_id"))
-        .resource("dynamodb")
-        .Table(settings().require("state_table"))
-    )
+    return dynamodb_table(settings().require("state_table"))
 
 
 def put_if(

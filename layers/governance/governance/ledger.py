@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -11,7 +10,7 @@ from typing import Any, Literal
 
 from boto3.dynamodb.conditions import Key
 
-from governance.sessions import session_for
+from governance.sessions import dynamodb_table
 from governance.settings import settings
 
 Action = Literal[
@@ -57,14 +56,7 @@ class LedgerEntry:
 
 
 def _table() -> Any:
-    current = settings()
-    return _table_in(session_for(current.require("governance_account_id")), current.require("ledger_table"))
-
-
-@functools.lru_cache(maxsize=8)
-def _table_in(session: Any, name: str) -> Any:
-    # A boto3 resource costs tens of milliseconds to build: one per session and table, not per write.
-    return session.resource("dynamodb").Table(name)
+    return dynamodb_table(settings().require("ledger_table"))
 
 
 def record(entry: LedgerEntry) -> LedgerEntry:

@@ -3,6 +3,7 @@ GovernanceExecutionRole, for any member account, cached per account until shortl
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,8 +91,11 @@ def role_arn_in(account_id: str) -> str:
 
 def _assume(account_id: str) -> tuple[boto3.Session, datetime]:
     role_arn = role_arn_in(account_id)
+    # STS through the function's own session, whose client is made once (with the shared loader), not
+    # boto3's default session, which makes a client per call.
+    sts = session_for(settings().governance_account_id).client("sts")
     try:
-        response = boto3.client("sts", region_name=settings().region).assume_role(
+        response = sts.assume_role(
             RoleArn=role_arn,
             RoleSessionName=f"ml-governance-{settings().stage}"[:64],
             DurationSeconds=3600,
@@ -142,6 +146,19 @@ def client(service: str, account_id: str | None = None, region: str | None = Non
     made once per session and reused (see ClientCachingSession)."""
     account = account_id or settings().require("governance_account_id")
     return session_for(account).client(service, region_name=region or settings().region)  # type: ignore[call-overload]
+
+
+def dynamodb_table(name: str, account_id: str | None = None) -> Any:
+    """The DynamoDB table `name` in `account_id` (default: the governance account) as a boto3 resource,
+    made once per session and table: a resource costs a few milliseconds to build (its own client and
+    classes), and the ledger, the claims and the inventory are read and written many times a request."""
+    account = account_id or settings().require("governance_account_id")
+    return _table_in(session_for(account), name)
+
+
+@functools.lru_cache(maxsize=16)
+def _table_in(session: boto3.Session, name: str) -> Any:
+    return session.resource("dynamodb").Table(name)
 
 
 def forget_sessions() -> None:
