@@ -46,6 +46,30 @@ def test_a_throttled_lambda_task_is_retried_and_the_workflow_completes(
     assert [item["account_id"]["S"] for item in inventory["Items"]] == ["333333333333"]
 
 
+def test_each_execution_counts_its_own_retries_though_the_parsed_definition_is_shared(
+    load_event: Callable[[str], dict[str, Any]],
+) -> None:
+    """The runtime parses a definition once per process and every execution, in every emulated
+    organization, runs that one parsed program. Retry attempts must stay each execution's own: the Task
+    allows three attempts after a throttle, so two throttles in each of four runs pass only if no run
+    inherits the attempts of the one before."""
+    for _ in range(2):
+        with Organization() as org:
+            for account in ("333333333333", "444444444444"):
+                event = load_event("account-created")
+                event["id"] = f"retries-{account}"
+                status = event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]
+                status["account"]["accountId"] = account
+                org.fail_next_invocations(FUNCTION, "TooManyRequestsException", times=2)
+
+                [result] = org.replay([event])
+
+                assert result.outcome == "succeeded", result.error
+            executions = org.executions(MACHINE)
+            assert [execution["status"] for execution in executions] == ["SUCCEEDED", "SUCCEEDED"]
+            assert [len(throttles(history(org, e["executionArn"]))) for e in executions] == [2, 2]
+
+
 def test_a_task_that_keeps_failing_is_caught_recorded_and_notified(
     org: Organization, load_event: Callable[[str], dict[str, Any]]
 ) -> None:
