@@ -148,12 +148,11 @@ def client(service: str, account_id: str | None = None, region: str | None = Non
     return session_for(account).client(service, region_name=region or settings().region)  # type: ignore[call-overload]
 
 
-def dynamodb_table(name: str, account_id: str | None = None) -> Any:
-    """The DynamoDB table `name` in `account_id` (default: the governance account) as a boto3 resource,
-    made once per session and table: a resource costs a few milliseconds to build (its own client and
-    classes), and the ledger, the claims and the inventory are read and written many times a request."""
-    account = account_id or settings().require("governance_account_id")
-    return _table_in(session_for(account), name)
+def dynamodb_table(name: str) -> Any:
+    """The governance account's DynamoDB table `name` as a boto3 resource, made once per session and
+    table: a resource costs a few milliseconds to build (its own client and classes), and the ledger, the
+    claims and the inventory are read and written many times a request."""
+    return _table_in(session_for(settings().require("governance_account_id")), name)
 
 
 @functools.lru_cache(maxsize=16)
