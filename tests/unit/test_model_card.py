@@ -315,3 +315,81 @@ def test_the_central_decision_on_the_registry_is_not_new_promotion_content(centr
     assert versions(name) == [1, 2]
     assert card(name)["ModelCardStatus"] == "Approved"
     assert "approval_description" not in json.loads(card(name)["Content"])["model_package_details"]
+
+
+def test_a_promotion_that_changes_an_approved_card_sends_it_back_to_review(central: dict[str, Any]) -> None:
+    """Reviewers approved what the card said; content the promotion changes has not been reviewed."""
+    name = model_card.write_model_card(central, event_id="e1", flow="model-promotion", account=TEAM)["name"]
+    boto3.client("sagemaker").update_model_card(ModelCardName=name, ModelCardStatus="Approved")
+    changed = {
+        **central,
+        "CustomerMetadataProperties": {**central["CustomerMetadataProperties"], "risk-rating": "high"},
+    }
+
+    written = model_card.write_model_card(changed, event_id="e2", flow="model-promotion", account=TEAM)
+
+    assert written["change"] == "updated"
+    described = card(name)
+    assert described["ModelCardStatus"] == "PendingReview"
+    assert json.loads(described["Content"])["intended_uses"]["risk_rating"] == "High"
+
+
+def test_a_description_longer_than_the_schema_allows_is_cut_to_fit_with_a_mark(
+    central: dict[str, Any],
+) -> None:
+    content = model_card.build_card_content({**central, "ModelPackageDescription": "d" * 5_000})
+
+    description = content["model_overview"]["model_description"]
+    assert len(description) == 1024 and description.endswith("…")
+    assert errors(content) == []
+
+
+def test_a_long_metric_series_is_cut_to_the_schemas_twenty_points_keeping_both_ends() -> None:
+    [group] = model_card.metric_groups_from_report({"m": {"loss": [float(step) for step in range(100)]}})
+
+    [metric] = group["metric_data"]
+    assert metric["type"] == "bar_chart"
+    assert len(metric["value"]) == 20 and metric["value"][0] == 0.0 and metric["value"][-1] == 99.0
+    assert errors({"evaluation_details": [{"name": "report", "metric_groups": [group]}]}) == []
+
+
+def test_a_standard_deviation_that_is_not_a_number_adds_no_note() -> None:
+    [group] = model_card.metric_groups_from_report(
+        {
+            "r": {
+                "mse": {"value": 4.6, "standard_deviation": "n/a"},
+                "mae": {"value": 1.2, "standard_deviation": 0.3},
+            }
+        }
+    )
+
+    notes = {metric["name"]: metric.get("notes") for metric in group["metric_data"]}
+    assert notes == {"mse": None, "mae": "standard deviation 0.3"}
+
+
+def test_custom_details_leave_out_what_has_no_value() -> None:
+    content: dict[str, Any] = {}
+
+    model_card.set_custom_details(
+        content, {"deployment_status": "Succeeded", "deployment_error": None, "decision_note": ""}
+    )
+
+    assert content["additional_information"]["custom_details"] == {"deployment_status": "Succeeded"}
+
+
+def test_details_added_to_a_card_already_at_the_size_limit_keep_it_under_the_limit(
+    central: dict[str, Any],
+) -> None:
+    report = {f"group_{g}": {f"metric_{m}_{'x' * 200}": m / 3 for m in range(50)} for g in range(20)}
+    boto3.client("s3").put_object(
+        Bucket=BUCKET, Key=f"{TEAM}/churn-prediction/3/evaluation.json", Body=json.dumps(report).encode()
+    )
+    name = model_card.write_model_card(central, event_id="e", flow="model-promotion", account=TEAM)["name"]
+    details = {f"deployment_note_{index}": "n" * 1_000 for index in range(5)}
+
+    result = model_card.update_card_content(name, lambda c: model_card.set_custom_details(c, details))
+
+    assert result["changed"] is True
+    saved = card(name)["Content"]
+    assert len(saved) <= 100_000
+    assert json.loads(saved)["additional_information"]["custom_details"]["deployment_note_4"] == "n" * 1_000
