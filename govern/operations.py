@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from governance import baseline, ledger
 from governance.ledger import LedgerEntry
 from governance.sessions import client, forget_sessions
-from governance.settings import settings
+from governance.settings import Settings, settings
 
 # Outputs of the backbone stack (template.yaml) the operations read when given --stack-name.
 LEDGER_TABLE_OUTPUT = "LedgerTableName"
@@ -59,38 +59,35 @@ def governance_account(
     region: str | None = None,
 ) -> Iterator[str]:
     """Run the layer's code (ledger and inventory readers, sessions) from outside Lambda, with the caller's
-    credentials as the governance account's; restores the environment afterwards. Yields the account id."""
-    names = ("LEDGER_TABLE", "INVENTORY_TABLE", "OU_ENVIRONMENT_MAP", "GOVERNANCE_ACCOUNT_ID", "AWS_REGION")
-    saved = {name: os.environ.get(name) for name in names}
+    credentials as the governance account's. Yields the account id.
+
+    The settings are pinned for this context only (settings.pinned), the process's environment is left as
+    it is: the emulated functions run in the operator's process in tests and `govern`, and a workflow a
+    redrive starts must not see the operator's Region or tables as its own."""
+    resolved_region = region or os.environ.get("AWS_REGION") or boto3.Session().region_name
+    if not resolved_region:
+        # Not us-east-1 by default: a stack elsewhere would read as "does not exist".
+        raise OperationError(
+            "no AWS Region: pass --region with the backbone's Region, or set AWS_REGION or the "
+            "profile's region"
+        )
+    environment = {**os.environ, "AWS_REGION": resolved_region}
+    if ledger_table:
+        environment["LEDGER_TABLE"] = ledger_table
+    if inventory_table:
+        environment["INVENTORY_TABLE"] = inventory_table
+    if ou_environment_map is not None:
+        environment["OU_ENVIRONMENT_MAP"] = ou_environment_map
+    if not environment.get("GOVERNANCE_ACCOUNT_ID"):
+        # The one call made before the layer's sessions know which account is "ours".
+        identity = boto3.client("sts", region_name=resolved_region).get_caller_identity()
+        environment["GOVERNANCE_ACCOUNT_ID"] = identity["Account"]
+    # The caller's credentials may have changed since the last operation (another profile).
+    forget_sessions()
     try:
-        resolved_region = region or os.environ.get("AWS_REGION") or boto3.Session().region_name
-        if not resolved_region:
-            # Not us-east-1 by default: a stack elsewhere would read as "does not exist".
-            raise OperationError(
-                "no AWS Region: pass --region with the backbone's Region, or set AWS_REGION or the "
-                "profile's region"
-            )
-        os.environ["AWS_REGION"] = resolved_region
-        if ledger_table:
-            os.environ["LEDGER_TABLE"] = ledger_table
-        if inventory_table:
-            os.environ["INVENTORY_TABLE"] = inventory_table
-        if ou_environment_map is not None:
-            os.environ["OU_ENVIRONMENT_MAP"] = ou_environment_map
-        if not os.environ.get("GOVERNANCE_ACCOUNT_ID"):
-            # The one call made before the layer's sessions know which account is "ours".
-            identity = boto3.client("sts", region_name=resolved_region).get_caller_identity()
-            os.environ["GOVERNANCE_ACCOUNT_ID"] = identity["Account"]
-        settings.cache_clear()
-        forget_sessions()
-        yield settings().require("governance_account_id")
+        with settings.pinned(Settings.from_environment(environment)):
+            yield settings().require("governance_account_id")
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        settings.cache_clear()
         forget_sessions()
 
 

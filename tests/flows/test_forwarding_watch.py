@@ -384,15 +384,16 @@ def test_govern_redrive_delivers_in_the_governance_region_whatever_region_the_pr
     forwarded_and_kept(org, url, approval, "ml-governance-forward-model-package-state")
     forwarded_and_kept(org, url, finding, "ml-governance-forward-config-compliance")
     member = org.session(TEAM_B, "eu-west-1")
-    # The operator's Region, for the redrive only: the emulated functions share this process's environment.
+    # The operator's Region. The workflow the redrive starts runs while it is still set, in this process (as
+    # every emulated function does): its settings stay the deployment's, not the operator's.
     with monkeypatch.context() as operator:
         operator.setenv("AWS_REGION", "eu-west-1")
         operator.setenv("AWS_DEFAULT_REGION", "eu-west-1")
         moved = {r.event_id: r for r in operations.redrive(url, dry_run=False, queue_session=member)}
+        assert org.wait_for_execution(moved[approval["id"]].execution_arn) == "SUCCEEDED"
 
     assert {(r.status, r.note) for r in moved.values()} == {("moved", "")}
     assert depth(org, TEAM_B, "eu-west-1", url)["ApproximateNumberOfMessages"] == 0
-    assert org.wait_for_execution(moved[approval["id"]].execution_arn) == "SUCCEEDED"
     group = f"{TEAM_B}-churn-prediction"
     versions = org.session().client("sagemaker").list_model_packages(ModelPackageGroupName=group)
     assert len(versions["ModelPackageSummaryList"]) == 1

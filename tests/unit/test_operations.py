@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from governance.events.config import ConfigComplianceChange
 from governance.failures import dead_letter
 from governance.ledger import LedgerEntry, record
 from governance.remediation.engine import record_rejection
+from governance.sessions import session_for
 from governance.settings import settings
 from tests.conftest import read_event
 
@@ -172,6 +174,38 @@ def workflow_dead_letter(backbone: Backbone, event: dict[str, Any], flow: str) -
             dead_letter(event, "detail.resourceId: Field required", flow=flow, source="workflow")
     finally:
         os.environ.pop("DEAD_LETTER_QUEUE_URL")
+
+
+def test_governance_account_keeps_the_operators_settings_to_itself(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `govern` command's Region and tables hold in its own context only: code running beside it in the
+    process (the emulated functions, in tests and `govern`) keeps writing where its environment says."""
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("LEDGER_TABLE", backbone.ledger_table)
+    monkeypatch.setenv("GOVERNANCE_ACCOUNT_ID", backbone.account)
+    settings.cache_clear()
+    before = dict(os.environ)
+    errors: list[Exception] = []
+
+    def function_beside_the_operator() -> None:
+        try:
+            record(LedgerEntry("e-beside", "remediate", "done", "arn:aws:s3:::b", flow="test", account="1"))  # type: ignore[arg-type]
+        except Exception as error:  # handed to the test's thread, which asserts there was none
+            errors.append(error)
+
+    with governance_account(ledger_table="operators-ledger", region="eu-west-1"):
+        assert (settings().region, settings().ledger_table) == ("eu-west-1", "operators-ledger")
+        assert session_for(backbone.account).region_name == "eu-west-1"
+        beside = threading.Thread(target=function_beside_the_operator)
+        beside.start()
+        beside.join()
+
+    assert errors == []
+    assert dict(os.environ) == before
+    items = boto3.client("dynamodb", region_name=REGION).scan(TableName=backbone.ledger_table)["Items"]
+    assert [item["event_id"]["S"] for item in items] == ["e-beside"]
+    settings.cache_clear()
 
 
 # ---------------------------------------------------------------- govern ledger

@@ -20,7 +20,9 @@ from governance.settings import settings
 
 _REFRESH_MARGIN = timedelta(minutes=5)
 _lock = threading.Lock()
-_sessions: dict[str, tuple[boto3.Session, datetime | None]] = {}
+# Keyed by account and Region: a session's Region is its clients' default (the DynamoDB tables' resource,
+# say), and an operator's `govern` command can run with another Region beside the emulated functions.
+_sessions: dict[tuple[str, str], tuple[boto3.Session, datetime | None]] = {}
 # One loader for every session: an assumed-role session otherwise re-reads each service's model
 # files from disk (tens of milliseconds a client), once per account the function touches.
 _loader = botocore.loaders.create_loader()
@@ -125,8 +127,9 @@ def _assume(account_id: str) -> tuple[boto3.Session, datetime]:
 
 def session_for(account_id: str) -> boto3.Session:
     """A session in `account_id`: the function's own for the governance account, an assumed role elsewhere."""
+    key = (account_id, settings().region)
     with _lock:
-        cached = _sessions.get(account_id)
+        cached = _sessions.get(key)
         if cached and (cached[1] is None or cached[1] - _REFRESH_MARGIN > datetime.now(UTC)):
             return cached[0]
     if account_id == settings().governance_account_id:
@@ -137,7 +140,7 @@ def session_for(account_id: str) -> boto3.Session:
     else:
         fresh = _assume(account_id)
     with _lock:
-        _sessions[account_id] = fresh
+        _sessions[key] = fresh
     return fresh[0]
 
 

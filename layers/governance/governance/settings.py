@@ -1,9 +1,13 @@
-"""Settings read lazily from the function's environment, once per cold start."""
+"""Settings read lazily from the function's environment, once per cold start. A `govern` command pins its own
+for its context instead (settings.pinned), leaving the process's as they are."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 
 
@@ -45,6 +49,20 @@ class Settings:
     # offline runtime sets 0 so emulated workflows do not sleep.
     poll_base_seconds: int = 10
 
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str]) -> Settings:
+        """The settings an environment names: each field from its upper-case variable, the Region from
+        AWS_REGION (else AWS_DEFAULT_REGION), blank variables as unset."""
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = environment.get(field.name.upper())
+            if raw is not None and raw != "":
+                values[field.name] = _coerce(raw, field.default)
+        if "region" not in values:
+            region = environment.get("AWS_REGION") or environment.get("AWS_DEFAULT_REGION")
+            values["region"] = region or "us-east-1"
+        return cls(**values)  # type: ignore[arg-type]
+
     def require(self, name: str) -> str:
         """Return a text setting, or fail with the environment variable that is missing."""
         value = getattr(self, name)
@@ -66,14 +84,37 @@ def _coerce(raw: str, default: object) -> object:
     return raw
 
 
+# Settings that hold for one context (a thread, and what it calls) instead of the process: the `govern`
+# operations' (govern.operations.governance_account), so that an operator's Region and tables never
+# become those of code running beside it, as the emulated functions do in the same process.
+_pinned: ContextVar[Settings | None] = ContextVar("governance_settings", default=None)
+
+
 @functools.cache
-def settings() -> Settings:
-    """The settings of this process, read from the environment on first use (not at import)."""
-    values: dict[str, object] = {}
-    for field in fields(Settings):
-        raw = os.environ.get(field.name.upper())
-        if raw is not None and raw != "":
-            values[field.name] = _coerce(raw, field.default)
-    if "region" not in values:
-        values["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return Settings(**values)  # type: ignore[arg-type]
+def _from_process_environment() -> Settings:
+    return Settings.from_environment(os.environ)
+
+
+class _SettingsReader:
+    """`settings()`: the settings pinned in this context, else the process's, read from the environment on
+    first use (not at import) and kept until `settings.cache_clear()`."""
+
+    def __call__(self) -> Settings:
+        return _pinned.get() or _from_process_environment()
+
+    @staticmethod
+    def cache_clear() -> None:
+        _from_process_environment.cache_clear()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def pinned(values: Settings | None) -> Iterator[None]:
+        """Within the block, and only in this context, `settings()` is `values` (None: the process's)."""
+        token = _pinned.set(values)
+        try:
+            yield
+        finally:
+            _pinned.reset(token)
+
+
+settings = _SettingsReader()
