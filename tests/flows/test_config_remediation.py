@@ -1081,6 +1081,36 @@ def test_past_the_hourly_cap_an_account_is_notified_once_and_not_changed(
     assert int(counter["expires_at"]["N"]) > datetime.now(UTC).timestamp()
 
 
+def test_the_cap_tells_of_each_evaluation_it_holds_back_once(
+    org: Organization, load_event: EventLoader
+) -> None:
+    """Once per evaluation, not per rule: another bucket the same rule finds, and the same bucket found again
+    later (a new evaluation), are each told, and the redeliveries of each are not."""
+    org.configure(MAX_ACTIONS_PER_ACCOUNT_PER_HOUR="1")
+    fixed, bucket = load_event("config-s3-tls-required"), load_event("config-s3-public-read")
+    name = bucket["detail"]["resourceId"]
+    other_bucket = json.loads(json.dumps(bucket).replace(name, f"{name}-2"))
+    other_bucket["id"] = "other-bucket-public-read"
+    again = later_evaluation(bucket, event_id="same-bucket-public-read-again")
+    for event in (fixed, bucket, other_bucket):
+        org.seed(event)
+
+    results = org.replay([fixed, bucket, other_bucket, again])
+
+    assert [r.outcome for r in results] == ["succeeded", "dead-lettered", "dead-lettered", "dead-lettered"]
+    for event in (bucket, other_bucket, again):
+        [held] = [n for n in security_notices(org, event["id"]) if "hourly cap" in n.subject]
+        assert (held.message["resource"], held.message["outcome"]) == (
+            event["detail"]["resourceId"],
+            "notify-only",
+        )
+    s3 = aws(org, MEMBER, "s3")
+    for held_bucket in (name, f"{name}-2"):
+        with pytest.raises(ClientError, match="NoSuchPublicAccessBlockConfiguration"):
+            s3.get_public_access_block(Bucket=held_bucket)
+    assert cap_counter(org, MEMBER)["count"] == {"N": "1"}
+
+
 def test_an_evaluation_the_cap_held_back_is_remediated_after_the_hour_by_redrive(
     org: Organization, load_event: EventLoader
 ) -> None:

@@ -16,6 +16,7 @@ from govern.emulator import Organization
 from govern.faults import access_denied, inject_api_faults
 from governance.remediation import engine
 from tests.flows.test_config_remediation import (
+    GOVERNANCE,
     MEMBER,
     OTHER_MEMBER,
     REGION,
@@ -375,3 +376,26 @@ def test_a_long_bucket_name_does_not_cut_the_account_or_the_outcome_from_the_sub
     assert_name_cut_in_subject(
         notice, "[HIGH] s3-bucke…: bucket ", LONG_BUCKET, f" in {MEMBER} would be remediated (dry-run)"
     )
+
+
+# --------------------------------------------------------------------------- the hourly cap
+
+
+def test_a_slot_given_back_more_often_than_taken_does_not_raise_the_cap(org: Organization) -> None:
+    """Giving a slot back is conditional on a count above zero: one given back twice, or after its hour's
+    item is gone, must not leave the account a negative count, and so more actions than the cap."""
+    now = datetime.now(UTC)
+    hour = now.strftime("%Y-%m-%dT%H")
+
+    engine._give_back_action_slot(MEMBER, hour)  # nothing was taken this hour: a no-op, logged
+    assert engine._take_action_slot(MEMBER, 1, now) == hour
+    engine._give_back_action_slot(MEMBER, hour)
+    engine._give_back_action_slot(MEMBER, hour)  # once too often
+
+    assert engine._take_action_slot(MEMBER, 1, now) == hour
+    assert engine._take_action_slot(MEMBER, 1, now) is None
+    item = aws(org, GOVERNANCE, "dynamodb").get_item(
+        TableName=org.physical_id("StateTable"),
+        Key={"pk": {"S": f"{engine.CAP_KEY_PREFIX}{MEMBER}"}, "sk": {"S": hour}},
+    )["Item"]
+    assert item["count"] == {"N": "1"}
