@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
 from govern import cli, operations
@@ -513,6 +513,74 @@ def test_config_compliance_dead_letters_go_back_to_their_source_queue(backbone: 
     [back] = messages_in(backbone, backbone.config_queue)
     assert json.loads(back["Body"]) == event
     assert back["MessageAttributes"]["origin"]["StringValue"] == "eventbridge"
+
+
+def test_an_event_kept_for_a_bus_of_another_account_stays_and_says_whose_credentials_it_needs(
+    backbone: Backbone,
+) -> None:
+    """The rules of a bus in another account are not the caller's to read: the event is not matched against
+    the caller's own bus of the same name, it stays, and the note says which account to run as."""
+    bus = f"arn:aws:events:{REGION}:999999999999:event-bus/ml-governance"
+    eventbridge_dead_letter(backbone, read_event("account-created"), bus, "ml-governance-forward-account")
+
+    [left] = redrive(backbone.events_dlq, dry_run=False)
+
+    assert (left.status, left.destination) == ("left", "")
+    assert left.note == f"the bus {bus} is in account 999999999999: run with that account's credentials"
+    assert executions_of(backbone, backbone.baseline_arn) == []
+    assert len(messages_in(backbone, backbone.events_dlq)) == 1
+
+
+def test_a_body_that_is_json_but_not_an_event_stays_and_the_others_move(backbone: Backbone) -> None:
+    """A workflow's input must be an event (a JSON object): an array stays in the queue, named, and does not
+    stop the redrive of the messages after it."""
+    sqs = backbone.sqs()
+    flow = {"flow": {"DataType": "String", "StringValue": "model-promotion"}}
+    sqs.send_message(
+        QueueUrl=backbone.events_dlq, MessageBody='["not", "an", "event"]', MessageAttributes=flow
+    )
+    approval = read_event("model-approved-in-team-account")
+    sqs.send_message(QueueUrl=backbone.events_dlq, MessageBody=json.dumps(approval), MessageAttributes=flow)
+
+    results = redrive(
+        backbone.events_dlq, dry_run=False, entry_points={"model-promotion": backbone.promotion_arn}
+    )
+
+    assert sorted((r.status, r.note) for r in results) == [
+        ("left", "could not deliver: the message body is not a JSON event"),
+        ("moved", ""),
+    ]
+    [execution] = executions_of(backbone, backbone.promotion_arn)
+    assert json.loads(execution["input"])["id"] == approval["id"]
+    assert [m["Body"] for m in messages_in(backbone, backbone.events_dlq)] == ['["not", "an", "event"]']
+
+
+def test_a_delivered_message_the_queue_would_not_delete_is_reported_moved_and_comes_back(
+    backbone: Backbone,
+) -> None:
+    """DeleteMessage refused after the delivery: the report says it moved and why it is still in the queue
+    (held, back after its hold), rather than the redrive failing with the event already delivered."""
+    created = read_event("account-created")
+    eventbridge_dead_letter(backbone, created, backbone.baseline_arn, "AccountLifecycle")
+    operator = boto3.Session(region_name=REGION)
+
+    def refuse(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "not sqs:DeleteMessage"}}, "DeleteMessage"
+        )
+
+    operator.events.register("before-call.sqs.DeleteMessage", refuse)
+
+    [moved] = redrive(backbone.events_dlq, dry_run=False, queue_session=operator, region=REGION)
+
+    assert moved.status == "moved"
+    assert moved.note.startswith(
+        "delivered, but not deleted from the queue (AccessDenied: not sqs:DeleteMessage)"
+    )
+    [execution] = executions_of(backbone, backbone.baseline_arn)
+    assert json.loads(execution["input"])["id"] == created["id"]
+    depth = backbone.sqs().get_queue_attributes(QueueUrl=backbone.events_dlq, AttributeNames=["All"])
+    assert depth["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
 
 
 def test_a_dead_letter_queue_shared_by_several_queues_is_refused_and_nothing_moves(
