@@ -341,6 +341,25 @@ def test_a_malformed_workflow_input_is_kept_in_the_dead_letter_queue(aws: dict[s
     assert [e.action for e in entries_for_event(event["id"])] == ["dead_letter", "notify"]
 
 
+@pytest.mark.parametrize("event", [["not", "an", "event"], {"source": "aws.sagemaker"}, {"id": ""}])
+def test_a_workflow_input_without_an_id_is_kept_with_a_placeholder_id(
+    aws: dict[str, str], event: Any
+) -> None:
+    """SQS refuses an empty message attribute: an input with no id (not an object, no `id`, an empty one)
+    is still kept, its event_id attribute `-`, the input itself whole in the body."""
+    error = {"Error": "MalformedEvent", "Cause": "no id"}
+
+    record_workflow_failure(
+        flow="model-promotion", action="replicate_model", audience="ml-governance", event=event, error=error
+    )
+
+    [message] = boto3.client("sqs").receive_message(
+        QueueUrl=aws["DEAD_LETTER_QUEUE_URL"], MessageAttributeNames=["All"]
+    )["Messages"]
+    assert json.loads(message["Body"]) == event
+    assert message["MessageAttributes"]["event_id"]["StringValue"] == "-"
+
+
 def test_names_fit_sagemaker_limits() -> None:
     assert central_group_name("210987654321", "churn_prediction") == "210987654321-churn-prediction"
     long_group = central_group_name("210987654321", "x" * 80)

@@ -675,6 +675,21 @@ def test_the_same_execution_may_claim_again_and_a_released_claim_is_free(backbon
     assert promotion.claim_replication(source, owner="b", attempt=0, event_id="e")["state"] == "claimed"
 
 
+def test_a_release_after_the_registration_keeps_the_record_of_the_central_version(backbone: Backbone) -> None:
+    """A step after the registration fails (the card, the notice) and the workflow's catch releases its
+    claim: the item is no longer a claim but the record of the version made, so it stays, and a duplicate
+    finds that version rather than registering a second one."""
+    _, source = seeded_source(backbone)
+    central = register(source, owner="execution-1")
+
+    assert promotion.release_claim(source.arn, owner="execution-1") is False
+
+    duplicate = promotion.claim_replication(source, owner="execution-2", attempt=0, event_id="event-2")
+    assert (duplicate["state"], duplicate["central"]["arn"]) == ("registered", central.arn)
+    versions = central_sagemaker().list_model_packages(ModelPackageGroupName=central.group)
+    assert len(versions["ModelPackageSummaryList"]) == 1
+
+
 def test_an_abandoned_claim_is_taken_over_after_its_lease(backbone: Backbone) -> None:
     _, source = seeded_source(backbone)
     promotion.claim_replication(source, owner="dead", attempt=0, event_id="e")
