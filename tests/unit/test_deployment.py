@@ -195,6 +195,74 @@ def test_a_new_decision_does_not_take_over_a_pipeline_execution_still_running(
     assert deployment.deployment_record(decision["version_arn"])["status"] == "InProgress"
 
 
+@pytest.mark.parametrize(
+    ("ended", "new_decision"),
+    [("Failed", False), ("Succeeded", True), ("its pipeline deleted", True)],
+    ids=["the-same-decision-after-a-failed-run", "a-new-decision-after-a-deployed-run", "an-unreadable-run"],
+)
+def test_a_run_the_workflow_lost_track_of_is_taken_over_only_by_a_new_decision_after_a_failed_end(
+    approved: dict[str, Any], ended: str, new_decision: bool
+) -> None:
+    """The workflow following a run died and left the record InProgress. A later delivery takes the record
+    over only when it is a new decision and CodePipeline says that run ended without deploying: the same
+    decision again, a run that deployed (no rejection since), or a run that cannot be read stay duplicates."""
+    final_status = "Failed" if ended == "Failed" else "Succeeded"
+    model_support.script_pipeline_executions(
+        GOVERNANCE, REGION, PIPELINE, final_status=final_status, running_checks=0
+    )
+    decision = deployment.load_decision(approved)
+    first = deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
+    if ended == "its pipeline deleted":
+        boto3.client("codepipeline").delete_pipeline(name=PIPELINE)
+    again = {**decision, "approval": "Approved@2026-11-29T11:00:00Z"} if new_decision else decision
+
+    second = deployment.start_pipeline(again, owner="execution-2", event_id="event-2")
+
+    assert second["state"] == "duplicate"
+    record = deployment.deployment_record(decision["version_arn"])
+    assert (record["status"], record["execution_id"], record["owner"]) == (
+        "InProgress",
+        first["execution_id"],
+        "execution-1",
+    )
+    if ended != "its pipeline deleted":
+        assert len(executions_for(decision["version_arn"])) == 1
+
+
+def test_each_start_carries_the_token_codepipeline_drops_a_second_start_of_one_decision_with(
+    approved: dict[str, Any],
+) -> None:
+    """CodePipeline starts nothing for a clientRequestToken it has seen (moto does not model that, so the
+    tokens are read off the requests): the execution's own retry of a start whose answer was lost sends the
+    same token, and a new decision on the version, after its run failed, a new one."""
+    model_support.script_pipeline_executions(
+        GOVERNANCE, REGION, PIPELINE, final_status="Failed", running_checks=0
+    )
+    tokens: list[str] = []
+    codepipeline = deployment._governance("codepipeline")
+    codepipeline.meta.events.register(
+        "provide-client-params.codepipeline.StartPipelineExecution",
+        lambda params, **_: tokens.append(params["clientRequestToken"]),
+    )
+    decision = deployment.load_decision(approved)
+
+    deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
+    deployment.state_table().update_item(  # the answer was lost: the record is still the claim
+        Key={"pk": f"model-deployment#{decision['version_arn']}", "sk": "pipeline"},
+        UpdateExpression="SET #status = :starting REMOVE execution_id",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":starting": "Starting"},
+    )
+    deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
+    reapproved = {**decision, "approval": "Approved@2026-11-29T11:00:00Z"}
+    assert (
+        deployment.start_pipeline(reapproved, owner="execution-2", event_id="event-2")["state"] == "started"
+    )
+
+    assert len(tokens) == 3 and tokens[0] == tokens[1] != tokens[2]
+    assert deployment.deployment_record(decision["version_arn"])["owner"] == "execution-2"
+
+
 def test_a_pipeline_execution_that_is_stopping_is_still_followed(approved: dict[str, Any]) -> None:
     """Stopping is on its way to Stopped, not an end: its result is not on the card yet."""
     model_support.script_pipeline_executions(
