@@ -86,7 +86,9 @@ def _coerce(raw: str, default: object) -> object:
 
 # Settings that hold for one context (a thread, and what it calls) instead of the process: the `govern`
 # operations' (govern.operations.governance_account), so that an operator's Region and tables never
-# become those of code running beside it, as the emulated functions do in the same process.
+# become those of code running beside it, as the emulated functions do in the same process. Like any
+# ContextVar, it does not follow into threads the code starts itself (forwarding.watch's readers): those
+# read the process's settings.
 _pinned: ContextVar[Settings | None] = ContextVar("governance_settings", default=None)
 
 
