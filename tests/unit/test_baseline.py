@@ -188,10 +188,31 @@ def baseline_account(facts: AccountFacts) -> dict[str, Any]:
         ("ml-team-churn-test", "churn"),
         ("data-lake-prod", "unassigned"),
         ("ml-team--dev", "unassigned"),
+        # The team names resources and tags: only lower-case letters, digits and single hyphens.
+        ("ml-team-churn_model-dev", "unassigned"),
+        ("ml-team-churn--model-dev", "unassigned"),
+        ("ml-team-churn-dev-", "unassigned"),
     ],
 )
 def test_the_team_comes_from_the_account_name(account_name: str, team: str) -> None:
     assert baseline.team_from_account_name(account_name, ["dev", "test", "prod"]) == team
+
+
+def test_the_longest_environment_suffix_is_the_one_taken_off() -> None:
+    """With environments `prod` and `non-prod`, `ml-team-churn-non-prod` is team churn in non-prod, not
+    team `churn-non` in prod."""
+    assert baseline.team_from_account_name("ml-team-churn-non-prod", ["prod", "non-prod"]) == "churn"
+    assert baseline.team_from_account_name("ml-team-churn-prod", ["prod", "non-prod"]) == "churn"
+
+
+def test_an_ou_is_mapped_by_its_id_before_its_name() -> None:
+    """Ids are unique and stable; a name is neither (ML/Prod and Workloads/Prod), so an id entry wins."""
+    mapping = {"ou-ab12-prod0001": "prod", "prod": "dev", "sandbox": "dev"}
+
+    assert baseline.environment_of_ou("ou-ab12-prod0001", "Prod", mapping) == "prod"
+    assert baseline.environment_of_ou("OU-AB12-PROD0001 ", "Prod", mapping) == "prod"
+    assert baseline.environment_of_ou("ou-ab12-other001", " Sandbox", mapping) == "dev"
+    assert baseline.environment_of_ou("ou-ab12-other001", "Security", mapping) == ""
 
 
 def test_a_created_account_is_described_with_environment_team_and_change(aws: dict[str, str]) -> None:
@@ -708,6 +729,30 @@ def test_accounts_on_an_older_baseline_are_found(aws: dict[str, str]) -> None:
     assert [item["account_id"] for item in older] == ["210987654321"]
     assert baseline.accounts_on_older_baseline("2099.1.1")[0]["account_id"] == "210987654321"
     assert len(baseline.accounts_on_older_baseline("2099.1.1")) == 2
+    # Versions compare as numbers: 2026.9.4 is older than 2026.11.1, though it sorts after it as text.
+    table.put_item(
+        Item={"account_id": "210987654321", "baseline_version": "2026.9.4", "baseline_status": "baselined"}
+    )
+    assert [item["note"] for item in baseline.accounts_on_older_baseline("2026.11.1")] == [
+        "baseline 2026.9.4 is older than 2026.11.1"
+    ]
+
+
+def test_every_governed_account_is_found_past_the_first_page_of_the_inventory(aws: dict[str, str]) -> None:
+    """A scan answers at most 1 MB a page: 300 accounts of 5 KB each are two pages, and all are found."""
+    table = boto3.resource("dynamodb", region_name=REGION).Table(INVENTORY)
+    with table.batch_writer() as batch:
+        for number in range(300):
+            batch.put_item(
+                Item={
+                    "account_id": f"{number:012d}",
+                    "baseline_status": "baselined",
+                    "account_name": "x" * 5000,
+                }
+            )
+    assert "LastEvaluatedKey" in table.scan()  # more than one page
+
+    assert len(baseline.governed_accounts()) == 300
 
 
 def test_accounts_baselined_in_other_regions_than_baseline_regions_now_are_found(aws: dict[str, str]) -> None:
