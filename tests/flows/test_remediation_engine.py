@@ -396,6 +396,6 @@ def test_a_slot_given_back_more_often_than_taken_does_not_raise_the_cap(org: Org
     assert engine._take_action_slot(MEMBER, 1, now) is None
     item = aws(org, GOVERNANCE, "dynamodb").get_item(
         TableName=org.physical_id("StateTable"),
-        Key={"pk": {"S": f"{engine.CAP_KEY_PREFIX}{MEMBER}"}, "sk": {"S": hour}},
+        Key=engine._cap_key(MEMBER, hour),
     )["Item"]
     assert item["count"] == {"N": "1"}

@@ -248,7 +248,7 @@ def test_each_start_carries_the_token_codepipeline_drops_a_second_start_of_one_d
 
     deployment.start_pipeline(decision, owner="execution-1", event_id="event-1")
     deployment.state_table().update_item(  # the answer was lost: the record is still the claim
-        Key={"pk": f"model-deployment#{decision['version_arn']}", "sk": "pipeline"},
+        Key=deployment._deployment_key(decision["version_arn"]),
         UpdateExpression="SET #status = :starting REMOVE execution_id",
         ExpressionAttributeNames={"#status": "status"},
         ExpressionAttributeValues={":starting": "Starting"},

@@ -166,7 +166,7 @@ def eventbridge_dead_letter(backbone: Backbone, event: dict[str, Any], target_ar
     )
 
 
-def workflow_dead_letter(backbone: Backbone, event: dict[str, Any], flow: str) -> None:
+def workflow_dead_letter(backbone: Backbone, event: Any, flow: str) -> None:
     """What RecordFailure puts in the events DLQ (governance.failures.dead_letter)."""
     os.environ["DEAD_LETTER_QUEUE_URL"] = backbone.events_dlq
     try:
@@ -534,13 +534,9 @@ def test_an_event_kept_for_a_bus_of_another_account_stays_and_says_whose_credent
 def test_a_body_that_is_json_but_not_an_event_stays_and_the_others_move(backbone: Backbone) -> None:
     """A workflow's input must be an event (a JSON object): an array stays in the queue, named, and does not
     stop the redrive of the messages after it."""
-    sqs = backbone.sqs()
-    flow = {"flow": {"DataType": "String", "StringValue": "model-promotion"}}
-    sqs.send_message(
-        QueueUrl=backbone.events_dlq, MessageBody='["not", "an", "event"]', MessageAttributes=flow
-    )
+    workflow_dead_letter(backbone, ["not", "an", "event"], "model-promotion")
     approval = read_event("model-approved-in-team-account")
-    sqs.send_message(QueueUrl=backbone.events_dlq, MessageBody=json.dumps(approval), MessageAttributes=flow)
+    workflow_dead_letter(backbone, approval, "model-promotion")
 
     results = redrive(
         backbone.events_dlq, dry_run=False, entry_points={"model-promotion": backbone.promotion_arn}

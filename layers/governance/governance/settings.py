@@ -110,8 +110,8 @@ class _SettingsReader:
 
     @staticmethod
     @contextlib.contextmanager
-    def pinned(values: Settings | None) -> Iterator[None]:
-        """Within the block, and only in this context, `settings()` is `values` (None: the process's)."""
+    def pinned(values: Settings) -> Iterator[None]:
+        """Within the block, and only in this context, `settings()` is `values`."""
         token = _pinned.set(values)
         try:
             yield
